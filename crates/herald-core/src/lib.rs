@@ -1,0 +1,14 @@
+//! Herald's domain vocabulary: typed prefixed ids and values that are valid by
+//! construction ("parse, don't validate"). Nothing here knows about HTTP, SQL or
+//! brokers, so every other crate can depend on it.
+
+pub mod id;
+pub mod secret;
+pub mod value;
+
+pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TenantId};
+pub use secret::EndpointSecret;
+pub use value::{
+    ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, IdOrUid, Metadata,
+    Uid, ValidationError,
+};

@@ -1,0 +1,144 @@
+//! Herald's persistence layer: the [`Store`] trait every other crate talks to,
+//! the records it stores, and its PostgreSQL implementation.
+//!
+//! Every method that touches tenant data takes the [`TenantId`] first, so no
+//! query can forget to scope by tenant. A SQLite implementation can be added
+//! beside [`postgres::PgStore`] without changing any caller.
+
+pub mod model;
+pub mod page;
+pub mod postgres;
+
+use async_trait::async_trait;
+use herald_core::{ApiKeyId, ApplicationId, EndpointId, EventTypeName, IdOrUid, TenantId};
+
+pub use model::*;
+pub use page::{Cursor, ListQuery, Ordering, Page};
+pub use postgres::PgStore;
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write; the name says which one.
+    #[error("unique constraint {constraint} violated")]
+    Conflict { constraint: String },
+    /// The database could not be reached (down, pool exhausted, connection lost).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored value could not be decoded; a bug or a manual edit.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether this is a violation of the named unique constraint.
+    pub fn is_conflict_on(&self, name: &str) -> bool {
+        matches!(self, StoreError::Conflict { constraint } if constraint == name)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Timestamps are stored with microsecond precision; truncating before writing
+/// keeps what a handler returns identical to what a later read returns.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+
+/// The persistence contract. Reads return `Ok(None)` for objects that do not
+/// exist *for this tenant*; whether they exist for another tenant is invisible.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Server settings, shared by every process.
+    /// Stores `value` under `name` unless a value exists; returns the stored value.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
+
+    // Tenants and keys.
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn tenant(&self, tenant_id: &TenantId) -> StoreResult<Option<Tenant>>;
+    async fn list_tenants(&self, query: &ListQuery) -> StoreResult<Page<Tenant>>;
+    async fn insert_api_key(&self, tenant_id: &TenantId, key: &ApiKey) -> StoreResult<()>;
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> StoreResult<Vec<ApiKey>>;
+    /// Marks a key revoked; returns false when the tenant has no such key.
+    async fn revoke_api_key(&self, tenant_id: &TenantId, key_id: &ApiKeyId) -> StoreResult<bool>;
+    /// Finds the live (not revoked) key with this hash. The one lookup that is
+    /// not tenant-scoped: it is how the tenant is found in the first place.
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>>;
+
+    // Applications.
+    async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()>;
+    async fn update_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()>;
+    async fn application(
+        &self,
+        tenant_id: &TenantId,
+        app: &IdOrUid,
+    ) -> StoreResult<Option<Application>>;
+    async fn list_applications(
+        &self,
+        tenant_id: &TenantId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Application>>;
+    /// Deletes an application and its endpoints; returns false when absent.
+    async fn delete_application(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<bool>;
+
+    // Endpoints.
+    async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()>;
+    async fn update_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()>;
+    async fn endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &IdOrUid,
+    ) -> StoreResult<Option<Endpoint>>;
+    async fn list_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Endpoint>>;
+    async fn delete_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<bool>;
+
+    // Event types.
+    async fn insert_event_type(&self, tenant_id: &TenantId, event_type: &EventType)
+        -> StoreResult<()>;
+    async fn update_event_type(&self, tenant_id: &TenantId, event_type: &EventType)
+        -> StoreResult<()>;
+    async fn event_type(
+        &self,
+        tenant_id: &TenantId,
+        name: &EventTypeName,
+    ) -> StoreResult<Option<EventType>>;
+    async fn list_event_types(
+        &self,
+        tenant_id: &TenantId,
+        query: &ListQuery,
+        include_archived: bool,
+    ) -> StoreResult<Page<EventType>>;
+    /// Removes the row for good (`?expunge=true`); returns false when absent.
+    async fn delete_event_type(&self, tenant_id: &TenantId, name: &EventTypeName)
+        -> StoreResult<bool>;
+    /// The names among `names` that are not live (existing, unarchived) event types.
+    async fn missing_event_types(
+        &self,
+        tenant_id: &TenantId,
+        names: &[EventTypeName],
+    ) -> StoreResult<Vec<EventTypeName>>;
+}

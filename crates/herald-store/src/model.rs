@@ -1,0 +1,207 @@
+//! The records the store reads and writes. They hold validated values only.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use herald_core::{
+    ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
+    EndpointUrl, EventTypeName, FeatureFlag, Metadata, TenantId, Uid,
+};
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key as stored: its hash and a displayable prefix, never the key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub id: ApplicationId,
+    pub uid: Option<Uid>,
+    pub name: String,
+    pub metadata: Metadata,
+    pub throttle_rate: Option<u16>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventType {
+    pub name: EventTypeName,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    pub feature_flag: Option<FeatureFlag>,
+    pub schemas: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub app_id: ApplicationId,
+    pub uid: Option<Uid>,
+    pub url: EndpointUrl,
+    pub description: String,
+    pub version: u16,
+    pub disabled: bool,
+    /// `None` = every event type.
+    pub event_types: Option<Vec<EventTypeName>>,
+    /// `None` = every channel.
+    pub channels: Option<Vec<ChannelName>>,
+    pub metadata: Metadata,
+    pub throttle_rate: Option<u16>,
+    pub headers: EndpointHeaders,
+    pub secrets: EndpointSecrets,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An endpoint's current signing secret and the previous ones that stay valid
+/// until their grace period ends, so receivers can roll over without downtime.
+#[derive(Debug, Clone)]
+pub struct EndpointSecrets {
+    pub current: EndpointSecret,
+    pub previous: Vec<PreviousSecret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreviousSecret {
+    pub secret: EndpointSecret,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl EndpointSecrets {
+    /// At most this many old secrets are kept during overlapping rotations.
+    pub const MAX_PREVIOUS: usize = 10;
+
+    pub fn new(current: EndpointSecret) -> Self {
+        Self {
+            current,
+            previous: Vec::new(),
+        }
+    }
+
+    /// Makes `next` current; the old current stays valid for `grace`. Expired
+    /// secrets are dropped, and beyond [`Self::MAX_PREVIOUS`] the oldest go.
+    pub fn rotate(&mut self, next: EndpointSecret, grace: chrono::Duration, now: DateTime<Utc>) {
+        let old = std::mem::replace(&mut self.current, next);
+        self.previous.retain(|p| p.expires_at > now);
+        if grace > chrono::Duration::zero() {
+            self.previous.push(PreviousSecret {
+                secret: old,
+                expires_at: now + grace,
+            });
+        }
+        self.previous.sort_by_key(|p| p.expires_at);
+        let excess = self.previous.len().saturating_sub(Self::MAX_PREVIOUS);
+        self.previous.drain(..excess);
+    }
+
+    /// Every secret a delivery made at `now` is signed with: current first.
+    pub fn valid_at(&self, now: DateTime<Utc>) -> Vec<&EndpointSecret> {
+        std::iter::once(&self.current)
+            .chain(
+                self.previous
+                    .iter()
+                    .filter(|p| p.expires_at > now)
+                    .map(|p| &p.secret),
+            )
+            .collect()
+    }
+}
+
+/// The JSON form of [`EndpointSecrets`] in the `endpoint.secrets` column.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StoredSecrets {
+    pub current: String,
+    #[serde(default)]
+    pub previous: Vec<StoredPreviousSecret>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StoredPreviousSecret {
+    pub key: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<&EndpointSecrets> for StoredSecrets {
+    fn from(secrets: &EndpointSecrets) -> Self {
+        Self {
+            current: secrets.current.expose(),
+            previous: secrets
+                .previous
+                .iter()
+                .map(|p| StoredPreviousSecret {
+                    key: p.secret.expose(),
+                    expires_at: p.expires_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<StoredSecrets> for EndpointSecrets {
+    type Error = String;
+
+    fn try_from(stored: StoredSecrets) -> Result<Self, Self::Error> {
+        let parse = |s: &str| EndpointSecret::parse(s).map_err(|e| e.msg);
+        Ok(Self {
+            current: parse(&stored.current)?,
+            previous: stored
+                .previous
+                .iter()
+                .map(|p| {
+                    Ok(PreviousSecret {
+                        secret: parse(&p.key)?,
+                        expires_at: p.expires_at,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_old_secret_for_the_grace_period_and_caps_history() {
+        let now = Utc::now();
+        let mut secrets = EndpointSecrets::new(EndpointSecret::generate());
+        let first = secrets.current.clone();
+        secrets.rotate(EndpointSecret::generate(), chrono::Duration::hours(1), now);
+        assert_eq!(secrets.valid_at(now).len(), 2);
+        assert!(secrets.valid_at(now).contains(&&first));
+        assert_eq!(secrets.valid_at(now + chrono::Duration::hours(2)).len(), 1);
+        for _ in 0..20 {
+            secrets.rotate(EndpointSecret::generate(), chrono::Duration::hours(1), now);
+        }
+        assert_eq!(secrets.previous.len(), EndpointSecrets::MAX_PREVIOUS);
+    }
+
+    #[test]
+    fn rotation_with_zero_grace_invalidates_the_old_secret_at_once() {
+        let now = Utc::now();
+        let mut secrets = EndpointSecrets::new(EndpointSecret::generate());
+        secrets.rotate(EndpointSecret::generate(), chrono::Duration::zero(), now);
+        assert_eq!(secrets.valid_at(now).len(), 1);
+    }
+}

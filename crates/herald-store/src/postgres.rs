@@ -1,0 +1,597 @@
+//! The PostgreSQL implementation of [`Store`].
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use herald_core::{
+    ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl, EventTypeName,
+    FeatureFlag, IdOrUid, Metadata, TenantId, Uid,
+};
+
+use crate::model::{
+    ApiKey, Application, Endpoint, EndpointSecrets, EventType, StoredSecrets, Tenant,
+};
+use crate::page::{Cursor, ListQuery, Page};
+use crate::{Store, StoreError, StoreResult};
+
+/// Migrations for PostgreSQL, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A [`Store`] backed by a PostgreSQL connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects lazily: the pool opens connections on first use, so a process can
+    /// start while the database is still coming up and answer 503 until it is.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy(url)
+            .map_err(StoreError::Database)?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+                constraint: db.constraint().unwrap_or_default().to_owned(),
+            },
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            // 57P01 admin_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("57P01" | "57P03" | "53300")) =>
+            {
+                StoreError::Unavailable(err)
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+/// Appends the keyset condition, order and limit of `query` on column `key`.
+/// The caller's SQL must already end in a `WHERE …` clause.
+fn push_keyset(builder: &mut QueryBuilder<'_, Postgres>, key: &str, query: &ListQuery) {
+    let ascending = query.scans_ascending();
+    if let Some(Cursor::After(k) | Cursor::Before(k)) = &query.cursor {
+        builder.push(format!(" AND {key} {} ", if ascending { ">" } else { "<" }));
+        builder.push_bind(k.clone());
+    }
+    builder.push(format!(
+        " ORDER BY {key} {} LIMIT ",
+        if ascending { "ASC" } else { "DESC" }
+    ));
+    builder.push_bind(i64::from(query.limit) + 1);
+}
+
+fn json_of<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+fn tenant_from_row(row: &PgRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: TenantId::parse(row.try_get("id")?).map_err(|e| corrupt("tenant.id", e))?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn api_key_from_row(row: &PgRow) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: ApiKeyId::parse(row.try_get("id")?).map_err(|e| corrupt("api_key.id", e))?,
+        tenant_id: TenantId::parse(row.try_get("tenant_id")?)
+            .map_err(|e| corrupt("api_key.tenant_id", e))?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        key_hash: row.try_get("key_hash")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn throttle_from(value: Option<i32>) -> Option<u16> {
+    value.and_then(|v| u16::try_from(v).ok())
+}
+
+fn application_from_row(row: &PgRow) -> StoreResult<Application> {
+    let uid: Option<String> = row.try_get("uid")?;
+    let metadata: serde_json::Value = row.try_get("metadata")?;
+    Ok(Application {
+        id: ApplicationId::parse(row.try_get("id")?).map_err(|e| corrupt("application.id", e))?,
+        uid: uid
+            .map(Uid::parse)
+            .transpose()
+            .map_err(|e| corrupt("application.uid", e))?,
+        name: row.try_get("name")?,
+        metadata: serde_json::from_value::<Metadata>(metadata)
+            .map_err(|e| corrupt("application.metadata", e))?,
+        throttle_rate: throttle_from(row.try_get("throttle_rate")?),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn event_type_from_row(row: &PgRow) -> StoreResult<EventType> {
+    let feature_flag: Option<String> = row.try_get("feature_flag")?;
+    Ok(EventType {
+        name: EventTypeName::parse(row.try_get::<String, _>("name")?)
+            .map_err(|e| corrupt("event_type.name", e))?,
+        description: row.try_get("description")?,
+        archived: row.try_get("archived")?,
+        deprecated: row.try_get("deprecated")?,
+        feature_flag: feature_flag
+            .map(FeatureFlag::parse)
+            .transpose()
+            .map_err(|e| corrupt("event_type.feature_flag", e))?,
+        schemas: row.try_get("schemas")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn names_from_json<T>(
+    value: Option<serde_json::Value>,
+    parse: impl Fn(String) -> Result<T, herald_core::ValidationError>,
+    what: &str,
+) -> StoreResult<Option<Vec<T>>> {
+    let Some(value) = value else { return Ok(None) };
+    let names: Vec<String> = serde_json::from_value(value).map_err(|e| corrupt(what, e))?;
+    names
+        .into_iter()
+        .map(|n| parse(n).map_err(|e| corrupt(what, e)))
+        .collect::<StoreResult<Vec<T>>>()
+        .map(Some)
+}
+
+fn endpoint_from_row(row: &PgRow) -> StoreResult<Endpoint> {
+    let uid: Option<String> = row.try_get("uid")?;
+    let secrets: StoredSecrets = serde_json::from_value(row.try_get("secrets")?)
+        .map_err(|e| corrupt("endpoint.secrets", e))?;
+    let headers = serde_json::from_value(row.try_get("headers")?)
+        .map_err(|e| corrupt("endpoint.headers", e))
+        .and_then(|map| EndpointHeaders::parse(map).map_err(|e| corrupt("endpoint.headers", e)))?;
+    Ok(Endpoint {
+        id: EndpointId::parse(row.try_get("id")?).map_err(|e| corrupt("endpoint.id", e))?,
+        app_id: ApplicationId::parse(row.try_get("app_id")?)
+            .map_err(|e| corrupt("endpoint.app_id", e))?,
+        uid: uid
+            .map(Uid::parse)
+            .transpose()
+            .map_err(|e| corrupt("endpoint.uid", e))?,
+        url: EndpointUrl::parse(row.try_get::<String, _>("url")?)
+            .map_err(|e| corrupt("endpoint.url", e))?,
+        description: row.try_get("description")?,
+        version: u16::try_from(row.try_get::<i32, _>("version")?).unwrap_or(1),
+        disabled: row.try_get("disabled")?,
+        event_types: names_from_json(
+            row.try_get("event_types")?,
+            EventTypeName::parse,
+            "endpoint.event_types",
+        )?,
+        channels: names_from_json(row.try_get("channels")?, ChannelName::parse, "endpoint.channels")?,
+        metadata: serde_json::from_value(row.try_get("metadata")?)
+            .map_err(|e| corrupt("endpoint.metadata", e))?,
+        throttle_rate: throttle_from(row.try_get("throttle_rate")?),
+        headers,
+        secrets: EndpointSecrets::try_from(secrets).map_err(|e| corrupt("endpoint.secrets", e))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn page_of<T>(
+    rows: Vec<PgRow>,
+    query: &ListQuery,
+    from_row: fn(&PgRow) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_scan(items, query))
+}
+
+const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, disabled, \
+     event_types, channels, metadata, throttle_rate, headers, secrets, created_at, updated_at";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(e.into()))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO server_setting (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM server_setting WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(stored)
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        sqlx::query("INSERT INTO tenant (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant.id.as_str())
+            .bind(&tenant.name)
+            .bind(tenant.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn tenant(&self, tenant_id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenant WHERE id = $1")
+            .bind(tenant_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self, query: &ListQuery) -> StoreResult<Page<Tenant>> {
+        let mut builder = QueryBuilder::new("SELECT id, name, created_at FROM tenant WHERE true");
+        push_keyset(&mut builder, "id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, tenant_from_row)
+    }
+
+    async fn insert_api_key(&self, tenant_id: &TenantId, key: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_key (id, tenant_id, name, prefix, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, tenant_id: &TenantId) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_key WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, tenant_id: &TenantId, key_id: &ApiKeyId) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE api_key SET revoked_at = COALESCE(revoked_at, now()) \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(key_id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_key WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO application (id, tenant_id, uid, name, metadata, throttle_rate, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(app.id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(app.uid.as_ref().map(Uid::as_str))
+        .bind(&app.name)
+        .bind(json_of(&app.metadata))
+        .bind(app.throttle_rate.map(i32::from))
+        .bind(app.created_at)
+        .bind(app.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE application SET uid = $3, name = $4, metadata = $5, throttle_rate = $6, updated_at = $7 \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app.id.as_str())
+        .bind(app.uid.as_ref().map(Uid::as_str))
+        .bind(&app.name)
+        .bind(json_of(&app.metadata))
+        .bind(app.throttle_rate.map(i32::from))
+        .bind(app.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn application(
+        &self,
+        tenant_id: &TenantId,
+        app: &IdOrUid,
+    ) -> StoreResult<Option<Application>> {
+        let row = sqlx::query(
+            "SELECT * FROM application WHERE tenant_id = $1 AND (id = $2 OR uid = $2) LIMIT 1",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(application_from_row).transpose()
+    }
+
+    async fn list_applications(
+        &self,
+        tenant_id: &TenantId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Application>> {
+        let mut builder = QueryBuilder::new("SELECT * FROM application WHERE tenant_id = ");
+        builder.push_bind(tenant_id.as_str());
+        push_keyset(&mut builder, "id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, application_from_row)
+    }
+
+    async fn delete_application(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query("DELETE FROM application WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id.as_str())
+            .bind(app_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO endpoint (tenant_id, {ENDPOINT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(endpoint.id.as_str())
+        .bind(endpoint.app_id.as_str())
+        .bind(endpoint.uid.as_ref().map(Uid::as_str))
+        .bind(endpoint.url.as_str())
+        .bind(&endpoint.description)
+        .bind(i32::from(endpoint.version))
+        .bind(endpoint.disabled)
+        .bind(endpoint.event_types.as_ref().map(json_of))
+        .bind(endpoint.channels.as_ref().map(json_of))
+        .bind(json_of(&endpoint.metadata))
+        .bind(endpoint.throttle_rate.map(i32::from))
+        .bind(json_of(&endpoint.headers))
+        .bind(json_of(&StoredSecrets::from(&endpoint.secrets)))
+        .bind(endpoint.created_at)
+        .bind(endpoint.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE endpoint SET uid = $4, url = $5, description = $6, version = $7, disabled = $8, \
+             event_types = $9, channels = $10, metadata = $11, throttle_rate = $12, headers = $13, \
+             secrets = $14, updated_at = $15 \
+             WHERE tenant_id = $1 AND app_id = $2 AND id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(endpoint.app_id.as_str())
+        .bind(endpoint.id.as_str())
+        .bind(endpoint.uid.as_ref().map(Uid::as_str))
+        .bind(endpoint.url.as_str())
+        .bind(&endpoint.description)
+        .bind(i32::from(endpoint.version))
+        .bind(endpoint.disabled)
+        .bind(endpoint.event_types.as_ref().map(json_of))
+        .bind(endpoint.channels.as_ref().map(json_of))
+        .bind(json_of(&endpoint.metadata))
+        .bind(endpoint.throttle_rate.map(i32::from))
+        .bind(json_of(&endpoint.headers))
+        .bind(json_of(&StoredSecrets::from(&endpoint.secrets)))
+        .bind(endpoint.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &IdOrUid,
+    ) -> StoreResult<Option<Endpoint>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint \
+             WHERE tenant_id = $1 AND app_id = $2 AND (id = $3 OR uid = $3) LIMIT 1"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(endpoint.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(endpoint_from_row).transpose()
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Endpoint>> {
+        let mut builder = QueryBuilder::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE tenant_id = "
+        ));
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND app_id = ");
+        builder.push_bind(app_id.as_str());
+        push_keyset(&mut builder, "id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, endpoint_from_row)
+    }
+
+    async fn delete_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<bool> {
+        let result =
+            sqlx::query("DELETE FROM endpoint WHERE tenant_id = $1 AND app_id = $2 AND id = $3")
+                .bind(tenant_id.as_str())
+                .bind(app_id.as_str())
+                .bind(endpoint_id.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn insert_event_type(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &EventType,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO event_type (tenant_id, name, description, archived, deprecated, feature_flag, schemas, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant_id.as_str())
+        .bind(event_type.name.as_str())
+        .bind(&event_type.description)
+        .bind(event_type.archived)
+        .bind(event_type.deprecated)
+        .bind(event_type.feature_flag.as_ref().map(FeatureFlag::as_str))
+        .bind(&event_type.schemas)
+        .bind(event_type.created_at)
+        .bind(event_type.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_event_type(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &EventType,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE event_type SET description = $3, archived = $4, deprecated = $5, feature_flag = $6, \
+             schemas = $7, updated_at = $8 WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(event_type.name.as_str())
+        .bind(&event_type.description)
+        .bind(event_type.archived)
+        .bind(event_type.deprecated)
+        .bind(event_type.feature_flag.as_ref().map(FeatureFlag::as_str))
+        .bind(&event_type.schemas)
+        .bind(event_type.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn event_type(
+        &self,
+        tenant_id: &TenantId,
+        name: &EventTypeName,
+    ) -> StoreResult<Option<EventType>> {
+        let row = sqlx::query("SELECT * FROM event_type WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(event_type_from_row).transpose()
+    }
+
+    async fn list_event_types(
+        &self,
+        tenant_id: &TenantId,
+        query: &ListQuery,
+        include_archived: bool,
+    ) -> StoreResult<Page<EventType>> {
+        let mut builder = QueryBuilder::new("SELECT * FROM event_type WHERE tenant_id = ");
+        builder.push_bind(tenant_id.as_str());
+        if !include_archived {
+            builder.push(" AND NOT archived");
+        }
+        push_keyset(&mut builder, "name", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, event_type_from_row)
+    }
+
+    async fn delete_event_type(
+        &self,
+        tenant_id: &TenantId,
+        name: &EventTypeName,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query("DELETE FROM event_type WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn missing_event_types(
+        &self,
+        tenant_id: &TenantId,
+        names: &[EventTypeName],
+    ) -> StoreResult<Vec<EventTypeName>> {
+        let wanted: Vec<&str> = names.iter().map(EventTypeName::as_str).collect();
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM event_type WHERE tenant_id = $1 AND name = ANY($2) AND NOT archived",
+        )
+        .bind(tenant_id.as_str())
+        .bind(&wanted)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names
+            .iter()
+            .filter(|n| !found.iter().any(|f| f == n.as_str()))
+            .cloned()
+            .collect())
+    }
+}
