@@ -1,1 +1,77 @@
-//! placeholder
+//! Herald's HTTP API: the Svix-compatible `/api/v1` routes, the operator's
+//! `/admin/v1` routes, and the OpenAPI document and docs page.
+//!
+//! Handlers validate input into `herald-core` types, call the [`Store`] with the
+//! caller's tenant first, and answer in Svix's JSON shapes. The API never talks
+//! to endpoint URLs.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod list;
+pub mod openapi;
+pub mod v1;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use herald_cache::IdempotencyStore;
+use herald_store::Store;
+
+pub use auth::JwtKeys;
+
+/// Settings of the HTTP layer, validated at start-up.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Base URL clients reach this server at; used in app-portal links.
+    pub public_url: String,
+    /// Bearer token of `/admin/v1`; `None` turns the admin API off.
+    pub admin_token: Option<String>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub jwt: JwtKeys,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(v1::router())
+        .merge(admin::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ));
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::openapi_json(),
+                )
+            }),
+        )
+        .merge(SwaggerUi::new("/docs").config(
+            utoipa_swagger_ui::Config::from("/api/v1/openapi.json"),
+        ))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,216 @@
+//! Who is calling: a tenant (by API key), an application (by an app-scoped JWT
+//! from `/api/v1/auth/app-portal-access`), or an operator (by the admin token).
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::distributions::{Alphanumeric, DistString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use herald_core::{ApiKeyId, ApplicationId, TenantId};
+use herald_store::{ApiKey, Application};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Every API key starts with this, so leaked keys are easy to grep for.
+pub const API_KEY_PREFIX: &str = "hsk_";
+/// How many leading characters of a key are stored and shown.
+const SHOWN_PREFIX_LEN: usize = 12;
+
+/// SHA-256 of a presented key. Keys are 190 random bits, so a fast hash is
+/// enough: there is nothing to brute-force that a slow hash would protect.
+pub fn hash_api_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// Creates a new key for `tenant_id`: the plaintext (shown once) and the record.
+pub fn new_api_key(tenant_id: &TenantId, name: &str) -> (String, ApiKey) {
+    let secret = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
+    let key = format!("{API_KEY_PREFIX}{secret}");
+    let record = ApiKey {
+        id: ApiKeyId::new(),
+        tenant_id: tenant_id.clone(),
+        name: name.to_owned(),
+        prefix: key[..SHOWN_PREFIX_LEN].to_owned(),
+        key_hash: hash_api_key(&key),
+        created_at: herald_store::now(),
+        revoked_at: None,
+    };
+    (key, record)
+}
+
+/// The signing keys of app-scoped tokens (HS256).
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl JwtKeys {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+/// Claims of an app-scoped token.
+#[derive(Debug, Serialize, Deserialize)]
+struct AppClaims {
+    iss: String,
+    /// The application the token is limited to.
+    sub: String,
+    /// The tenant that owns the application.
+    tenant: String,
+    iat: i64,
+    exp: i64,
+}
+
+const ISSUER: &str = "herald";
+
+impl JwtKeys {
+    /// Issues a token that can only see `app` of `tenant_id`, until `expires_at`.
+    pub fn issue_app_token(
+        &self,
+        tenant_id: &TenantId,
+        app: &Application,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, ApiError> {
+        let claims = AppClaims {
+            iss: ISSUER.into(),
+            sub: app.id.to_string(),
+            tenant: tenant_id.to_string(),
+            iat: Utc::now().timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(e.into()))
+    }
+
+    fn verify_app_token(&self, token: &str) -> Option<(TenantId, ApplicationId)> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<AppClaims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        Some((
+            TenantId::parse(&claims.tenant).ok()?,
+            ApplicationId::parse(&claims.sub).ok()?,
+        ))
+    }
+}
+
+/// The authenticated caller of an `/api/v1` route.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A tenant's API key: full access to the tenant's objects.
+    Tenant { tenant_id: TenantId },
+    /// An app-scoped token: one application of one tenant, nothing org-level.
+    App {
+        tenant_id: TenantId,
+        app_id: ApplicationId,
+    },
+}
+
+impl Principal {
+    pub fn tenant_id(&self) -> &TenantId {
+        match self {
+            Principal::Tenant { tenant_id } | Principal::App { tenant_id, .. } => tenant_id,
+        }
+    }
+
+    /// Refuses app-scoped tokens on routes that act on the whole tenant.
+    pub fn require_org(&self) -> Result<&TenantId, ApiError> {
+        match self {
+            Principal::Tenant { tenant_id } => Ok(tenant_id),
+            Principal::App { .. } => Err(ApiError::Forbidden(
+                "an application token cannot use organisation-level routes".into(),
+            )),
+        }
+    }
+
+    /// Whether the caller may see `app_id`. An app token asking for another
+    /// application gets the same 404 as for an application that does not exist.
+    pub fn can_see(&self, app_id: &ApplicationId) -> bool {
+        match self {
+            Principal::Tenant { .. } => true,
+            Principal::App { app_id: allowed, .. } => allowed == app_id,
+        }
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("invalid Authorization header".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("expected 'Authorization: Bearer <key>'".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "expected 'Authorization: Bearer <key>'".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        let token = bearer_token(parts)?;
+        // API keys never contain dots; a JWT always has exactly two.
+        let principal = if token.matches('.').count() == 2 {
+            let (tenant_id, app_id) = state
+                .jwt
+                .verify_app_token(token)
+                .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
+            Principal::App { tenant_id, app_id }
+        } else {
+            let key = state
+                .store
+                .api_key_by_hash(&hash_api_key(token))
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
+            Principal::Tenant {
+                tenant_id: key.tenant_id,
+            }
+        };
+        parts.extensions.insert(principal.clone());
+        Ok(principal)
+    }
+}
+
+/// The operator, authorised by `HERALD_ADMIN_TOKEN` on `/admin/v1` routes.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Without a configured token the admin API does not exist.
+        let Some(expected) = state.config.admin_token.as_deref() else {
+            return Err(ApiError::NotFound);
+        };
+        let token = bearer_token(parts)?;
+        if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized("invalid admin token".into()))
+        }
+    }
+}

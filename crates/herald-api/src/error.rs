@@ -1,0 +1,173 @@
+//! `ApiError`: the one error type of the HTTP layer, rendered in Svix's shapes:
+//! `{code, detail}` for most errors and `{detail: [{loc, msg, type}]}` for 422.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use herald_cache::CacheError;
+use herald_core::ValidationError;
+use herald_store::StoreError;
+
+/// The body of every non-validation error (Svix's `HttpErrorOut`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HttpErrorOut {
+    pub code: String,
+    pub detail: String,
+}
+
+/// One validation problem (Svix's `ValidationErrorItem`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrorItem {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The body of a 422 (Svix's `HTTPValidationError`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HttpValidationError {
+    pub detail: Vec<ValidationErrorItem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("entity not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("validation failed")]
+    Validation(Vec<ValidationError>),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::Conflict(detail.into())
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// A single-field validation failure.
+    pub fn invalid(error: ValidationError) -> Self {
+        Self::Validation(vec![error])
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        Self::invalid(error)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(e) => Self::Unavailable(format!("database: {e}")),
+            StoreError::Conflict { constraint } => {
+                Self::Conflict(format!("conflicts with an existing object ({constraint})"))
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(error: CacheError) -> Self {
+        match error {
+            CacheError::Unavailable(e) => Self::Unavailable(format!("cache: {e}")),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+fn error_body(status: StatusCode, code: &str, detail: String) -> Response {
+    (
+        status,
+        Json(HttpErrorOut {
+            code: code.to_owned(),
+            detail,
+        }),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest { code, detail } => error_body(StatusCode::BAD_REQUEST, code, detail),
+            Self::Unauthorized(detail) => {
+                error_body(StatusCode::UNAUTHORIZED, "authentication_failed", detail)
+            }
+            Self::Forbidden(detail) => error_body(StatusCode::FORBIDDEN, "insufficient_access", detail),
+            Self::NotFound => error_body(StatusCode::NOT_FOUND, "not_found", "Entity not found".into()),
+            Self::Conflict(detail) => error_body(StatusCode::CONFLICT, "conflict", detail),
+            Self::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(HttpValidationError {
+                    detail: errors
+                        .into_iter()
+                        .map(|e| ValidationErrorItem {
+                            loc: e.loc,
+                            msg: e.msg,
+                            kind: e.kind.to_owned(),
+                        })
+                        .collect(),
+                }),
+            )
+                .into_response(),
+            Self::PayloadTooLarge => error_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body exceeds the configured size limit".into(),
+            ),
+            Self::UnsupportedMediaType(detail) => error_body(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                detail,
+            ),
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "dependency unavailable");
+                error_body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "a backing service is unavailable; retry later".into(),
+                )
+            }
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal server error".into(),
+                )
+            }
+        }
+    }
+}
+
+/// Answers unknown routes in the same JSON shape as every other error.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

@@ -1,0 +1,87 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]`
+//! attributes. `herald openapi` prints it and `openapi/openapi.json` commits it.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{admin, error, list, v1};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald API",
+        description = "Multi-tenant webhook sending service. The `/api/v1` routes are wire-compatible with Svix's API.",
+    ),
+    paths(
+        v1::health::health,
+        v1::health::ping,
+        v1::application::list_applications,
+        v1::application::create_application,
+        v1::application::get_application,
+        v1::application::update_application,
+        v1::application::patch_application,
+        v1::application::delete_application,
+        v1::endpoint::list_endpoints,
+        v1::endpoint::create_endpoint,
+        v1::endpoint::get_endpoint,
+        v1::endpoint::update_endpoint,
+        v1::endpoint::patch_endpoint,
+        v1::endpoint::delete_endpoint,
+        v1::endpoint::get_endpoint_secret,
+        v1::endpoint::rotate_endpoint_secret,
+        v1::endpoint::get_endpoint_headers,
+        v1::endpoint::update_endpoint_headers,
+        v1::endpoint::patch_endpoint_headers,
+        v1::event_type::list_event_types,
+        v1::event_type::create_event_type,
+        v1::event_type::get_event_type,
+        v1::event_type::update_event_type,
+        v1::event_type::patch_event_type,
+        v1::event_type::delete_event_type,
+        v1::authentication::app_portal_access,
+        admin::create_tenant,
+        admin::list_tenants,
+        admin::get_tenant,
+        admin::list_api_keys,
+        admin::create_api_key,
+        admin::revoke_api_key,
+    ),
+    components(schemas(
+        error::HttpErrorOut,
+        error::HttpValidationError,
+        error::ValidationErrorItem,
+        list::Ordering,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "Application", description = "A tenant's customers; each has its own endpoints."),
+        (name = "Endpoint", description = "URLs that receive an application's webhooks."),
+        (name = "Event Type", description = "The catalogue of events a tenant sends."),
+        (name = "Authentication", description = "Application-scoped tokens."),
+        (name = "Health", description = "Liveness and readiness."),
+        (name = "Admin", description = "Operator routes: tenants and API keys. Enabled by HERALD_ADMIN_TOKEN."),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = || {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())
+        };
+        components.add_security_scheme("HTTPBearer", bearer());
+        components.add_security_scheme("AdminToken", bearer());
+    }
+}
+
+/// The document as pretty JSON with a trailing newline, exactly as committed.
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let mut json = doc.to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}

@@ -1,0 +1,90 @@
+//! App-scoped tokens: `POST /api/v1/auth/app-portal-access/{app_id}` issues a
+//! JWT that can see one application of the tenant and nothing else.
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use herald_core::{ApplicationId, IdOrUid, Uid, ValidationError};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
+use crate::extract::JsonBody;
+use crate::v1::application::{application_from_input, insert_application, ApplicationIn};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/auth/app-portal-access/{app_id}", post(app_portal_access))
+}
+
+const MIN_EXPIRY_SECONDS: u64 = 60 * 60;
+const MAX_EXPIRY_SECONDS: u64 = 7 * 24 * 60 * 60;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPortalAccessIn {
+    /// Creates the application when the id or uid in the path does not exist yet.
+    pub application: Option<ApplicationIn>,
+    /// Token lifetime in seconds (1 hour to 7 days, default 7 days).
+    pub expiry: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppPortalAccessOut {
+    /// A bearer token limited to this application.
+    pub token: String,
+    /// Where the token can be used: this server's API base URL with the token attached.
+    pub url: String,
+}
+
+/// Issues a token that can only access one application.
+#[utoipa::path(
+    post, path = "/api/v1/auth/app-portal-access/{app_id}", operation_id = "v1.authentication.app-portal-access", tag = "Authentication",
+    params(("app_id" = String, Path, description = "The application's id or uid")),
+    request_body = AppPortalAccessIn,
+    responses(
+        (status = 200, body = AppPortalAccessOut),
+        (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
+        (status = 404, body = HttpErrorOut), (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn app_portal_access(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(app_id): Path<String>,
+    JsonBody(input): JsonBody<AppPortalAccessIn>,
+) -> Result<Json<AppPortalAccessOut>, ApiError> {
+    let tenant_id = principal.require_org()?;
+    let expiry = input.expiry.unwrap_or(MAX_EXPIRY_SECONDS);
+    if !(MIN_EXPIRY_SECONDS..=MAX_EXPIRY_SECONDS).contains(&expiry) {
+        return Err(ValidationError::new(
+            "expiry",
+            format!("must be between {MIN_EXPIRY_SECONDS} and {MAX_EXPIRY_SECONDS} seconds"),
+        )
+        .into());
+    }
+    let app_ref = IdOrUid::parse("app_id", &app_id)?;
+    let app = match state.store.application(tenant_id, &app_ref).await? {
+        Some(app) => app,
+        None => match input.application {
+            Some(new_app) if !ApplicationId::looks_like(&app_id) => {
+                let path_uid = Uid::parse(app_id).map_err(|e| e.at(&["path", "app_id"]))?;
+                let app = application_from_input(new_app, Some(path_uid))?;
+                insert_application(&state, tenant_id, &app).await?;
+                app
+            }
+            _ => return Err(ApiError::NotFound),
+        },
+    };
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(expiry as i64);
+    let token = state.jwt.issue_app_token(tenant_id, &app, expires_at)?;
+    let url = format!(
+        "{}/api/v1/app/{}#token={token}",
+        state.config.public_url.trim_end_matches('/'),
+        app.id
+    );
+    Ok(Json(AppPortalAccessOut { token, url }))
+}

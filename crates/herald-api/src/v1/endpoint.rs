@@ -1,0 +1,767 @@
+//! Endpoints: the URLs of an application that receive its webhooks, with their
+//! filters, signing secrets and custom headers.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use herald_core::{
+    ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
+    EventTypeName, IdOrUid, Metadata, TenantId, Uid, ValidationError,
+};
+use herald_store::{Application, Endpoint, EndpointSecrets};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
+use crate::extract::{JsonBody, QueryParams};
+use crate::list::{ListParams, ListResponse};
+use crate::v1::{check_name_list, nullable, visible_app};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/app/{app_id}/endpoint",
+            get(list_endpoints).post(create_endpoint),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+            get(get_endpoint)
+                .put(update_endpoint)
+                .patch(patch_endpoint)
+                .delete(delete_endpoint),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
+            get(get_endpoint_secret),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate",
+            post(rotate_endpoint_secret),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
+            get(get_endpoint_headers)
+                .put(update_endpoint_headers)
+                .patch(patch_endpoint_headers),
+        )
+}
+
+/// Most channels one endpoint may listen to, as in Svix.
+const MAX_CHANNELS: usize = 10;
+/// Longest grace period of a rotated secret: 7 days.
+const MAX_GRACE_SECONDS: u32 = 7 * 24 * 60 * 60;
+const DEFAULT_GRACE_SECONDS: u32 = 24 * 60 * 60;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointIn {
+    #[schema(example = "https://example.com/webhook/")]
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    /// Optional unique identifier for the endpoint.
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Event types this endpoint receives (omit for all). `filterTypes` is accepted too.
+    #[serde(alias = "filterTypes")]
+    pub event_types: Option<Vec<String>>,
+    /// Channels this endpoint listens to (omit for all).
+    pub channels: Option<Vec<String>>,
+    /// `whsec_` + base64 of 24–64 bytes; generated when omitted.
+    pub secret: Option<String>,
+    pub metadata: Option<Metadata>,
+    /// Maximum messages per second to this endpoint. `rateLimit` is accepted too.
+    #[serde(alias = "rateLimit")]
+    pub throttle_rate: Option<u16>,
+    /// Custom headers sent with every delivery.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Legacy Svix field; only version 1 exists.
+    pub version: Option<u16>,
+}
+
+/// The body of `PUT`: like [`EndpointIn`] but the secret is managed separately.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointUpdate {
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(alias = "filterTypes")]
+    pub event_types: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
+    pub metadata: Option<Metadata>,
+    #[serde(alias = "rateLimit")]
+    pub throttle_rate: Option<u16>,
+    pub version: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub uid: Option<Option<String>>,
+    pub disabled: Option<bool>,
+    #[serde(default, deserialize_with = "nullable", alias = "filterTypes")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>, nullable)]
+    pub channels: Option<Option<Vec<String>>>,
+    pub metadata: Option<Metadata>,
+    #[serde(default, deserialize_with = "nullable", alias = "rateLimit")]
+    #[schema(value_type = Option<u16>, nullable)]
+    pub throttle_rate: Option<Option<u16>>,
+    pub version: Option<u16>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointOut {
+    #[schema(example = "ep_1srOrx2ZWZBpBUvZwXKQmoEYga2")]
+    pub id: String,
+    pub uid: Option<String>,
+    pub url: String,
+    pub description: String,
+    pub version: u16,
+    pub disabled: bool,
+    pub event_types: Option<Vec<String>>,
+    /// The same as `eventTypes`, under the name older SDKs read.
+    pub filter_types: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
+    pub metadata: Metadata,
+    pub throttle_rate: Option<u16>,
+    /// The same as `throttleRate`, under the name older SDKs read.
+    pub rate_limit: Option<u16>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointSecretOut {
+    /// The current signing secret, `whsec_…`.
+    #[schema(example = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")]
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSecretRotateIn {
+    /// The new secret; generated when omitted or null.
+    pub key: Option<String>,
+    /// How long the previous secret stays valid (0 to 604800 s, default 86400).
+    pub grace_period_seconds: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EndpointHeadersIn {
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointHeadersPatchIn {
+    /// Headers to set; a null value removes the header.
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
+    pub headers: BTreeMap<String, Option<String>>,
+    /// Headers to remove (the form current Svix SDKs send).
+    #[serde(default)]
+    pub delete_headers: Vec<String>,
+}
+
+/// Sensitive headers are withheld from `headers` and named in `sensitive`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointHeadersOut {
+    pub headers: BTreeMap<String, String>,
+    pub sensitive: Vec<String>,
+}
+
+impl From<Endpoint> for EndpointOut {
+    fn from(ep: Endpoint) -> Self {
+        let event_types: Option<Vec<String>> = ep
+            .event_types
+            .map(|types| types.into_iter().map(EventTypeName::into_inner).collect());
+        Self {
+            id: ep.id.to_string(),
+            uid: ep.uid.map(Uid::into_inner),
+            url: ep.url.as_str().to_owned(),
+            description: ep.description,
+            version: ep.version,
+            disabled: ep.disabled,
+            filter_types: event_types.clone(),
+            event_types,
+            channels: ep
+                .channels
+                .map(|channels| channels.into_iter().map(ChannelName::into_inner).collect()),
+            metadata: ep.metadata,
+            throttle_rate: ep.throttle_rate,
+            rate_limit: ep.throttle_rate,
+            created_at: ep.created_at,
+            updated_at: ep.updated_at,
+        }
+    }
+}
+
+/// The validated, mutable fields shared by create, replace and patch.
+struct EndpointFields {
+    url: EndpointUrl,
+    description: String,
+    uid: Option<Uid>,
+    version: u16,
+    disabled: bool,
+    event_types: Option<Vec<EventTypeName>>,
+    channels: Option<Vec<ChannelName>>,
+    metadata: Metadata,
+    throttle_rate: Option<u16>,
+}
+
+fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
+    let Some(types) = types else { return Ok(None) };
+    check_name_list("eventTypes", &types, None)?;
+    types
+        .into_iter()
+        .map(|t| EventTypeName::parse(t).map_err(|e| e.at(&["body", "eventTypes"]).into()))
+        .collect::<Result<Vec<_>, ApiError>>()
+        .map(Some)
+}
+
+fn parse_channels(channels: Option<Vec<String>>) -> Result<Option<Vec<ChannelName>>, ApiError> {
+    let Some(channels) = channels else { return Ok(None) };
+    check_name_list("channels", &channels, Some(MAX_CHANNELS))?;
+    channels
+        .into_iter()
+        .map(|c| ChannelName::parse(c).map_err(ApiError::from))
+        .collect::<Result<Vec<_>, ApiError>>()
+        .map(Some)
+}
+
+fn parse_version(version: Option<u16>) -> Result<u16, ApiError> {
+    match version {
+        None | Some(1) => Ok(1),
+        Some(_) => Err(ValidationError::new("version", "only version 1 exists").into()),
+    }
+}
+
+fn parse_throttle(rate: Option<u16>) -> Result<Option<u16>, ApiError> {
+    match rate {
+        Some(0) => Err(ValidationError::new("throttleRate", "must be at least 1").into()),
+        other => Ok(other),
+    }
+}
+
+fn parse_description(description: String) -> Result<String, ApiError> {
+    if description.len() > 1024 {
+        return Err(ValidationError::new("description", "must be at most 1024 characters long").into());
+    }
+    Ok(description)
+}
+
+impl EndpointFields {
+    fn from_update(input: EndpointUpdate, uid_fallback: Option<Uid>) -> Result<Self, ApiError> {
+        Ok(Self {
+            url: EndpointUrl::parse(input.url)?,
+            description: parse_description(input.description)?,
+            uid: match input.uid {
+                Some(uid) => Some(Uid::parse(uid)?),
+                None => uid_fallback,
+            },
+            version: parse_version(input.version)?,
+            disabled: input.disabled,
+            event_types: parse_event_types(input.event_types)?,
+            channels: parse_channels(input.channels)?,
+            metadata: input.metadata.unwrap_or_default(),
+            throttle_rate: parse_throttle(input.throttle_rate)?,
+        })
+    }
+
+    fn apply_to(self, endpoint: &mut Endpoint) {
+        endpoint.url = self.url;
+        endpoint.description = self.description;
+        endpoint.uid = self.uid;
+        endpoint.version = self.version;
+        endpoint.disabled = self.disabled;
+        endpoint.event_types = self.event_types;
+        endpoint.channels = self.channels;
+        endpoint.metadata = self.metadata;
+        endpoint.throttle_rate = self.throttle_rate;
+        endpoint.updated_at = herald_store::now();
+    }
+
+    fn into_endpoint(
+        self,
+        app_id: ApplicationId,
+        secret: EndpointSecret,
+        headers: EndpointHeaders,
+    ) -> Endpoint {
+        let now = herald_store::now();
+        Endpoint {
+            id: EndpointId::new(),
+            app_id,
+            uid: self.uid,
+            url: self.url,
+            description: self.description,
+            version: self.version,
+            disabled: self.disabled,
+            event_types: self.event_types,
+            channels: self.channels,
+            metadata: self.metadata,
+            throttle_rate: self.throttle_rate,
+            headers,
+            secrets: EndpointSecrets::new(secret),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Refuses event types the tenant has not defined (or has archived).
+async fn check_event_types_exist(
+    state: &AppState,
+    tenant_id: &TenantId,
+    types: &Option<Vec<EventTypeName>>,
+) -> Result<(), ApiError> {
+    let Some(types) = types else { return Ok(()) };
+    let missing = state.store.missing_event_types(tenant_id, types).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(EventTypeName::as_str).collect();
+    Err(ValidationError::new(
+        "eventTypes",
+        format!("unknown event types: {}", names.join(", ")),
+    )
+    .into())
+}
+
+fn map_uid_conflict(error: herald_store::StoreError) -> ApiError {
+    if error.is_conflict_on("endpoint_app_id_uid_key") {
+        ApiError::conflict("an endpoint with this uid already exists in this application")
+    } else {
+        error.into()
+    }
+}
+
+async fn visible_endpoint(
+    state: &AppState,
+    principal: &Principal,
+    app_param: &str,
+    endpoint_param: &str,
+) -> Result<(Application, Endpoint), ApiError> {
+    let app = visible_app(state, principal, app_param).await?;
+    let endpoint_ref = IdOrUid::parse("endpoint_id", endpoint_param)?;
+    let endpoint = state
+        .store
+        .endpoint(principal.tenant_id(), &app.id, &endpoint_ref)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((app, endpoint))
+}
+
+async fn save_endpoint(state: &AppState, tenant_id: &TenantId, endpoint: &Endpoint) -> Result<(), ApiError> {
+    state
+        .store
+        .update_endpoint(tenant_id, endpoint)
+        .await
+        .map_err(map_uid_conflict)
+}
+
+/// Lists an application's endpoints.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/endpoint", operation_id = "v1.endpoint.list", tag = "Endpoint",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ListParams),
+    responses(
+        (status = 200, body = ListResponse<EndpointOut>),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(app_id): Path<String>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<ListResponse<EndpointOut>>, ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let query = params.to_query(|k| EndpointId::parse(k).is_ok())?;
+    let page = state
+        .store
+        .list_endpoints(principal.tenant_id(), &app.id, &query)
+        .await?;
+    Ok(Json(ListResponse::from_page(page, &query, |e| e.id.to_string(), EndpointOut::from)))
+}
+
+/// Creates an endpoint.
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/endpoint", operation_id = "v1.endpoint.create", tag = "Endpoint",
+    params(("app_id" = String, Path, description = "The application's id or uid")),
+    request_body = EndpointIn,
+    responses(
+        (status = 201, body = EndpointOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 409, body = HttpErrorOut), (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(app_id): Path<String>,
+    JsonBody(input): JsonBody<EndpointIn>,
+) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let secret = input
+        .secret
+        .as_deref()
+        .map(EndpointSecret::parse)
+        .transpose()?
+        .unwrap_or_else(EndpointSecret::generate);
+    let headers = EndpointHeaders::parse(input.headers.clone().unwrap_or_default())?;
+    let fields = EndpointFields::from_update(
+        EndpointUpdate {
+            url: input.url,
+            description: input.description,
+            uid: input.uid,
+            disabled: input.disabled,
+            event_types: input.event_types,
+            channels: input.channels,
+            metadata: input.metadata,
+            throttle_rate: input.throttle_rate,
+            version: input.version,
+        },
+        None,
+    )?;
+    check_event_types_exist(&state, principal.tenant_id(), &fields.event_types).await?;
+    let endpoint = fields.into_endpoint(app.id, secret, headers);
+    state
+        .store
+        .insert_endpoint(principal.tenant_id(), &endpoint)
+        .await
+        .map_err(map_uid_conflict)?;
+    Ok((StatusCode::CREATED, Json(endpoint.into())))
+}
+
+/// Gets an endpoint by id or uid.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.get", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    responses(
+        (status = 200, body = EndpointOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn get_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    Ok(Json(endpoint.into()))
+}
+
+/// Replaces an endpoint, creating it (201) when the uid is new.
+#[utoipa::path(
+    put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.update", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = EndpointUpdate,
+    responses(
+        (status = 200, body = EndpointOut), (status = 201, body = EndpointOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 409, body = HttpErrorOut), (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn update_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<EndpointUpdate>,
+) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let tenant_id = principal.tenant_id();
+    let endpoint_ref = IdOrUid::parse("endpoint_id", &endpoint_id)?;
+    let existing = state.store.endpoint(tenant_id, &app.id, &endpoint_ref).await?;
+    match existing {
+        Some(mut endpoint) => {
+            let fields = EndpointFields::from_update(input, None)?;
+            check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
+            fields.apply_to(&mut endpoint);
+            save_endpoint(&state, tenant_id, &endpoint).await?;
+            Ok((StatusCode::OK, Json(endpoint.into())))
+        }
+        None if EndpointId::looks_like(&endpoint_id) => Err(ApiError::NotFound),
+        None => {
+            let path_uid = Uid::parse(endpoint_id).map_err(|e| e.at(&["path", "endpoint_id"]))?;
+            let fields = EndpointFields::from_update(input, Some(path_uid))?;
+            check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
+            let endpoint =
+                fields.into_endpoint(app.id, EndpointSecret::generate(), EndpointHeaders::default());
+            state
+                .store
+                .insert_endpoint(tenant_id, &endpoint)
+                .await
+                .map_err(map_uid_conflict)?;
+            Ok((StatusCode::CREATED, Json(endpoint.into())))
+        }
+    }
+}
+
+/// Changes the given fields of an endpoint; null clears a nullable field.
+#[utoipa::path(
+    patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.patch", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = EndpointPatch,
+    responses(
+        (status = 200, body = EndpointOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 409, body = HttpErrorOut), (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn patch_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(patch): JsonBody<EndpointPatch>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let tenant_id = principal.tenant_id();
+    if let Some(url) = patch.url {
+        endpoint.url = EndpointUrl::parse(url)?;
+    }
+    if let Some(description) = patch.description {
+        endpoint.description = parse_description(description)?;
+    }
+    if let Some(uid) = patch.uid {
+        endpoint.uid = uid.map(Uid::parse).transpose()?;
+    }
+    if let Some(disabled) = patch.disabled {
+        endpoint.disabled = disabled;
+    }
+    if let Some(types) = patch.event_types {
+        let types = parse_event_types(types)?;
+        check_event_types_exist(&state, tenant_id, &types).await?;
+        endpoint.event_types = types;
+    }
+    if let Some(channels) = patch.channels {
+        endpoint.channels = parse_channels(channels)?;
+    }
+    if let Some(metadata) = patch.metadata {
+        endpoint.metadata = metadata;
+    }
+    if let Some(rate) = patch.throttle_rate {
+        endpoint.throttle_rate = parse_throttle(rate)?;
+    }
+    if patch.version.is_some() {
+        endpoint.version = parse_version(patch.version)?;
+    }
+    endpoint.updated_at = herald_store::now();
+    save_endpoint(&state, tenant_id, &endpoint).await?;
+    Ok(Json(endpoint.into()))
+}
+
+/// Deletes an endpoint.
+#[utoipa::path(
+    delete, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.delete", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    if !state
+        .store
+        .delete_endpoint(principal.tenant_id(), &app.id, &endpoint.id)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Gets the endpoint's current signing secret.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret", operation_id = "v1.endpoint.get-secret", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    responses(
+        (status = 200, body = EndpointSecretOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn get_endpoint_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> Result<Json<EndpointSecretOut>, ApiError> {
+    let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    Ok(Json(EndpointSecretOut {
+        key: endpoint.secrets.current.expose(),
+    }))
+}
+
+/// Rotates the signing secret; the previous one stays valid for the grace period.
+///
+/// Returns the new secret (the Svix SDKs parse a body here, although the
+/// open-source Svix server answers 204).
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate", operation_id = "v1.endpoint.rotate-secret", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = EndpointSecretRotateIn,
+    responses(
+        (status = 200, body = EndpointSecretOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn rotate_endpoint_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<EndpointSecretRotateIn>,
+) -> Result<Json<EndpointSecretOut>, ApiError> {
+    let grace = input.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ValidationError::new(
+            "gracePeriodSeconds",
+            format!("must be between 0 and {MAX_GRACE_SECONDS}"),
+        )
+        .into());
+    }
+    let next = match input.key.as_deref() {
+        Some(key) => EndpointSecret::parse(key).map_err(|e| e.at(&["body", "key"]))?,
+        None => EndpointSecret::generate(),
+    };
+    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let now = herald_store::now();
+    endpoint
+        .secrets
+        .rotate(next, chrono::Duration::seconds(i64::from(grace)), now);
+    endpoint.updated_at = now;
+    save_endpoint(&state, principal.tenant_id(), &endpoint).await?;
+    Ok(Json(EndpointSecretOut {
+        key: endpoint.secrets.current.expose(),
+    }))
+}
+
+/// Gets the endpoint's custom headers, with sensitive values withheld.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", operation_id = "v1.endpoint.get-headers", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    responses(
+        (status = 200, body = EndpointHeadersOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn get_endpoint_headers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> Result<Json<EndpointHeadersOut>, ApiError> {
+    let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let (headers, sensitive) = endpoint.headers.redacted();
+    Ok(Json(EndpointHeadersOut { headers, sensitive }))
+}
+
+/// Replaces the endpoint's custom headers.
+#[utoipa::path(
+    put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", operation_id = "v1.endpoint.update-headers", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = EndpointHeadersIn,
+    responses(
+        (status = 204, description = "Headers replaced"),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn update_endpoint_headers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<EndpointHeadersIn>,
+) -> Result<StatusCode, ApiError> {
+    let headers = EndpointHeaders::parse(input.headers)?;
+    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    endpoint.headers = headers;
+    endpoint.updated_at = herald_store::now();
+    save_endpoint(&state, principal.tenant_id(), &endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets or (with null) removes individual custom headers.
+#[utoipa::path(
+    patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", operation_id = "v1.endpoint.patch-headers", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = EndpointHeadersPatchIn,
+    responses(
+        (status = 204, description = "Headers changed"),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn patch_endpoint_headers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<EndpointHeadersPatchIn>,
+) -> Result<StatusCode, ApiError> {
+    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let mut changes = input.headers;
+    changes.extend(input.delete_headers.into_iter().map(|name| (name, None)));
+    endpoint.headers = endpoint.headers.patched(changes)?;
+    endpoint.updated_at = herald_store::now();
+    save_endpoint(&state, principal.tenant_id(), &endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,136 @@
+//! Configuration: built-in defaults, then `herald.toml` (or `--config FILE`),
+//! then `HERALD_*` environment variables; later sources win. Validated once at
+//! start-up. `docs/configuration.md` documents every field.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Everything Herald can be configured with.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP API listens on (`HERALD_LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// Base URL clients use to reach the API, for links Herald hands out
+    /// (`HERALD_PUBLIC_URL`); defaults to `http://<listen_addr>`.
+    pub public_url: Option<String>,
+    /// Database URL (`HERALD_DATABASE_URL`); `postgres://…` is supported.
+    pub database_url: String,
+    /// Most connections the API keeps to the database (`HERALD_DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Redis URL for idempotency records shared by API replicas
+    /// (`HERALD_REDIS_URL`); unset keeps them in process memory.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key Herald writes (`HERALD_REDIS_PREFIX`).
+    pub redis_prefix: String,
+    /// Roles this process runs, comma-separated (`HERALD_ROLES`).
+    pub roles: String,
+    /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<SecretString>,
+    /// HS256 secret of app-scoped tokens (`HERALD_JWT_SECRET`); unset = generated
+    /// on first start and stored in the database, shared by every process.
+    #[serde(skip_serializing)]
+    pub jwt_secret: Option<SecretString>,
+    /// Largest request body accepted, in bytes (`HERALD_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Log filter in tracing `EnvFilter` syntax (`HERALD_LOG`).
+    pub log: String,
+    /// `text` or `json` (`HERALD_LOG_FORMAT`).
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: "sqlite://herald.db".into(),
+            database_max_connections: 20,
+            redis_url: None,
+            redis_prefix: "herald:".into(),
+            roles: "api".into(),
+            admin_token: None,
+            jwt_secret: None,
+            max_body_bytes: 1024 * 1024,
+            log: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// A role a `herald serve` process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+}
+
+impl Config {
+    /// Loads defaults ← TOML file ← environment. A missing default `herald.toml`
+    /// is fine; a missing file named explicitly is an error.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("herald.toml")),
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("HERALD_"))
+            .extract()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.roles()?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("HERALD_LOG_FORMAT must be 'text' or 'json', not '{}'", self.log_format);
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("HERALD_MAX_BODY_BYTES must be at least 1024");
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+            bail!("HERALD_ADMIN_TOKEN must be at least 16 characters long");
+        }
+        if self.jwt_secret.as_ref().is_some_and(|t| t.expose_secret().len() < 32) {
+            bail!("HERALD_JWT_SECRET must be at least 32 characters long");
+        }
+        Ok(())
+    }
+
+    /// The roles named by `roles`, refusing ones this build does not have.
+    pub fn roles(&self) -> anyhow::Result<Vec<Role>> {
+        let mut roles = Vec::new();
+        for name in self.roles.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "api" => roles.push(Role::Api),
+                "worker" | "stats" => {
+                    bail!("role '{name}' is not part of this version of Herald yet")
+                }
+                other => bail!("unknown role '{other}' (known: api)"),
+            }
+        }
+        if roles.is_empty() {
+            bail!("HERALD_ROLES names no role");
+        }
+        Ok(roles)
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen_addr))
+    }
+}

@@ -1,0 +1,124 @@
+//! The `herald` binary's library: configuration, start-up wiring and the CLI
+//! commands, kept out of `main` so they can be tested.
+
+pub mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use herald_api::{ApiConfig, AppState, JwtKeys};
+use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
+use herald_store::{PgStore, Store};
+
+pub use config::Config;
+
+/// Opens the store named by `database_url`.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PgStore::connect_lazy(url, config.database_max_connections)
+            .context("invalid HERALD_DATABASE_URL")?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("sqlite:") {
+        bail!(
+            "HERALD_DATABASE_URL={url}: the SQLite store (embedded mode) is not part of this \
+             version yet; set HERALD_DATABASE_URL=postgres://…"
+        );
+    }
+    bail!("HERALD_DATABASE_URL must start with postgres://");
+}
+
+/// Applies migrations, retrying with backoff while the database is unreachable,
+/// so a process started before its database comes up waits instead of dying.
+pub async fn migrate(store: &dyn Store, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match store.migrate().await {
+            Ok(()) => return Ok(()),
+            Err(herald_store::StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable, retrying migrations");
+            }
+            Err(e) => return Err(e).context("failed to apply migrations"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => bail!("shut down before the database became available"),
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The JWT secret: configured, or generated once and shared through the database.
+async fn jwt_keys(config: &Config, store: &dyn Store) -> anyhow::Result<JwtKeys> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(JwtKeys::from_secret(secret.expose_secret().as_bytes()));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let generated = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let stored = store
+        .setting_or_insert("jwt_secret", &generated)
+        .await
+        .context("failed to load the JWT secret")?;
+    Ok(JwtKeys::from_secret(stored.as_bytes()))
+}
+
+async fn idempotency_store(config: &Config) -> anyhow::Result<Arc<dyn IdempotencyStore>> {
+    match &config.redis_url {
+        Some(url) => {
+            let redis = RedisIdempotency::connect(url, &config.redis_prefix)
+                .await
+                .context("failed to connect to Redis")?;
+            Ok(Arc::new(redis))
+        }
+        None => Ok(Arc::new(MemoryIdempotency::new())),
+    }
+}
+
+/// Runs the configured roles on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.roles()?;
+    let store = open_store(&config)?;
+    migrate(store.as_ref(), &shutdown).await?;
+    let idempotency = idempotency_store(&config).await?;
+    tracing::info!(
+        store = "postgres",
+        idempotency = if config.redis_url.is_some() { "redis" } else { "memory" },
+        "backends selected"
+    );
+    let state = AppState {
+        jwt: jwt_keys(&config, store.as_ref()).await?,
+        store,
+        idempotency,
+        config: Arc::new(ApiConfig {
+            public_url: config.public_url(),
+            admin_token: config
+                .admin_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            max_body_bytes: config.max_body_bytes,
+        }),
+    };
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "api listening");
+    // A plain line on stdout that scripts and tests can wait for.
+    println!("herald: listening on http://{address} (docs at http://{address}/docs)");
+    axum::serve(listener, herald_api::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("http server failed")?;
+    tracing::info!("api stopped");
+    Ok(())
+}
