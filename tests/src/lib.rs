@@ -1,1 +1,384 @@
-//! e2e
+//! The end-to-end harness: starts the real `herald` binary on a random port
+//! against a fresh PostgreSQL database per test, and talks HTTP to it.
+//!
+//! Service-backed tests skip with a loud notice when PostgreSQL (or Redis) is
+//! unreachable, and fail instead under `HERALD_REQUIRE_SERVICES=1` (as in CI).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::Connection;
+
+/// Where the tests find PostgreSQL (a maintenance database they can CREATE DATABASE from).
+pub fn postgres_admin_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Where the tests find Redis.
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether a missing service must fail the test instead of skipping it.
+pub fn services_required() -> bool {
+    std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// Skips (returns `None`) or panics, depending on [`services_required`].
+pub fn skip_or_fail<T>(service: &str, why: &str) -> Option<T> {
+    if services_required() {
+        panic!("{service} is required (HERALD_REQUIRE_SERVICES=1) but unusable: {why}");
+    }
+    eprintln!("\n*** SKIPPED: {service} is not reachable ({why}); set HERALD_REQUIRE_SERVICES=1 to fail instead ***\n");
+    None
+}
+
+/// The `herald` binary cargo built next to this test executable.
+///
+/// `cargo test --workspace` builds it because the `herald` package has
+/// integration tests; `HERALD_BIN` overrides the location.
+pub fn herald_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("HERALD_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in <target>/<profile>/deps");
+    let bin = profile_dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist: run the suite with `cargo test --workspace` (or set HERALD_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A PostgreSQL database that exists for one test and is dropped after it.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+fn with_database(admin_url: &str, name: &str) -> String {
+    match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => format!("{admin_url}/{name}"),
+    }
+}
+
+impl TestDatabase {
+    /// Creates a fresh database, or returns `None` when PostgreSQL is unreachable
+    /// and services are optional.
+    pub async fn create() -> Option<Self> {
+        let admin_url = postgres_admin_url();
+        let mut conn = match tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::PgConnection::connect(&admin_url),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return skip_or_fail("PostgreSQL", &e.to_string()),
+            Err(_) => return skip_or_fail("PostgreSQL", "connection timed out"),
+        };
+        sweep_stale_databases(&mut conn).await;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let name = format!("herald_e2e_{now}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = with_database(&admin_url, &name);
+        Some(Self { name, url })
+    }
+}
+
+/// Drops databases left behind by test processes that were killed, so runs
+/// never accumulate them.
+async fn sweep_stale_databases(conn: &mut sqlx::PgConnection) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'herald_e2e_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) > 2 * 60 * 60 {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context guarantees; a private runtime on its own
+        // thread works whether or not the test's runtime is still alive.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Options for starting a server.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Keep idempotency records in the local Redis instead of memory.
+    pub redis: bool,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running `herald serve` process with a tenant ready to use.
+pub struct Herald {
+    child: Child,
+    pub url: String,
+    pub admin_token: String,
+    /// The first tenant, created through the admin API.
+    pub tenant: Tenant,
+    pub http: reqwest::Client,
+    pub log_path: PathBuf,
+    // Dropped after the child is killed (fields drop in declaration order after Drop::drop).
+    pub db: TestDatabase,
+}
+
+/// A tenant and one of its API keys.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub key: String,
+}
+
+/// A JSON response: status and parsed body (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Herald {
+    /// Starts a server with default options, or `None` when services are missing.
+    pub async fn start() -> Option<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Option<Self> {
+        let db = TestDatabase::create().await?;
+        let mut env = options.env.clone();
+        if options.redis {
+            let prefix = format!("herald-e2e-{}:", uuid::Uuid::new_v4().simple());
+            if !redis_reachable().await {
+                return skip_or_fail("Redis", "connection refused or timed out");
+            }
+            env.push(("HERALD_REDIS_URL".into(), redis_url()));
+            env.push(("HERALD_REDIS_PREFIX".into(), prefix));
+        }
+        let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+        let log_path = std::env::temp_dir().join(format!("{}.log", db.name));
+        let log = std::fs::File::create(&log_path).expect("create server log file");
+        let mut command = Command::new(herald_bin());
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HERALD_LISTEN_ADDR", "127.0.0.1:0")
+            .env("HERALD_DATABASE_URL", &db.url)
+            .env("HERALD_DATABASE_MAX_CONNECTIONS", "5")
+            .env("HERALD_ADMIN_TOKEN", &admin_token)
+            .env("HERALD_LOG", "warn,herald=info")
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = command.spawn().expect("spawn herald serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("herald: listening on ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("herald did not start within 60 s; its log:\n{log}");
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        let mut herald = Self {
+            child,
+            url,
+            admin_token,
+            tenant: Tenant {
+                id: String::new(),
+                key: String::new(),
+            },
+            http,
+            log_path,
+            db,
+        };
+        herald.tenant = herald.create_tenant("first").await;
+        Some(herald)
+    }
+
+    /// Creates another tenant through the admin API.
+    pub async fn create_tenant(&self, name: &str) -> Tenant {
+        let reply = self
+            .request(
+                Method::POST,
+                "/admin/v1/tenants",
+                Some(&self.admin_token),
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "create tenant: {reply:?}");
+        Tenant {
+            id: reply.body["tenantId"].as_str().expect("tenantId").to_owned(),
+            key: reply.body["key"].as_str().expect("key").to_owned(),
+        }
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches herald");
+        Self::reply(response).await
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request reaches herald");
+        Self::reply(response).await
+    }
+
+    pub async fn reply(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("response body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply { status, body, headers }
+    }
+
+    /// Requests as the first tenant.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, Some(&self.tenant.key), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, Some(&self.tenant.key), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::PUT, path, Some(&self.tenant.key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::PATCH, path, Some(&self.tenant.key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(Method::DELETE, path, Some(&self.tenant.key), None).await
+    }
+
+    /// Counts rows of a table in this server's database (to prove nothing was stored).
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.db.url).await.expect("connect test db");
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .expect("count rows")
+    }
+
+    /// The server's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether the server process is still running (no input may crash it).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+async fn redis_reachable() -> bool {
+    let address = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(address)).await,
+        Ok(Ok(_))
+    )
+}
