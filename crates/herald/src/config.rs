@@ -85,12 +85,30 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
-        let config: Config = figment
+        let mut config: Config = figment
             .merge(Env::prefixed("HERALD_"))
             .extract()
             .context("invalid configuration")?;
+        config.treat_empty_as_unset();
         config.validate()?;
         Ok(config)
+    }
+
+    /// `HERALD_ADMIN_TOKEN=` (empty) means "not set", as it does for most tools,
+    /// rather than "an empty token", which would be a security hole.
+    fn treat_empty_as_unset(&mut self) {
+        let blank = |s: &SecretString| s.expose_secret().trim().is_empty();
+        if self.admin_token.as_ref().is_some_and(blank) {
+            self.admin_token = None;
+        }
+        if self.jwt_secret.as_ref().is_some_and(blank) {
+            self.jwt_secret = None;
+        }
+        for url in [&mut self.redis_url, &mut self.public_url] {
+            if url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+                *url = None;
+            }
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
