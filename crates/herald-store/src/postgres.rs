@@ -36,6 +36,21 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Creates the database named in `url` when it does not exist yet, so a
+    /// first start needs nothing but a reachable server.
+    pub async fn create_database_if_missing(url: &str) -> StoreResult<()> {
+        use sqlx::migrate::MigrateDatabase;
+        if !Postgres::database_exists(url).await? {
+            match Postgres::create_database(url).await {
+                Ok(()) => tracing::info!("created database"),
+                // Another process created it first: what we wanted.
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }
     }

@@ -38,10 +38,20 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Applies migrations, retrying with backoff while the database is unreachable,
 /// so a process started before its database comes up waits instead of dying.
-pub async fn migrate(store: &dyn Store, shutdown: &CancellationToken) -> anyhow::Result<()> {
+pub async fn migrate(
+    config: &Config,
+    store: &dyn Store,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(250);
     loop {
-        match store.migrate().await {
+        let attempt = async {
+            if config.database_url.starts_with("postgres") {
+                PgStore::create_database_if_missing(&config.database_url).await?;
+            }
+            store.migrate().await
+        };
+        match attempt.await {
             Ok(()) => return Ok(()),
             Err(herald_store::StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable, retrying migrations");
@@ -91,7 +101,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.roles()?;
     let store = open_store(&config)?;
-    migrate(store.as_ref(), &shutdown).await?;
+    migrate(&config, store.as_ref(), &shutdown).await?;
     let idempotency = idempotency_store(&config).await?;
     tracing::info!(
         store = "postgres",

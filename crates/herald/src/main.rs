@@ -119,13 +119,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let store = open_store(&config)?;
-            migrate(store.as_ref(), &shutdown).await?;
+            migrate(&config, store.as_ref(), &shutdown).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Tenant { command } => {
             let store = open_store(&config)?;
-            migrate(store.as_ref(), &shutdown).await?;
+            migrate(&config, store.as_ref(), &shutdown).await?;
             tenant_command(store.as_ref(), command).await
         }
         Command::Openapi => Ok(()),
