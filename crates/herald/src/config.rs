@@ -59,7 +59,7 @@ impl Default for Config {
             admin_token: None,
             jwt_secret: None,
             max_body_bytes: 1024 * 1024,
-            log: "info".into(),
+            log: "info,sqlx=warn".into(),
             log_format: "text".into(),
         }
     }
@@ -150,5 +150,39 @@ impl Config {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen_addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/configuration.md must document every setting the struct has.
+    #[test]
+    fn every_setting_is_documented() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let defaults = serde_json::to_value(Config::default()).expect("serializable defaults");
+        let mut names: Vec<String> = defaults
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        // Secrets are never serialized, so name them here.
+        names.extend(["admin_token".to_owned(), "jwt_secret".to_owned()]);
+        for name in names {
+            let variable = format!("`HERALD_{}`", name.to_uppercase());
+            assert!(docs.contains(&variable), "docs/configuration.md lacks {variable}");
+        }
+    }
+
+    #[test]
+    fn unknown_roles_are_refused() {
+        let config = Config {
+            roles: "api,mailer".into(),
+            ..Config::default()
+        };
+        assert!(config.roles().is_err());
+        assert!(Config::default().roles().is_ok());
     }
 }
