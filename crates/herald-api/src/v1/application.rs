@@ -1,5 +1,7 @@
 //! Applications: a tenant's customers, each with its own endpoints.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -8,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use herald_core::{ApplicationId, Metadata, TenantId, Uid, ValidationError};
+use herald_core::{ApplicationId, TenantId, Uid, ValidationError};
 use herald_store::Application;
 
 use crate::auth::Principal;
@@ -39,7 +41,7 @@ pub struct ApplicationIn {
     #[schema(example = "unique-app-identifier")]
     pub uid: Option<String>,
     #[serde(default)]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<BTreeMap<String, String>>,
     /// Maximum messages per second to send to this application's endpoints.
     #[serde(alias = "rateLimit")]
     pub throttle_rate: Option<u16>,
@@ -52,7 +54,7 @@ pub struct ApplicationOut {
     pub id: String,
     pub uid: Option<String>,
     pub name: String,
-    pub metadata: Metadata,
+    pub metadata: BTreeMap<String, String>,
     pub throttle_rate: Option<u16>,
     /// The same as `throttleRate`, under the name older SDKs read.
     pub rate_limit: Option<u16>,
@@ -67,7 +69,7 @@ pub struct ApplicationPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, nullable)]
     pub uid: Option<Option<String>>,
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable", alias = "rateLimit")]
     #[schema(value_type = Option<u16>, nullable)]
     pub throttle_rate: Option<Option<u16>>,

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use herald_core::{
     ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
-    EventTypeName, IdOrUid, Metadata, TenantId, Uid, ValidationError,
+    EventTypeName, IdOrUid, TenantId, Uid, ValidationError,
 };
 use herald_store::{Application, Endpoint, EndpointSecrets};
 
@@ -77,7 +77,7 @@ pub struct EndpointIn {
     pub channels: Option<Vec<String>>,
     /// `whsec_` + base64 of 24–64 bytes; generated when omitted.
     pub secret: Option<String>,
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<BTreeMap<String, String>>,
     /// Maximum messages per second to this endpoint. `rateLimit` is accepted too.
     #[serde(alias = "rateLimit")]
     pub throttle_rate: Option<u16>,
@@ -100,7 +100,7 @@ pub struct EndpointUpdate {
     #[serde(alias = "filterTypes")]
     pub event_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<BTreeMap<String, String>>,
     #[serde(alias = "rateLimit")]
     pub throttle_rate: Option<u16>,
     pub version: Option<u16>,
@@ -121,7 +121,7 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Vec<String>>, nullable)]
     pub channels: Option<Option<Vec<String>>>,
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable", alias = "rateLimit")]
     #[schema(value_type = Option<u16>, nullable)]
     pub throttle_rate: Option<Option<u16>>,
@@ -142,7 +142,7 @@ pub struct EndpointOut {
     /// The same as `eventTypes`, under the name older SDKs read.
     pub filter_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
-    pub metadata: Metadata,
+    pub metadata: BTreeMap<String, String>,
     pub throttle_rate: Option<u16>,
     /// The same as `throttleRate`, under the name older SDKs read.
     pub rate_limit: Option<u16>,
@@ -224,7 +224,7 @@ struct EndpointFields {
     disabled: bool,
     event_types: Option<Vec<EventTypeName>>,
     channels: Option<Vec<ChannelName>>,
-    metadata: Metadata,
+    metadata: herald_core::Metadata,
     throttle_rate: Option<u16>,
 }
 
