@@ -1,0 +1,207 @@
+//! The behaviour every `Store` implementation must show, written once against
+//! `&dyn Store` so each backend's test file runs the same checks.
+
+use chrono::Utc;
+use herald_core::{
+    ApplicationId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, EventTypeName,
+    IdOrUid, TenantId, Uid,
+};
+use herald_store::{
+    ApiKey, Application, Cursor, Endpoint, EndpointSecrets, EventType, ListQuery, Ordering,
+    Store, Tenant,
+};
+
+pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
+    let tenant = Tenant {
+        id: TenantId::new(),
+        name: name.into(),
+        created_at: herald_store::now(),
+    };
+    store.insert_tenant(&tenant).await.unwrap();
+    tenant.id
+}
+
+pub fn application(uid: Option<&str>) -> Application {
+    let now = herald_store::now();
+    Application {
+        id: ApplicationId::new(),
+        uid: uid.map(|u| Uid::parse(u).unwrap()),
+        name: "app".into(),
+        metadata: [("k".to_owned(), "v".to_owned())].into(),
+        throttle_rate: Some(5),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
+    let now = herald_store::now();
+    Endpoint {
+        id: EndpointId::new(),
+        app_id: app_id.clone(),
+        uid: uid.map(|u| Uid::parse(u).unwrap()),
+        url: EndpointUrl::parse("https://example.com/hook").unwrap(),
+        description: "d".into(),
+        version: 1,
+        disabled: false,
+        event_types: Some(vec![EventTypeName::parse("a.b").unwrap()]),
+        channels: None,
+        metadata: Default::default(),
+        throttle_rate: None,
+        headers: EndpointHeaders::default(),
+        secrets: EndpointSecrets::new(EndpointSecret::generate()),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn id_ref(s: &str) -> IdOrUid {
+    IdOrUid::parse("id", s).unwrap()
+}
+
+pub async fn objects_of_one_tenant_are_invisible_to_another(store: &dyn Store) {
+    let a = tenant(store, "a").await;
+    let b = tenant(store, "b").await;
+    let app = application(Some("shared-uid"));
+    store.insert_application(&a, &app).await.unwrap();
+    let ep = endpoint(&app.id, Some("ep-uid"));
+    store.insert_endpoint(&a, &ep).await.unwrap();
+
+    assert!(store.application(&b, &id_ref(app.id.as_str())).await.unwrap().is_none());
+    assert!(store.application(&b, &id_ref("shared-uid")).await.unwrap().is_none());
+    assert!(store.list_applications(&b, &ListQuery::default()).await.unwrap().items.is_empty());
+    assert!(store.endpoint(&b, &app.id, &id_ref(ep.id.as_str())).await.unwrap().is_none());
+    assert!(store.list_endpoints(&b, &app.id, &ListQuery::default()).await.unwrap().items.is_empty());
+    assert!(!store.delete_endpoint(&b, &app.id, &ep.id).await.unwrap());
+    assert!(!store.delete_application(&b, &app.id).await.unwrap());
+
+    // An update issued with the wrong tenant changes nothing.
+    let mut hijacked = app.clone();
+    hijacked.name = "hijacked".into();
+    store.update_application(&b, &hijacked).await.unwrap();
+    let stored = store.application(&a, &id_ref(app.id.as_str())).await.unwrap().unwrap();
+    assert_eq!(stored.name, "app");
+
+    // uids are unique per tenant, not globally.
+    store.insert_application(&b, &application(Some("shared-uid"))).await.unwrap();
+    let clash = store.insert_application(&a, &application(Some("shared-uid"))).await;
+    assert!(clash.unwrap_err().is_conflict_on("application_tenant_id_uid_key"));
+}
+
+pub async fn records_round_trip_unchanged(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(Some("rt"));
+    store.insert_application(&t, &app).await.unwrap();
+    let loaded = store.application(&t, &id_ref("rt")).await.unwrap().unwrap();
+    assert_eq!(loaded.id, app.id);
+    assert_eq!(loaded.metadata, app.metadata);
+    assert_eq!(loaded.throttle_rate, Some(5));
+    assert_eq!(loaded.created_at, app.created_at);
+
+    let mut ep = endpoint(&app.id, None);
+    ep.secrets
+        .rotate(EndpointSecret::generate(), chrono::Duration::hours(1), Utc::now());
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let loaded = store.endpoint(&t, &app.id, &id_ref(ep.id.as_str())).await.unwrap().unwrap();
+    assert_eq!(loaded.secrets.current, ep.secrets.current);
+    assert_eq!(loaded.secrets.previous.len(), 1);
+    assert_eq!(loaded.event_types, ep.event_types);
+    assert_eq!(loaded.updated_at, ep.updated_at);
+
+    // Deleting an application takes its endpoints with it.
+    assert!(store.delete_application(&t, &app.id).await.unwrap());
+    assert!(store.endpoint(&t, &app.id, &id_ref(ep.id.as_str())).await.unwrap().is_none());
+}
+
+pub async fn keyset_pages_cover_everything_once_in_both_orders(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let app = application(None);
+        store.insert_application(&t, &app).await.unwrap();
+        ids.push(app.id.to_string());
+    }
+    ids.sort();
+    for ordering in [Ordering::Ascending, Ordering::Descending] {
+        let mut expected = ids.clone();
+        if ordering == Ordering::Descending {
+            expected.reverse();
+        }
+        let mut query = ListQuery { limit: 2, cursor: None, ordering };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.list_applications(&t, &query).await.unwrap();
+            seen.extend(page.items.iter().map(|a| a.id.to_string()));
+            if page.done {
+                break;
+            }
+            query.cursor = Some(Cursor::After(seen.last().unwrap().clone()));
+        }
+        assert_eq!(seen, expected, "{ordering:?}");
+        // Backwards from the last item returns the two before it, in list order.
+        let back = ListQuery {
+            limit: 2,
+            cursor: Some(Cursor::Before(expected[4].clone())),
+            ordering,
+        };
+        let page = store.list_applications(&t, &back).await.unwrap();
+        let got: Vec<String> = page.items.iter().map(|a| a.id.to_string()).collect();
+        assert_eq!(got, expected[2..4].to_vec(), "{ordering:?} backwards");
+    }
+}
+
+pub async fn api_keys_are_found_by_hash_until_revoked(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let key = ApiKey {
+        id: herald_core::ApiKeyId::new(),
+        tenant_id: t.clone(),
+        name: "k".into(),
+        prefix: "hsk_abcdefgh".into(),
+        key_hash: vec![7; 32],
+        created_at: herald_store::now(),
+        revoked_at: None,
+    };
+    store.insert_api_key(&t, &key).await.unwrap();
+    assert_eq!(store.api_key_by_hash(&[7; 32]).await.unwrap().unwrap().tenant_id, t);
+    let other = tenant(store, "other").await;
+    assert!(!store.revoke_api_key(&other, &key.id).await.unwrap());
+    assert!(store.revoke_api_key(&t, &key.id).await.unwrap());
+    assert!(store.api_key_by_hash(&[7; 32]).await.unwrap().is_none());
+    assert!(store.list_api_keys(&t).await.unwrap()[0].revoked_at.is_some());
+}
+
+pub async fn missing_event_types_ignores_other_tenants_and_archived_ones(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let other = tenant(store, "other").await;
+    let now = herald_store::now();
+    let event_type = |name: &str, archived: bool| EventType {
+        name: EventTypeName::parse(name).unwrap(),
+        description: String::new(),
+        archived,
+        deprecated: false,
+        feature_flag: None,
+        schemas: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_event_type(&t, &event_type("live", false)).await.unwrap();
+    store.insert_event_type(&t, &event_type("old", true)).await.unwrap();
+    store.insert_event_type(&other, &event_type("theirs", false)).await.unwrap();
+    let asked: Vec<EventTypeName> = ["live", "old", "theirs", "none"]
+        .iter()
+        .map(|n| EventTypeName::parse(*n).unwrap())
+        .collect();
+    let missing: Vec<String> = store
+        .missing_event_types(&t, &asked)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(missing, ["old", "theirs", "none"]);
+}
+
+pub async fn settings_keep_their_first_value(store: &dyn Store) {
+    assert_eq!(store.setting_or_insert("s", "first").await.unwrap(), "first");
+    assert_eq!(store.setting_or_insert("s", "second").await.unwrap(), "first");
+}
