@@ -43,6 +43,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("entity not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("validation failed")]
@@ -122,6 +124,11 @@ impl IntoResponse for ApiError {
             }
             Self::Forbidden(detail) => error_body(StatusCode::FORBIDDEN, "insufficient_access", detail),
             Self::NotFound => error_body(StatusCode::NOT_FOUND, "not_found", "Entity not found".into()),
+            Self::MethodNotAllowed => error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not support the request's method".into(),
+            ),
             Self::Conflict(detail) => error_body(StatusCode::CONFLICT, "conflict", detail),
             Self::Validation(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -170,4 +177,9 @@ impl IntoResponse for ApiError {
 /// Answers unknown routes in the same JSON shape as every other error.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// Answers a known route called with an unsupported method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

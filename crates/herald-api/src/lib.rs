@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             utoipa_swagger_ui::Config::from("/api/v1/openapi.json"),
         ))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
