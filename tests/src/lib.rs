@@ -89,7 +89,10 @@ impl TestDatabase {
             Err(_) => return skip_or_fail("PostgreSQL", "connection timed out"),
         };
         sweep_stale_databases(&mut conn).await;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let name = format!("herald_e2e_{now}_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
@@ -103,7 +106,10 @@ impl TestDatabase {
 /// Drops databases left behind by test processes that were killed, so runs
 /// never accumulate them.
 async fn sweep_stale_databases(conn: &mut sqlx::PgConnection) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'herald_e2e_%'")
             .fetch_all(&mut *conn)
@@ -129,7 +135,10 @@ impl Drop for TestDatabase {
         // Drop runs outside async context guarantees; a private runtime on its own
         // thread works whether or not the test's runtime is still alive.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -220,7 +229,11 @@ impl Herald {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("herald: listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = tx.send(url);
                 }
             }
@@ -263,9 +276,16 @@ impl Herald {
                 Some(serde_json::json!({ "name": name })),
             )
             .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "create tenant: {reply:?}");
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create tenant: {reply:?}"
+        );
         Tenant {
-            id: reply.body["tenantId"].as_str().expect("tenantId").to_owned(),
+            id: reply.body["tenantId"]
+                .as_str()
+                .expect("tenantId")
+                .to_owned(),
             key: reply.body["key"].as_str().expect("key").to_owned(),
         }
     }
@@ -320,33 +340,44 @@ impl Herald {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply { status, body, headers }
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     /// Requests as the first tenant.
     pub async fn get(&self, path: &str) -> Reply {
-        self.request(Method::GET, path, Some(&self.tenant.key), None).await
+        self.request(Method::GET, path, Some(&self.tenant.key), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.request(Method::POST, path, Some(&self.tenant.key), Some(body)).await
+        self.request(Method::POST, path, Some(&self.tenant.key), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.request(Method::PUT, path, Some(&self.tenant.key), Some(body)).await
+        self.request(Method::PUT, path, Some(&self.tenant.key), Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.request(Method::PATCH, path, Some(&self.tenant.key), Some(body)).await
+        self.request(Method::PATCH, path, Some(&self.tenant.key), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.request(Method::DELETE, path, Some(&self.tenant.key), None).await
+        self.request(Method::DELETE, path, Some(&self.tenant.key), None)
+            .await
     }
 
     /// Counts rows of a table in this server's database (to prove nothing was stored).
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let mut conn = sqlx::PgConnection::connect(&self.db.url).await.expect("connect test db");
+        let mut conn = sqlx::PgConnection::connect(&self.db.url)
+            .await
+            .expect("connect test db");
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&mut conn)
             .await
@@ -378,7 +409,11 @@ async fn redis_reachable() -> bool {
         .trim_end_matches('/')
         .to_owned();
     matches!(
-        tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(address)).await,
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
         Ok(Ok(_))
     )
 }

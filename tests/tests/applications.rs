@@ -15,7 +15,9 @@ fn ids(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn application_lifecycle_follows_the_svix_contract() {
-    let Some(herald) = Herald::start().await else { return };
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
 
     let created = herald
         .post(
@@ -40,18 +42,26 @@ async fn application_lifecycle_follows_the_svix_contract() {
     assert_eq!(by_uid.body, app);
 
     // A second create with the same uid conflicts, unless get_if_exists.
-    let duplicate = herald.post("/api/v1/app", json!({"name": "Other", "uid": "acme"})).await;
+    let duplicate = herald
+        .post("/api/v1/app", json!({"name": "Other", "uid": "acme"}))
+        .await;
     assert_eq!(duplicate.status, 409);
     assert_eq!(duplicate.body["code"], "conflict");
     let existing = herald
-        .post("/api/v1/app?get_if_exists=true", json!({"name": "Other", "uid": "acme"}))
+        .post(
+            "/api/v1/app?get_if_exists=true",
+            json!({"name": "Other", "uid": "acme"}),
+        )
         .await;
     assert_eq!(existing.status, 200);
     assert_eq!(existing.body["id"], id.as_str());
 
     // PATCH changes only what it names; null clears a nullable field.
     let patched = herald
-        .patch("/api/v1/app/acme", json!({"name": "Acme Inc", "throttleRate": null}))
+        .patch(
+            "/api/v1/app/acme",
+            json!({"name": "Acme Inc", "throttleRate": null}),
+        )
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.body["name"], "Acme Inc");
@@ -60,19 +70,27 @@ async fn application_lifecycle_follows_the_svix_contract() {
 
     // PUT replaces an existing application (200) ...
     let replaced = herald
-        .put(&format!("/api/v1/app/{id}"), json!({"name": "Replaced", "uid": "acme"}))
+        .put(
+            &format!("/api/v1/app/{id}"),
+            json!({"name": "Replaced", "uid": "acme"}),
+        )
         .await;
     assert_eq!(replaced.status, 200);
     assert_eq!(replaced.body["id"], id.as_str());
     assert_eq!(replaced.body["metadata"], json!({}));
     assert_eq!(replaced.body["createdAt"], app["createdAt"]);
     // ... creates one under a new uid (201) ...
-    let upserted = herald.put("/api/v1/app/brand-new", json!({"name": "New"})).await;
+    let upserted = herald
+        .put("/api/v1/app/brand-new", json!({"name": "New"}))
+        .await;
     assert_eq!(upserted.status, 201, "{upserted:?}");
     assert_eq!(upserted.body["uid"], "brand-new");
     // ... and never invents an object for an unknown id.
     let unknown = herald
-        .put("/api/v1/app/app_2fGhJkLmNpQrStUvWxYz01234Ab", json!({"name": "x"}))
+        .put(
+            "/api/v1/app/app_2fGhJkLmNpQrStUvWxYz01234Ab",
+            json!({"name": "x"}),
+        )
         .await;
     assert_eq!(unknown.status, 404);
 
@@ -84,10 +102,14 @@ async fn application_lifecycle_follows_the_svix_contract() {
 
 #[tokio::test]
 async fn application_list_pages_forwards_and_backwards_without_gaps() {
-    let Some(herald) = Herald::start().await else { return };
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
     let mut created = Vec::new();
     for i in 0..7 {
-        let reply = herald.post("/api/v1/app", json!({"name": format!("app {i}")})).await;
+        let reply = herald
+            .post("/api/v1/app", json!({"name": format!("app {i}")}))
+            .await;
         assert_eq!(reply.status, 201);
         created.push(reply.body["id"].as_str().unwrap().to_owned());
     }
@@ -125,7 +147,9 @@ async fn application_list_pages_forwards_and_backwards_without_gaps() {
     // Backwards from the last page with prevIterator.
     let prev = pages[2]["prevIterator"].as_str().unwrap();
     assert!(prev.starts_with('-'));
-    let back = herald.get(&format!("/api/v1/app?limit=3&iterator={prev}")).await;
+    let back = herald
+        .get(&format!("/api/v1/app?limit=3&iterator={prev}"))
+        .await;
     assert_eq!(ids(&back.body), ordered[3..6].to_vec());
 
     // Descending order.
@@ -136,7 +160,9 @@ async fn application_list_pages_forwards_and_backwards_without_gaps() {
     let desc_page = herald.get("/api/v1/app?limit=2&order=descending").await;
     let next = desc_page.body["iterator"].as_str().unwrap();
     let desc_next = herald
-        .get(&format!("/api/v1/app?limit=2&order=descending&iterator={next}"))
+        .get(&format!(
+            "/api/v1/app?limit=2&order=descending&iterator={next}"
+        ))
         .await;
     assert_eq!(ids(&desc_next.body), reversed[2..4].to_vec());
 }

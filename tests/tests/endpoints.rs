@@ -7,18 +7,25 @@ use serde_json::{json, Value};
 async fn app_with_event_types(herald: &Herald) -> String {
     for name in ["user.signup", "user.deleted", "invoice.paid"] {
         let reply = herald
-            .post("/api/v1/event-type", json!({"name": name, "description": name}))
+            .post(
+                "/api/v1/event-type",
+                json!({"name": name, "description": name}),
+            )
             .await;
         assert_eq!(reply.status, 201, "{reply:?}");
     }
-    let app = herald.post("/api/v1/app", json!({"name": "Acme", "uid": "acme"})).await;
+    let app = herald
+        .post("/api/v1/app", json!({"name": "Acme", "uid": "acme"}))
+        .await;
     assert_eq!(app.status, 201);
     app.body["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn endpoint_lifecycle_follows_the_svix_contract() {
-    let Some(herald) = Herald::start().await else { return };
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
     let app_id = app_with_event_types(&herald).await;
     let base = format!("/api/v1/app/{app_id}/endpoint");
 
@@ -51,10 +58,18 @@ async fn endpoint_lifecycle_follows_the_svix_contract() {
 
     // By id and by uid, also through the app's uid.
     assert_eq!(herald.get(&format!("{base}/{ep_id}")).await.body, ep);
-    assert_eq!(herald.get("/api/v1/app/acme/endpoint/primary").await.body, ep);
+    assert_eq!(
+        herald.get("/api/v1/app/acme/endpoint/primary").await.body,
+        ep
+    );
 
     // Duplicate uid in the same app conflicts.
-    let duplicate = herald.post(&base, json!({"url": "https://example.com/2", "uid": "primary"})).await;
+    let duplicate = herald
+        .post(
+            &base,
+            json!({"url": "https://example.com/2", "uid": "primary"}),
+        )
+        .await;
     assert_eq!(duplicate.status, 409);
 
     // Listing.
@@ -65,7 +80,10 @@ async fn endpoint_lifecycle_follows_the_svix_contract() {
 
     // PATCH: null clears filters, absent fields stay.
     let patched = herald
-        .patch(&format!("{base}/primary"), json!({"eventTypes": null, "disabled": true}))
+        .patch(
+            &format!("{base}/primary"),
+            json!({"eventTypes": null, "disabled": true}),
+        )
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.body["eventTypes"], Value::Null);
@@ -75,14 +93,22 @@ async fn endpoint_lifecycle_follows_the_svix_contract() {
 
     // PUT replaces (200) and keeps the secret; creates under a new uid (201).
     let replaced = herald
-        .put(&format!("{base}/{ep_id}"), json!({"url": "https://example.com/v2", "uid": "primary"}))
+        .put(
+            &format!("{base}/{ep_id}"),
+            json!({"url": "https://example.com/v2", "uid": "primary"}),
+        )
         .await;
     assert_eq!(replaced.status, 200, "{replaced:?}");
     assert_eq!(replaced.body["url"], "https://example.com/v2");
     assert_eq!(replaced.body["channels"], Value::Null);
     let secret = herald.get(&format!("{base}/{ep_id}/secret")).await;
     assert_eq!(secret.body["key"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let upserted = herald.put(&format!("{base}/secondary"), json!({"url": "http://127.0.0.1:9/"})).await;
+    let upserted = herald
+        .put(
+            &format!("{base}/secondary"),
+            json!({"url": "http://127.0.0.1:9/"}),
+        )
+        .await;
     assert_eq!(upserted.status, 201, "{upserted:?}");
     assert_eq!(upserted.body["uid"], "secondary");
 
@@ -92,10 +118,14 @@ async fn endpoint_lifecycle_follows_the_svix_contract() {
 
 #[tokio::test]
 async fn rotated_secrets_keep_the_previous_key_valid_for_the_grace_period() {
-    let Some(herald) = Herald::start().await else { return };
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
     let app_id = app_with_event_types(&herald).await;
     let base = format!("/api/v1/app/{app_id}/endpoint");
-    let ep = herald.post(&base, json!({"url": "https://example.com/hook"})).await;
+    let ep = herald
+        .post(&base, json!({"url": "https://example.com/hook"}))
+        .await;
     let ep_id = ep.body["id"].as_str().unwrap().to_owned();
     let first = herald.get(&format!("{base}/{ep_id}/secret")).await.body["key"]
         .as_str()
@@ -104,26 +134,40 @@ async fn rotated_secrets_keep_the_previous_key_valid_for_the_grace_period() {
     assert!(first.starts_with("whsec_"));
 
     let rotated = herald
-        .post(&format!("{base}/{ep_id}/secret/rotate"), json!({"gracePeriodSeconds": 3600}))
+        .post(
+            &format!("{base}/{ep_id}/secret/rotate"),
+            json!({"gracePeriodSeconds": 3600}),
+        )
         .await;
     assert_eq!(rotated.status, 200, "{rotated:?}");
     let second = rotated.body["key"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
-    assert_eq!(herald.get(&format!("{base}/{ep_id}/secret")).await.body["key"], second.as_str());
+    assert_eq!(
+        herald.get(&format!("{base}/{ep_id}/secret")).await.body["key"],
+        second.as_str()
+    );
 
     // Many rotations keep at most 10 previous keys, the first among them until
     // it is pushed out; a zero grace period keeps none of the rotated-out key.
     for _ in 0..12 {
-        let reply = herald.post(&format!("{base}/{ep_id}/secret/rotate"), json!({})).await;
+        let reply = herald
+            .post(&format!("{base}/{ep_id}/secret/rotate"), json!({}))
+            .await;
         assert_eq!(reply.status, 200);
     }
     let stored = stored_secrets(&herald, &ep_id).await;
     assert_eq!(stored["previous"].as_array().unwrap().len(), 10);
-    assert!(!stored.to_string().contains(&first), "oldest key was dropped");
+    assert!(
+        !stored.to_string().contains(&first),
+        "oldest key was dropped"
+    );
 
     let explicit = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let reply = herald
-        .post(&format!("{base}/{ep_id}/secret/rotate"), json!({"key": explicit, "gracePeriodSeconds": 0}))
+        .post(
+            &format!("{base}/{ep_id}/secret/rotate"),
+            json!({"key": explicit, "gracePeriodSeconds": 0}),
+        )
         .await;
     assert_eq!(reply.body["key"], explicit);
     let stored = stored_secrets(&herald, &ep_id).await;
@@ -143,17 +187,28 @@ async fn stored_secrets(herald: &Herald, ep_id: &str) -> Value {
 
 #[tokio::test]
 async fn endpoint_headers_are_replaced_patched_and_redacted() {
-    let Some(herald) = Herald::start().await else { return };
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
     let app_id = app_with_event_types(&herald).await;
     let base = format!("/api/v1/app/{app_id}/endpoint");
     let ep = herald
-        .post(&base, json!({"url": "https://example.com/hook", "headers": {"X-Initial": "1"}}))
+        .post(
+            &base,
+            json!({"url": "https://example.com/hook", "headers": {"X-Initial": "1"}}),
+        )
         .await;
     let path = format!("{base}/{}/headers", ep.body["id"].as_str().unwrap());
-    assert_eq!(herald.get(&path).await.body["headers"], json!({"X-Initial": "1"}));
+    assert_eq!(
+        herald.get(&path).await.body["headers"],
+        json!({"X-Initial": "1"})
+    );
 
     let put = herald
-        .put(&path, json!({"headers": {"X-Team": "billing", "Authorization": "Bearer s3cret"}}))
+        .put(
+            &path,
+            json!({"headers": {"X-Team": "billing", "Authorization": "Bearer s3cret"}}),
+        )
         .await;
     assert_eq!(put.status, 204, "{put:?}");
     let shown = herald.get(&path).await;
@@ -162,7 +217,10 @@ async fn endpoint_headers_are_replaced_patched_and_redacted() {
     assert!(!shown.body.to_string().contains("s3cret"));
 
     let patch = herald
-        .patch(&path, json!({"headers": {"x-team": null, "X-New": "2"}, "deleteHeaders": ["Authorization"]}))
+        .patch(
+            &path,
+            json!({"headers": {"x-team": null, "X-New": "2"}, "deleteHeaders": ["Authorization"]}),
+        )
         .await;
     assert_eq!(patch.status, 204, "{patch:?}");
     let shown = herald.get(&path).await;

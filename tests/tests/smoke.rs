@@ -4,7 +4,9 @@ use herald_e2e::Herald;
 
 #[tokio::test]
 async fn health_answers_204_when_the_database_is_up() {
-    let Some(herald) = Herald::start().await else { return };
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
     let reply = herald.get("/api/v1/health").await;
     assert_eq!(reply.status, 204);
 }

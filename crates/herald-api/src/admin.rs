@@ -137,7 +137,11 @@ pub async fn create_tenant_with_key(
 
 async fn existing_tenant(state: &AppState, tenant_id: &str) -> Result<Tenant, ApiError> {
     let tenant_id = TenantId::parse(tenant_id).map_err(|_| ApiError::NotFound)?;
-    state.store.tenant(&tenant_id).await?.ok_or(ApiError::NotFound)
+    state
+        .store
+        .tenant(&tenant_id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 /// Creates a tenant and returns its first API key.
@@ -173,7 +177,12 @@ pub async fn list_tenants(
 ) -> Result<Json<ListResponse<TenantOut>>, ApiError> {
     let query = params.to_query(|k| TenantId::parse(k).is_ok())?;
     let page = state.store.list_tenants(&query).await?;
-    Ok(Json(ListResponse::from_page(page, &query, |t| t.id.to_string(), TenantOut::from)))
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |t| t.id.to_string(),
+        TenantOut::from,
+    )))
 }
 
 /// Gets a tenant.

@@ -141,7 +141,9 @@ impl Principal {
     pub fn can_see(&self, app_id: &ApplicationId) -> bool {
         match self {
             Principal::Tenant { .. } => true,
-            Principal::App { app_id: allowed, .. } => allowed == app_id,
+            Principal::App {
+                app_id: allowed, ..
+            } => allowed == app_id,
         }
     }
 }
@@ -168,7 +170,10 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(principal.clone());
         }
@@ -201,7 +206,10 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         // Without a configured token the admin API does not exist.
         let Some(expected) = state.config.admin_token.as_deref() else {
             return Err(ApiError::NotFound);

@@ -122,8 +122,14 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(detail) => {
                 error_body(StatusCode::UNAUTHORIZED, "authentication_failed", detail)
             }
-            Self::Forbidden(detail) => error_body(StatusCode::FORBIDDEN, "insufficient_access", detail),
-            Self::NotFound => error_body(StatusCode::NOT_FOUND, "not_found", "Entity not found".into()),
+            Self::Forbidden(detail) => {
+                error_body(StatusCode::FORBIDDEN, "insufficient_access", detail)
+            }
+            Self::NotFound => error_body(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Entity not found".into(),
+            ),
             Self::MethodNotAllowed => error_body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

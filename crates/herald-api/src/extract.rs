@@ -29,7 +29,12 @@ where
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let mime = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             });
         if !is_json {
@@ -98,13 +103,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(url_form(query.as_bytes()));
+        let deserializer = serde_urlencoded::Deserializer::new(url_form(query.as_bytes()));
         serde_path_to_error::deserialize::<_, T>(deserializer)
             .map(QueryParams)
             .map_err(|error| {
                 let mut loc = vec!["query".to_owned()];
-                loc.extend(error.path().iter().map(|s| s.to_string()).filter(|s| s != "?"));
+                loc.extend(
+                    error
+                        .path()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .filter(|s| s != "?"),
+                );
                 ApiError::Validation(vec![ValidationError {
                     loc,
                     msg: error.inner().to_string(),

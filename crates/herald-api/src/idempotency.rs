@@ -120,7 +120,10 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
-    if let Some(content_type) = stored.content_type.and_then(|v| HeaderValue::from_str(&v).ok()) {
+    if let Some(content_type) = stored
+        .content_type
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
         response.headers_mut().insert(CONTENT_TYPE, content_type);
     }
     response

@@ -67,9 +67,9 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .merge(SwaggerUi::new("/docs").config(
-            utoipa_swagger_ui::Config::from("/api/v1/openapi.json"),
-        ))
+        .merge(
+            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -35,17 +35,17 @@ pub struct ListParams {
 impl ListParams {
     /// Validates the parameters; `parse_key` checks that an iterator names a key
     /// of the listed kind, so garbage iterators are refused, not silently empty.
-    pub fn to_query(
-        &self,
-        parse_key: impl Fn(&str) -> bool,
-    ) -> Result<ListQuery, ApiError> {
+    pub fn to_query(&self, parse_key: impl Fn(&str) -> bool) -> Result<ListQuery, ApiError> {
         let limit = match self.limit {
             None => DEFAULT_LIMIT,
             Some(n) if (1..=MAX_LIMIT).contains(&n) => n as u16,
             Some(_) => {
-                return Err(ValidationError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))
-                    .at(&["query", "limit"])
-                    .into())
+                return Err(ValidationError::new(
+                    "limit",
+                    format!("must be between 1 and {MAX_LIMIT}"),
+                )
+                .at(&["query", "limit"])
+                .into())
             }
         };
         let cursor = match self.iterator.as_deref() {

@@ -69,9 +69,8 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let bearer = || {
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())
-        };
+        let bearer =
+            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         components.add_security_scheme("HTTPBearer", bearer());
         components.add_security_scheme("AdminToken", bearer());
     }

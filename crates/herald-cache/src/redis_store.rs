@@ -104,11 +104,14 @@ mod tests {
 
     /// Connects to the local Redis, or skips (fails under `HERALD_REQUIRE_SERVICES=1`).
     async fn redis() -> Option<RedisIdempotency> {
-        let url =
-            std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = std::env::var("HERALD_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("herald-test-{}:", uuid::Uuid::new_v4());
-        match tokio::time::timeout(Duration::from_secs(5), RedisIdempotency::connect(&url, &prefix))
-            .await
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            RedisIdempotency::connect(&url, &prefix),
+        )
+        .await
         {
             Ok(Ok(store)) => Some(store),
             Ok(Err(e)) => skip(&url, &e.to_string()),

@@ -9,6 +9,6 @@ pub mod value;
 pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TenantId};
 pub use secret::EndpointSecret;
 pub use value::{
-    ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, IdOrUid, Metadata,
-    Uid, ValidationError,
+    ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, IdOrUid, Metadata, Uid,
+    ValidationError,
 };

@@ -33,7 +33,10 @@ impl EndpointSecret {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         let encoded = s.strip_prefix(SECRET_PREFIX).unwrap_or(s);
         let bytes = STANDARD.decode(encoded).map_err(|_| {
-            ValidationError::new("secret", "must be 'whsec_' followed by base64-encoded bytes")
+            ValidationError::new(
+                "secret",
+                "must be 'whsec_' followed by base64-encoded bytes",
+            )
         })?;
         if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&bytes.len()) {
             return Err(ValidationError::new(

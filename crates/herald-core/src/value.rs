@@ -246,7 +246,8 @@ impl EndpointHeaders {
     }
 
     fn check(name: &str, value: &str) -> Result<(), ValidationError> {
-        let field = |msg: String| ValidationError::new("headers", msg).at(&["body", "headers", name]);
+        let field =
+            |msg: String| ValidationError::new("headers", msg).at(&["body", "headers", name]);
         let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if name.is_empty() || name.len() > 256 || !name.chars().all(is_token_char) {
             return Err(field(format!("'{name}' is not a valid header name")));
@@ -256,7 +257,9 @@ impl EndpointHeaders {
             || lower.starts_with("webhook-")
             || lower.starts_with("svix-")
         {
-            return Err(field(format!("header '{name}' is set by Herald and cannot be overridden")));
+            return Err(field(format!(
+                "header '{name}' is set by Herald and cannot be overridden"
+            )));
         }
         if value.len() > 4096 || value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
             return Err(field(format!(

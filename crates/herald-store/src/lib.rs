@@ -48,7 +48,6 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-
 /// The persistence contract. Reads return `Ok(None)` for objects that do not
 /// exist *for this tenant*; whether they exist for another tenant is invisible.
 #[async_trait]
@@ -117,10 +116,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     // Event types.
-    async fn insert_event_type(&self, tenant_id: &TenantId, event_type: &EventType)
-        -> StoreResult<()>;
-    async fn update_event_type(&self, tenant_id: &TenantId, event_type: &EventType)
-        -> StoreResult<()>;
+    async fn insert_event_type(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &EventType,
+    ) -> StoreResult<()>;
+    async fn update_event_type(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &EventType,
+    ) -> StoreResult<()>;
     async fn event_type(
         &self,
         tenant_id: &TenantId,
@@ -133,8 +138,11 @@ pub trait Store: Send + Sync + 'static {
         include_archived: bool,
     ) -> StoreResult<Page<EventType>>;
     /// Removes the row for good (`?expunge=true`); returns false when absent.
-    async fn delete_event_type(&self, tenant_id: &TenantId, name: &EventTypeName)
-        -> StoreResult<bool>;
+    async fn delete_event_type(
+        &self,
+        tenant_id: &TenantId,
+        name: &EventTypeName,
+    ) -> StoreResult<bool>;
     /// The names among `names` that are not live (existing, unarchived) event types.
     async fn missing_event_types(
         &self,

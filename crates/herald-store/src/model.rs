@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use herald_core::{
-    ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
-    EndpointUrl, EventTypeName, FeatureFlag, Metadata, TenantId, Uid,
+    ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
+    EventTypeName, FeatureFlag, Metadata, TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]

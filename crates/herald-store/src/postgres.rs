@@ -205,7 +205,11 @@ fn endpoint_from_row(row: &PgRow) -> StoreResult<Endpoint> {
             EventTypeName::parse,
             "endpoint.event_types",
         )?,
-        channels: names_from_json(row.try_get("channels")?, ChannelName::parse, "endpoint.channels")?,
+        channels: names_from_json(
+            row.try_get("channels")?,
+            ChannelName::parse,
+            "endpoint.channels",
+        )?,
         metadata: serde_json::from_value(row.try_get("metadata")?)
             .map_err(|e| corrupt("endpoint.metadata", e))?,
         throttle_rate: throttle_from(row.try_get("throttle_rate")?),

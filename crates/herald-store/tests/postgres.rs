@@ -17,7 +17,10 @@ impl Drop for FreshDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -56,7 +59,11 @@ async fn fresh() -> Option<FreshDatabase> {
     };
     let store = PgStore::connect_lazy(&url, 2).expect("pool");
     store.migrate().await.expect("migrate");
-    Some(FreshDatabase { store, name, admin_url })
+    Some(FreshDatabase {
+        store,
+        name,
+        admin_url,
+    })
 }
 
 macro_rules! contract_tests {

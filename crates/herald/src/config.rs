@@ -114,15 +114,26 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         self.roles()?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!("HERALD_LOG_FORMAT must be 'text' or 'json', not '{}'", self.log_format);
+            bail!(
+                "HERALD_LOG_FORMAT must be 'text' or 'json', not '{}'",
+                self.log_format
+            );
         }
         if self.max_body_bytes < 1024 {
             bail!("HERALD_MAX_BODY_BYTES must be at least 1024");
         }
-        if self.admin_token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
             bail!("HERALD_ADMIN_TOKEN must be at least 16 characters long");
         }
-        if self.jwt_secret.as_ref().is_some_and(|t| t.expose_secret().len() < 32) {
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 32)
+        {
             bail!("HERALD_JWT_SECRET must be at least 32 characters long");
         }
         Ok(())
@@ -131,7 +142,12 @@ impl Config {
     /// The roles named by `roles`, refusing ones this build does not have.
     pub fn roles(&self) -> anyhow::Result<Vec<Role>> {
         let mut roles = Vec::new();
-        for name in self.roles.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for name in self
+            .roles
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             match name {
                 "api" => roles.push(Role::Api),
                 "worker" | "stats" => {
@@ -172,7 +188,10 @@ mod tests {
         names.extend(["admin_token".to_owned(), "jwt_secret".to_owned()]);
         for name in names {
             let variable = format!("`HERALD_{}`", name.to_uppercase());
-            assert!(docs.contains(&variable), "docs/configuration.md lacks {variable}");
+            assert!(
+                docs.contains(&variable),
+                "docs/configuration.md lacks {variable}"
+            );
         }
     }
 

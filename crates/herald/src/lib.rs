@@ -105,7 +105,11 @@ pub async fn run(
     let idempotency = idempotency_store(&config).await?;
     tracing::info!(
         store = "postgres",
-        idempotency = if config.redis_url.is_some() { "redis" } else { "memory" },
+        idempotency = if config.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        },
         "backends selected"
     );
     let state = AppState {

@@ -13,7 +13,11 @@ use herald_core::{ApiKeyId, TenantId};
 use herald_store::ListQuery;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Multi-tenant webhook sending service")]
+#[command(
+    name = "herald",
+    version,
+    about = "Multi-tenant webhook sending service"
+)]
 struct Cli {
     /// Configuration file (default: ./herald.toml when it exists).
     #[arg(long, global = true, env = "HERALD_CONFIG")]
@@ -62,7 +66,9 @@ enum TenantCommand {
 
 fn init_tracing(config: &Config) {
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_format == "json" {
         builder.json().init();
     } else {
@@ -78,15 +84,16 @@ fn shutdown_on_signal() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    trigger.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        trigger.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -132,7 +139,10 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn tenant_command(store: &dyn herald_store::Store, command: TenantCommand) -> anyhow::Result<()> {
+async fn tenant_command(
+    store: &dyn herald_store::Store,
+    command: TenantCommand,
+) -> anyhow::Result<()> {
     let api_error = |e: herald_api::error::ApiError| anyhow::anyhow!("{e}");
     match command {
         TenantCommand::Create { name, json } => {
@@ -146,7 +156,10 @@ async fn tenant_command(store: &dyn herald_store::Store, command: TenantCommand)
                     tenant_id: &'a str,
                     key: &'a str,
                 }
-                let line = Created { tenant_id: &created.tenant_id, key: &created.key };
+                let line = Created {
+                    tenant_id: &created.tenant_id,
+                    key: &created.key,
+                };
                 println!("{}", serde_json::to_string(&line)?);
             } else {
                 println!("tenant  {} ({})", created.tenant_id, created.name);
@@ -155,11 +168,19 @@ async fn tenant_command(store: &dyn herald_store::Store, command: TenantCommand)
             }
         }
         TenantCommand::List => {
-            let mut query = ListQuery { limit: 250, ..ListQuery::default() };
+            let mut query = ListQuery {
+                limit: 250,
+                ..ListQuery::default()
+            };
             loop {
                 let page = store.list_tenants(&query).await?;
                 for tenant in &page.items {
-                    println!("{}\t{}\t{}", tenant.id, tenant.created_at.to_rfc3339(), tenant.name);
+                    println!(
+                        "{}\t{}\t{}",
+                        tenant.id,
+                        tenant.created_at.to_rfc3339(),
+                        tenant.name
+                    );
                 }
                 match page.items.last() {
                     Some(last) if !page.done => {
@@ -198,7 +219,10 @@ async fn tenant_command(store: &dyn herald_store::Store, command: TenantCommand)
     Ok(())
 }
 
-async fn existing_tenant(store: &dyn herald_store::Store, tenant_id: &str) -> anyhow::Result<TenantId> {
+async fn existing_tenant(
+    store: &dyn herald_store::Store,
+    tenant_id: &str,
+) -> anyhow::Result<TenantId> {
     let tenant_id = TenantId::parse(tenant_id).context("invalid tenant id")?;
     store
         .tenant(&tenant_id)

@@ -22,7 +22,10 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/app", get(list_applications).post(create_application))
+        .route(
+            "/api/v1/app",
+            get(list_applications).post(create_application),
+        )
         .route(
             "/api/v1/app/{app_id}",
             get(get_application)
@@ -116,7 +119,10 @@ fn parse_throttle(rate: Option<u16>) -> Result<Option<u16>, ApiError> {
 }
 
 /// A new application from validated input.
-pub(crate) fn application_from_input(input: ApplicationIn, uid: Option<Uid>) -> Result<Application, ApiError> {
+pub(crate) fn application_from_input(
+    input: ApplicationIn,
+    uid: Option<Uid>,
+) -> Result<Application, ApiError> {
     let uid = match input.uid {
         Some(uid) => Some(Uid::parse(uid)?),
         None => uid,
@@ -152,7 +158,11 @@ pub(crate) async fn insert_application(
         })
 }
 
-async fn save_application(state: &AppState, tenant_id: &TenantId, app: &Application) -> Result<(), ApiError> {
+async fn save_application(
+    state: &AppState,
+    tenant_id: &TenantId,
+    app: &Application,
+) -> Result<(), ApiError> {
     state
         .store
         .update_application(tenant_id, app)
@@ -185,7 +195,12 @@ pub async fn list_applications(
     let tenant_id = principal.require_org()?;
     let query = params.to_query(|k| ApplicationId::parse(k).is_ok())?;
     let page = state.store.list_applications(tenant_id, &query).await?;
-    Ok(Json(ListResponse::from_page(page, &query, |a| a.id.to_string(), ApplicationOut::from)))
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |a| a.id.to_string(),
+        ApplicationOut::from,
+    )))
 }
 
 /// Creates an application (or returns it, with `get_if_exists=true`).
@@ -211,7 +226,10 @@ pub async fn create_application(
         if let Some(uid) = &app.uid {
             let existing = state
                 .store
-                .application(tenant_id, &herald_core::IdOrUid::parse("uid", uid.as_str())?)
+                .application(
+                    tenant_id,
+                    &herald_core::IdOrUid::parse("uid", uid.as_str())?,
+                )
                 .await?;
             if let Some(existing) = existing {
                 return Ok((StatusCode::OK, Json(existing.into())));

@@ -16,7 +16,10 @@ use crate::v1::application::{application_from_input, insert_application, Applica
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/auth/app-portal-access/{app_id}", post(app_portal_access))
+    Router::new().route(
+        "/api/v1/auth/app-portal-access/{app_id}",
+        post(app_portal_access),
+    )
 }
 
 const MIN_EXPIRY_SECONDS: u64 = 60 * 60;

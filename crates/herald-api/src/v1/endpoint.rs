@@ -239,7 +239,9 @@ fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeN
 }
 
 fn parse_channels(channels: Option<Vec<String>>) -> Result<Option<Vec<ChannelName>>, ApiError> {
-    let Some(channels) = channels else { return Ok(None) };
+    let Some(channels) = channels else {
+        return Ok(None);
+    };
     check_name_list("channels", &channels, Some(MAX_CHANNELS))?;
     channels
         .into_iter()
@@ -264,7 +266,9 @@ fn parse_throttle(rate: Option<u16>) -> Result<Option<u16>, ApiError> {
 
 fn parse_description(description: String) -> Result<String, ApiError> {
     if description.len() > 1024 {
-        return Err(ValidationError::new("description", "must be at most 1024 characters long").into());
+        return Err(
+            ValidationError::new("description", "must be at most 1024 characters long").into(),
+        );
     }
     Ok(description)
 }
@@ -370,7 +374,11 @@ async fn visible_endpoint(
     Ok((app, endpoint))
 }
 
-async fn save_endpoint(state: &AppState, tenant_id: &TenantId, endpoint: &Endpoint) -> Result<(), ApiError> {
+async fn save_endpoint(
+    state: &AppState,
+    tenant_id: &TenantId,
+    endpoint: &Endpoint,
+) -> Result<(), ApiError> {
     state
         .store
         .update_endpoint(tenant_id, endpoint)
@@ -401,7 +409,12 @@ pub async fn list_endpoints(
         .store
         .list_endpoints(principal.tenant_id(), &app.id, &query)
         .await?;
-    Ok(Json(ListResponse::from_page(page, &query, |e| e.id.to_string(), EndpointOut::from)))
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |e| e.id.to_string(),
+        EndpointOut::from,
+    )))
 }
 
 /// Creates an endpoint.
@@ -500,7 +513,10 @@ pub async fn update_endpoint(
     let app = visible_app(&state, &principal, &app_id).await?;
     let tenant_id = principal.tenant_id();
     let endpoint_ref = IdOrUid::parse("endpoint_id", &endpoint_id)?;
-    let existing = state.store.endpoint(tenant_id, &app.id, &endpoint_ref).await?;
+    let existing = state
+        .store
+        .endpoint(tenant_id, &app.id, &endpoint_ref)
+        .await?;
     match existing {
         Some(mut endpoint) => {
             let fields = EndpointFields::from_update(input, None)?;
@@ -514,8 +530,11 @@ pub async fn update_endpoint(
             let path_uid = Uid::parse(endpoint_id).map_err(|e| e.at(&["path", "endpoint_id"]))?;
             let fields = EndpointFields::from_update(input, Some(path_uid))?;
             check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
-            let endpoint =
-                fields.into_endpoint(app.id, EndpointSecret::generate(), EndpointHeaders::default());
+            let endpoint = fields.into_endpoint(
+                app.id,
+                EndpointSecret::generate(),
+                EndpointHeaders::default(),
+            );
             state
                 .store
                 .insert_endpoint(tenant_id, &endpoint)

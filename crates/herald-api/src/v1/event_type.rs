@@ -20,7 +20,10 @@ use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/event-type", get(list_event_types).post(create_event_type))
+        .route(
+            "/api/v1/event-type",
+            get(list_event_types).post(create_event_type),
+        )
         .route(
             "/api/v1/event-type/{event_type_name}",
             get(get_event_type)
@@ -128,14 +131,18 @@ impl From<EventType> for EventTypeOut {
     }
 }
 
-fn parse_schemas(schemas: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, ApiError> {
+fn parse_schemas(
+    schemas: Option<serde_json::Value>,
+) -> Result<Option<serde_json::Value>, ApiError> {
     match schemas {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Object(versions)) => {
             if let Some((version, _)) = versions.iter().find(|(_, schema)| !schema.is_object()) {
-                return Err(ValidationError::new("schemas", "each schema must be a JSON object")
-                    .at(&["body", "schemas", version])
-                    .into());
+                return Err(
+                    ValidationError::new("schemas", "each schema must be a JSON object")
+                        .at(&["body", "schemas", version])
+                        .into(),
+                );
             }
             Ok(Some(serde_json::Value::Object(versions)))
         }
@@ -149,7 +156,9 @@ fn parse_schemas(schemas: Option<serde_json::Value>) -> Result<Option<serde_json
 
 fn parse_description(description: String) -> Result<String, ApiError> {
     if description.len() > 4096 {
-        return Err(ValidationError::new("description", "must be at most 4096 characters long").into());
+        return Err(
+            ValidationError::new("description", "must be at most 4096 characters long").into(),
+        );
     }
     Ok(description)
 }
@@ -158,7 +167,10 @@ fn parse_path_name(name: &str) -> Result<EventTypeName, ApiError> {
     EventTypeName::parse(name).map_err(|e| e.at(&["path", "event_type_name"]).into())
 }
 
-fn event_type_from_update(name: EventTypeName, input: EventTypeUpdate) -> Result<EventType, ApiError> {
+fn event_type_from_update(
+    name: EventTypeName,
+    input: EventTypeUpdate,
+) -> Result<EventType, ApiError> {
     let now = herald_store::now();
     Ok(EventType {
         name,
@@ -230,12 +242,15 @@ pub async fn create_event_type(
         },
     )?;
     match state.store.event_type(tenant_id, &event_type.name).await? {
-        Some(existing) if !existing.archived => {
-            Err(ApiError::conflict("an event type with this name already exists"))
-        }
+        Some(existing) if !existing.archived => Err(ApiError::conflict(
+            "an event type with this name already exists",
+        )),
         Some(existing) => {
             event_type.created_at = existing.created_at;
-            state.store.update_event_type(tenant_id, &event_type).await?;
+            state
+                .store
+                .update_event_type(tenant_id, &event_type)
+                .await?;
             Ok((StatusCode::CREATED, Json(event_type.into())))
         }
         None => {
@@ -303,11 +318,17 @@ pub async fn update_event_type(
     match state.store.event_type(tenant_id, &event_type.name).await? {
         Some(existing) => {
             event_type.created_at = existing.created_at;
-            state.store.update_event_type(tenant_id, &event_type).await?;
+            state
+                .store
+                .update_event_type(tenant_id, &event_type)
+                .await?;
             Ok((StatusCode::OK, Json(event_type.into())))
         }
         None => {
-            state.store.insert_event_type(tenant_id, &event_type).await?;
+            state
+                .store
+                .insert_event_type(tenant_id, &event_type)
+                .await?;
             Ok((StatusCode::CREATED, Json(event_type.into())))
         }
     }
@@ -354,7 +375,10 @@ pub async fn patch_event_type(
         event_type.schemas = parse_schemas(schemas)?;
     }
     event_type.updated_at = herald_store::now();
-    state.store.update_event_type(tenant_id, &event_type).await?;
+    state
+        .store
+        .update_event_type(tenant_id, &event_type)
+        .await?;
     Ok(Json(event_type.into()))
 }
 
@@ -390,6 +414,9 @@ pub async fn delete_event_type(
         .ok_or(ApiError::NotFound)?;
     event_type.archived = true;
     event_type.updated_at = herald_store::now();
-    state.store.update_event_type(tenant_id, &event_type).await?;
+    state
+        .store
+        .update_event_type(tenant_id, &event_type)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -62,7 +62,9 @@ pub(crate) fn check_name_list<T: PartialEq>(
 ) -> Result<(), ApiError> {
     let invalid = |msg: String| ApiError::invalid(herald_core::ValidationError::new(field, msg));
     if items.is_empty() {
-        return Err(invalid("must contain at least one item; omit it for all".into()));
+        return Err(invalid(
+            "must contain at least one item; omit it for all".into(),
+        ));
     }
     if let Some(max) = max {
         if items.len() > max {

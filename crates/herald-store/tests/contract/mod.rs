@@ -7,8 +7,8 @@ use herald_core::{
     IdOrUid, TenantId, Uid,
 };
 use herald_store::{
-    ApiKey, Application, Cursor, Endpoint, EndpointSecrets, EventType, ListQuery, Ordering,
-    Store, Tenant,
+    ApiKey, Application, Cursor, Endpoint, EndpointSecrets, EventType, ListQuery, Ordering, Store,
+    Tenant,
 };
 
 pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
@@ -67,11 +67,33 @@ pub async fn objects_of_one_tenant_are_invisible_to_another(store: &dyn Store) {
     let ep = endpoint(&app.id, Some("ep-uid"));
     store.insert_endpoint(&a, &ep).await.unwrap();
 
-    assert!(store.application(&b, &id_ref(app.id.as_str())).await.unwrap().is_none());
-    assert!(store.application(&b, &id_ref("shared-uid")).await.unwrap().is_none());
-    assert!(store.list_applications(&b, &ListQuery::default()).await.unwrap().items.is_empty());
-    assert!(store.endpoint(&b, &app.id, &id_ref(ep.id.as_str())).await.unwrap().is_none());
-    assert!(store.list_endpoints(&b, &app.id, &ListQuery::default()).await.unwrap().items.is_empty());
+    assert!(store
+        .application(&b, &id_ref(app.id.as_str()))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .application(&b, &id_ref("shared-uid"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_applications(&b, &ListQuery::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .endpoint(&b, &app.id, &id_ref(ep.id.as_str()))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_endpoints(&b, &app.id, &ListQuery::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert!(!store.delete_endpoint(&b, &app.id, &ep.id).await.unwrap());
     assert!(!store.delete_application(&b, &app.id).await.unwrap());
 
@@ -79,13 +101,24 @@ pub async fn objects_of_one_tenant_are_invisible_to_another(store: &dyn Store) {
     let mut hijacked = app.clone();
     hijacked.name = "hijacked".into();
     store.update_application(&b, &hijacked).await.unwrap();
-    let stored = store.application(&a, &id_ref(app.id.as_str())).await.unwrap().unwrap();
+    let stored = store
+        .application(&a, &id_ref(app.id.as_str()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.name, "app");
 
     // uids are unique per tenant, not globally.
-    store.insert_application(&b, &application(Some("shared-uid"))).await.unwrap();
-    let clash = store.insert_application(&a, &application(Some("shared-uid"))).await;
-    assert!(clash.unwrap_err().is_conflict_on("application_tenant_id_uid_key"));
+    store
+        .insert_application(&b, &application(Some("shared-uid")))
+        .await
+        .unwrap();
+    let clash = store
+        .insert_application(&a, &application(Some("shared-uid")))
+        .await;
+    assert!(clash
+        .unwrap_err()
+        .is_conflict_on("application_tenant_id_uid_key"));
 }
 
 pub async fn records_round_trip_unchanged(store: &dyn Store) {
@@ -99,10 +132,17 @@ pub async fn records_round_trip_unchanged(store: &dyn Store) {
     assert_eq!(loaded.created_at, app.created_at);
 
     let mut ep = endpoint(&app.id, None);
-    ep.secrets
-        .rotate(EndpointSecret::generate(), chrono::Duration::hours(1), Utc::now());
+    ep.secrets.rotate(
+        EndpointSecret::generate(),
+        chrono::Duration::hours(1),
+        Utc::now(),
+    );
     store.insert_endpoint(&t, &ep).await.unwrap();
-    let loaded = store.endpoint(&t, &app.id, &id_ref(ep.id.as_str())).await.unwrap().unwrap();
+    let loaded = store
+        .endpoint(&t, &app.id, &id_ref(ep.id.as_str()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.secrets.current, ep.secrets.current);
     assert_eq!(loaded.secrets.previous.len(), 1);
     assert_eq!(loaded.event_types, ep.event_types);
@@ -110,7 +150,11 @@ pub async fn records_round_trip_unchanged(store: &dyn Store) {
 
     // Deleting an application takes its endpoints with it.
     assert!(store.delete_application(&t, &app.id).await.unwrap());
-    assert!(store.endpoint(&t, &app.id, &id_ref(ep.id.as_str())).await.unwrap().is_none());
+    assert!(store
+        .endpoint(&t, &app.id, &id_ref(ep.id.as_str()))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 pub async fn keyset_pages_cover_everything_once_in_both_orders(store: &dyn Store) {
@@ -127,7 +171,11 @@ pub async fn keyset_pages_cover_everything_once_in_both_orders(store: &dyn Store
         if ordering == Ordering::Descending {
             expected.reverse();
         }
-        let mut query = ListQuery { limit: 2, cursor: None, ordering };
+        let mut query = ListQuery {
+            limit: 2,
+            cursor: None,
+            ordering,
+        };
         let mut seen = Vec::new();
         loop {
             let page = store.list_applications(&t, &query).await.unwrap();
@@ -162,12 +210,22 @@ pub async fn api_keys_are_found_by_hash_until_revoked(store: &dyn Store) {
         revoked_at: None,
     };
     store.insert_api_key(&t, &key).await.unwrap();
-    assert_eq!(store.api_key_by_hash(&[7; 32]).await.unwrap().unwrap().tenant_id, t);
+    assert_eq!(
+        store
+            .api_key_by_hash(&[7; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_id,
+        t
+    );
     let other = tenant(store, "other").await;
     assert!(!store.revoke_api_key(&other, &key.id).await.unwrap());
     assert!(store.revoke_api_key(&t, &key.id).await.unwrap());
     assert!(store.api_key_by_hash(&[7; 32]).await.unwrap().is_none());
-    assert!(store.list_api_keys(&t).await.unwrap()[0].revoked_at.is_some());
+    assert!(store.list_api_keys(&t).await.unwrap()[0]
+        .revoked_at
+        .is_some());
 }
 
 pub async fn missing_event_types_ignores_other_tenants_and_archived_ones(store: &dyn Store) {
@@ -184,9 +242,18 @@ pub async fn missing_event_types_ignores_other_tenants_and_archived_ones(store: 
         created_at: now,
         updated_at: now,
     };
-    store.insert_event_type(&t, &event_type("live", false)).await.unwrap();
-    store.insert_event_type(&t, &event_type("old", true)).await.unwrap();
-    store.insert_event_type(&other, &event_type("theirs", false)).await.unwrap();
+    store
+        .insert_event_type(&t, &event_type("live", false))
+        .await
+        .unwrap();
+    store
+        .insert_event_type(&t, &event_type("old", true))
+        .await
+        .unwrap();
+    store
+        .insert_event_type(&other, &event_type("theirs", false))
+        .await
+        .unwrap();
     let asked: Vec<EventTypeName> = ["live", "old", "theirs", "none"]
         .iter()
         .map(|n| EventTypeName::parse(*n).unwrap())
@@ -202,6 +269,12 @@ pub async fn missing_event_types_ignores_other_tenants_and_archived_ones(store: 
 }
 
 pub async fn settings_keep_their_first_value(store: &dyn Store) {
-    assert_eq!(store.setting_or_insert("s", "first").await.unwrap(), "first");
-    assert_eq!(store.setting_or_insert("s", "second").await.unwrap(), "first");
+    assert_eq!(
+        store.setting_or_insert("s", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.setting_or_insert("s", "second").await.unwrap(),
+        "first"
+    );
 }
