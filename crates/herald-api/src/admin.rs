@@ -14,7 +14,7 @@ use herald_store::{ApiKey, Store, Tenant};
 
 use crate::auth::{new_api_key, Admin};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, OptionalJsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::AppState;
 
@@ -228,7 +228,7 @@ pub async fn create_api_key(
     State(state): State<AppState>,
     _admin: Admin,
     Path(tenant_id): Path<String>,
-    JsonBody(input): JsonBody<ApiKeyIn>,
+    OptionalJsonBody(input): OptionalJsonBody<ApiKeyIn>,
 ) -> Result<(StatusCode, Json<ApiKeyCreatedOut>), ApiError> {
     let tenant = existing_tenant(&state, &tenant_id).await?;
     let name = parse_label("name", input.name.as_deref().unwrap_or("default"))?;

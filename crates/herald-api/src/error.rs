@@ -71,6 +71,25 @@ impl ApiError {
         }
     }
 
+    /// The same error, with body locations moved under the object `field`
+    /// (for input nested inside another request body).
+    pub fn nested_in(self, field: &str) -> Self {
+        match self {
+            Self::Validation(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|mut e| {
+                        if e.loc.first().is_some_and(|l| l == "body") {
+                            e.loc.insert(1, field.to_owned());
+                        }
+                        e
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     /// A single-field validation failure.
     pub fn invalid(error: ValidationError) -> Self {
         Self::Validation(vec![error])

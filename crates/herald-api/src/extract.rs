@@ -24,70 +24,128 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let mime = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            });
+        let (is_json, bytes) = read_body(req, state).await?;
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected a body with Content-Type: application/json".into(),
-            ));
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::bad_request("invalid_body", rejection.body_text())
-            }
-        })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
-/// Deserializes `bytes`, reporting where in the document a type error is.
+/// A JSON body whose fields are all optional: an empty body means `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(Self(T::default()));
+        }
+        if !is_json {
+            return Err(not_json());
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::UnsupportedMediaType("expected a body with Content-Type: application/json".into())
+}
+
+/// Reads the body within the configured size limit; says whether it is JSON.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        });
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })?;
+    Ok((is_json, bytes))
+}
+
+/// Deserializes `bytes`, reporting where in the document a problem is.
+///
+/// The body is parsed into a `Value` first so that syntax errors (400) are told
+/// apart from shape errors (422), and so that strings containing NUL are refused
+/// up front: PostgreSQL cannot store them in `text` or `jsonb`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
-        Ok(value) => {
-            deserializer
-                .end()
-                .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))?;
-            Ok(value)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))?;
+    if let Some(path) = find_nul(&value) {
+        let mut loc = vec!["body".to_owned()];
+        loc.extend(path);
+        return Err(ApiError::Validation(vec![ValidationError {
+            loc,
+            msg: "must not contain NUL characters".into(),
+            kind: "value_error",
+        }]));
+    }
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+        let mut loc = vec!["body".to_owned()];
+        loc.extend(
+            error
+                .path()
+                .iter()
+                .map(|segment| segment.to_string())
+                .filter(|s| s != "?"),
+        );
+        let msg = error.inner().to_string();
+        // serde reports a missing field on its parent; point at the field itself.
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            loc.push(field.to_owned());
         }
-        Err(error) => {
-            let inner = error.inner();
-            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                return Err(ApiError::bad_request(
-                    "invalid_json",
-                    format!("invalid JSON: {inner}"),
-                ));
+        ApiError::Validation(vec![ValidationError {
+            loc,
+            msg,
+            kind: "type_error",
+        }])
+    })
+}
+
+/// The path to the first string (or object key) that contains a NUL character.
+fn find_nul(value: &serde_json::Value) -> Option<Vec<String>> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(Vec::new()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            find_nul(item).map(|mut path| {
+                path.insert(0, i.to_string());
+                path
+            })
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(vec![key.replace('\0', "\\u0000")]);
             }
-            let mut loc = vec!["body".to_owned()];
-            loc.extend(
-                error
-                    .path()
-                    .iter()
-                    .map(|segment| segment.to_string())
-                    .filter(|s| s != "?"),
-            );
-            // serde_json appends " at line L column C"; the location is in `loc`.
-            let msg = inner.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            Err(ApiError::Validation(vec![ValidationError {
-                loc,
-                msg,
-                kind: "type_error",
-            }]))
-        }
+            find_nul(item).map(|mut path| {
+                path.insert(0, key.clone());
+                path
+            })
+        }),
+        _ => None,
     }
 }
 

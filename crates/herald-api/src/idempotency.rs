@@ -1,12 +1,14 @@
-//! The `idempotency-key` header on POST (the Svix SDKs send one on every POST):
+//! The `idempotency-key` header on POST to `/api/v1` (the Svix SDKs send one on
+//! every POST):
 //! a retried request gets the stored response of the first one instead of
 //! running again, and a duplicate arriving while the first runs waits for it.
 
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
+use axum::extract::FromRequestParts;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use herald_cache::{Claim, StoredResponse};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -51,16 +54,23 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
                 "invalid_idempotency_key",
                 format!("idempotency-key must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
             )
-        })?;
-    // Scope the key by credential and request target, so two tenants (or two
+        })?
+        .to_owned();
+    // Authenticate before anything is claimed or replayed: a revoked key or an
+    // expired token must not get a stored response back. The principal is cached
+    // in the request's extensions, so the handler does not look it up again.
+    let (mut parts, body) = request.into_parts();
+    let principal = Principal::from_request_parts(&mut parts, &state).await?;
+    let request = Request::from_parts(parts, body);
+    // Scope the key by who is calling and what they call, so two tenants (or two
     // routes) using the same key never see each other's responses.
+    let caller = match &principal {
+        Principal::Tenant { tenant_id } => format!("tenant:{tenant_id}"),
+        Principal::App { tenant_id, app_id } => format!("app:{tenant_id}:{app_id}"),
+    };
     let mut hasher = Sha256::new();
     for part in [
-        request
-            .headers()
-            .get(AUTHORIZATION)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default(),
+        caller.as_bytes(),
         request.uri().to_string().as_bytes(),
         key.as_bytes(),
     ] {

@@ -49,15 +49,15 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(v1::router())
-        .merge(admin::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::idempotency,
-        ));
+    // Idempotency covers the tenant API only: admin responses carry freshly
+    // minted API keys, which must not be kept in a cache.
+    let api = v1::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        idempotency::idempotency,
+    ));
     Router::new()
         .merge(api)
+        .merge(admin::router())
         .route(
             "/api/v1/openapi.json",
             get(|| async {

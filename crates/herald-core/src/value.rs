@@ -177,6 +177,14 @@ impl EndpointUrl {
                 format!("must be at most {} characters long", Self::MAX_LEN),
             ));
         }
+        // The URL parser silently strips tabs and line breaks; refuse them instead
+        // of storing a URL that differs from the one that was validated.
+        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(ValidationError::new(
+                "url",
+                "must not contain whitespace or control characters",
+            ));
+        }
         let parsed = url::Url::parse(&s)
             .map_err(|e| ValidationError::new("url", format!("is not a valid URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -331,6 +339,8 @@ mod tests {
         assert!(EndpointUrl::parse("ftp://example.com").is_err());
         assert!(EndpointUrl::parse("not a url").is_err());
         assert!(EndpointUrl::parse("javascript:alert(1)").is_err());
+        assert!(EndpointUrl::parse("https://example.com/a\r\nX-Injected: 1").is_err());
+        assert!(EndpointUrl::parse("https://example.com/\ta").is_err());
     }
 
     #[test]

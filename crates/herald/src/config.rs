@@ -161,12 +161,6 @@ impl Config {
         }
         Ok(roles)
     }
-
-    pub fn public_url(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen_addr))
-    }
 }
 
 #[cfg(test)]

@@ -37,12 +37,15 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Applies migrations, retrying with backoff while the database is unreachable,
-/// so a process started before its database comes up waits instead of dying.
+/// so a server started before its database comes up waits instead of dying.
+/// With `give_up_after`, a one-shot command fails instead of waiting forever.
 pub async fn migrate(
     config: &Config,
     store: &dyn Store,
     shutdown: &CancellationToken,
+    give_up_after: Option<Duration>,
 ) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
         let attempt = async {
@@ -53,6 +56,11 @@ pub async fn migrate(
         };
         match attempt.await {
             Ok(()) => return Ok(()),
+            Err(herald_store::StoreError::Unavailable(e))
+                if give_up_after.is_some_and(|limit| started.elapsed() >= limit) =>
+            {
+                return Err(e).context("the database is unreachable");
+            }
             Err(herald_store::StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable, retrying migrations");
             }
@@ -101,7 +109,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.roles()?;
     let store = open_store(&config)?;
-    migrate(&config, store.as_ref(), &shutdown).await?;
+    migrate(&config, store.as_ref(), &shutdown, None).await?;
     let idempotency = idempotency_store(&config).await?;
     tracing::info!(
         store = "postgres",
@@ -112,12 +120,17 @@ pub async fn run(
         },
         "backends selected"
     );
+    let address = listener.local_addr()?;
     let state = AppState {
         jwt: jwt_keys(&config, store.as_ref()).await?,
         store,
         idempotency,
         config: Arc::new(ApiConfig {
-            public_url: config.public_url(),
+            // Built from the bound address, so port 0 yields the real port.
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{address}")),
             admin_token: config
                 .admin_token
                 .as_ref()
@@ -125,7 +138,6 @@ pub async fn run(
             max_body_bytes: config.max_body_bytes,
         }),
     };
-    let address = listener.local_addr()?;
     tracing::info!(%address, "api listening");
     // A plain line on stdout that scripts and tests can wait for.
     println!("herald: listening on http://{address} (docs at http://{address}/docs)");

@@ -12,6 +12,9 @@ use herald::{migrate, open_store, run, Config};
 use herald_core::{ApiKeyId, TenantId};
 use herald_store::ListQuery;
 
+/// How long one-shot commands wait for an unreachable database before failing.
+const CLI_DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Parser)]
 #[command(
     name = "herald",
@@ -126,13 +129,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let store = open_store(&config)?;
-            migrate(&config, store.as_ref(), &shutdown).await?;
+            migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Tenant { command } => {
             let store = open_store(&config)?;
-            migrate(&config, store.as_ref(), &shutdown).await?;
+            migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             tenant_command(store.as_ref(), command).await
         }
         Command::Openapi => Ok(()),

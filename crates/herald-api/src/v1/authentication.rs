@@ -75,7 +75,8 @@ pub async fn app_portal_access(
         None => match input.application {
             Some(new_app) if !ApplicationId::looks_like(&app_id) => {
                 let path_uid = Uid::parse(app_id).map_err(|e| e.at(&["path", "app_id"]))?;
-                let app = application_from_input(new_app, Some(path_uid))?;
+                let app = application_from_input(new_app, Some(path_uid))
+                    .map_err(|e| e.nested_in("application"))?;
                 insert_application(&state, tenant_id, &app).await?;
                 app
             }
