@@ -77,6 +77,20 @@ impl TestDatabase {
     /// Creates a fresh database, or returns `None` when PostgreSQL is unreachable
     /// and services are optional.
     pub async fn create() -> Option<Self> {
+        let db = Self::reserve().await?;
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {}", db.name))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        Some(db)
+    }
+
+    /// A fresh, unused database name (for tests of code that creates the
+    /// database itself); dropped afterwards if it was created.
+    pub async fn reserve() -> Option<Self> {
         let admin_url = postgres_admin_url();
         let mut conn = match tokio::time::timeout(
             Duration::from_secs(5),
@@ -94,10 +108,6 @@ impl TestDatabase {
             .unwrap_or_default()
             .as_secs();
         let name = format!("herald_e2e_{now}_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
         let url = with_database(&admin_url, &name);
         Some(Self { name, url })
     }

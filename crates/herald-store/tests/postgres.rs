@@ -3,66 +3,22 @@
 
 mod contract;
 
+use herald_e2e::TestDatabase;
 use herald_store::{PgStore, Store};
-use sqlx::Connection;
 
-/// A migrated store on a fresh database, dropped when the guard goes.
+/// A migrated store on a fresh database (dropped with the guard).
 struct FreshDatabase {
     store: PgStore,
-    name: String,
-    admin_url: String,
-}
-
-impl Drop for FreshDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+    _database: TestDatabase,
 }
 
 async fn fresh() -> Option<FreshDatabase> {
-    let admin_url = std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            if std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("PostgreSQL is required (HERALD_REQUIRE_SERVICES=1): {e}");
-            }
-            eprintln!("*** SKIPPED: PostgreSQL at {admin_url} is not reachable ({e}) ***");
-            return None;
-        }
-    };
-    let name = format!("herald_store_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => unreachable!("a database URL has a path"),
-    };
-    let store = PgStore::connect_lazy(&url, 2).expect("pool");
+    let database = TestDatabase::create().await?;
+    let store = PgStore::connect_lazy(&database.url, 2).expect("pool");
     store.migrate().await.expect("migrate");
     Some(FreshDatabase {
         store,
-        name,
-        admin_url,
+        _database: database,
     })
 }
 

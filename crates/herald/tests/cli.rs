@@ -1,102 +1,29 @@
 //! The `herald` command line against a real PostgreSQL database: `migrate`,
 //! `tenant …`, `openapi`, and a clear failure for an unsupported database URL.
 //!
-//! Each test that needs PostgreSQL creates its own `herald_cli_<uuid>` database
-//! and drops it afterwards. They skip when PostgreSQL is unreachable, unless
+//! Each test that needs PostgreSQL gets its own database from the end-to-end
+//! harness, dropped afterwards. They skip when PostgreSQL is unreachable, unless
 //! `HERALD_REQUIRE_SERVICES=1`, in which case they fail.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::Duration;
 
+use herald_e2e::TestDatabase;
 use sqlx::Connection;
 
-/// A maintenance database the tests can CREATE DATABASE from.
-fn postgres_admin_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn services_required() -> bool {
-    std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
-/// A database that exists for one test; dropped (WITH (FORCE)) when this is dropped.
-struct CliDatabase {
-    name: String,
-    url: String,
-}
-
-impl CliDatabase {
-    async fn create() -> Option<Self> {
-        let admin_url = postgres_admin_url();
-        let connect = tokio::time::timeout(
-            Duration::from_secs(5),
-            sqlx::PgConnection::connect(&admin_url),
-        )
-        .await;
-        let mut conn = match connect {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return skip(&e.to_string()),
-            Err(_) => return skip("connection timed out"),
-        };
-        let name = format!("herald_cli_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => format!("{admin_url}/{name}"),
-        };
-        Some(Self { name, url })
-    }
-
-    /// Runs one query returning a single value in this database.
-    async fn scalar<T>(&self, sql: &str, bind: &str) -> T
-    where
-        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
-    {
-        let mut conn = sqlx::PgConnection::connect(&self.url)
-            .await
-            .expect("connect test db");
-        sqlx::query_scalar(sql)
-            .bind(bind)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-}
-
-fn skip<T>(why: &str) -> Option<T> {
-    if services_required() {
-        panic!("PostgreSQL is required (HERALD_REQUIRE_SERVICES=1) but unusable: {why}");
-    }
-    eprintln!("\n*** SKIPPED: PostgreSQL is not reachable ({why}); set HERALD_REQUIRE_SERVICES=1 to fail instead ***\n");
-    None
-}
-
-impl Drop for CliDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // A private runtime on its own thread: works inside or outside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+/// Runs one query returning a single value in the test database.
+async fn scalar<T>(db: &TestDatabase, sql: &str, bind: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    let mut conn = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("connect test db");
+    sqlx::query_scalar(sql)
+        .bind(bind)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// An empty working directory, so no `./herald.toml` of the developer is read.
@@ -168,7 +95,7 @@ fn labelled(out: &str, label: &str) -> String {
 
 #[tokio::test]
 async fn tenant_create_json_prints_one_line_with_tenant_id_then_key() {
-    let Some(db) = CliDatabase::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let output = herald(Some(&db.url), &["tenant", "create", "acme", "--json"]);
@@ -196,16 +123,14 @@ async fn tenant_create_json_prints_one_line_with_tenant_id_then_key() {
     assert!(key.starts_with("hsk_"), "{key}");
 
     // The tenant and an active key for it are stored; the key itself is not.
-    let name: String = db
-        .scalar("SELECT name FROM tenant WHERE id = $1", tenant_id)
-        .await;
+    let name: String = scalar(&db, "SELECT name FROM tenant WHERE id = $1", tenant_id).await;
     assert_eq!(name, "acme");
-    let prefix: String = db
-        .scalar(
-            "SELECT prefix FROM api_key WHERE tenant_id = $1 AND revoked_at IS NULL",
-            tenant_id,
-        )
-        .await;
+    let prefix: String = scalar(
+        &db,
+        "SELECT prefix FROM api_key WHERE tenant_id = $1 AND revoked_at IS NULL",
+        tenant_id,
+    )
+    .await;
     assert!(
         key.starts_with(&prefix) && prefix.len() < key.len(),
         "{prefix} / {key}"
@@ -234,7 +159,7 @@ async fn tenant_create_json_prints_one_line_with_tenant_id_then_key() {
 
 #[tokio::test]
 async fn tenant_keys_lists_the_prefix_but_never_the_key() {
-    let Some(db) = CliDatabase::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let (tenant_id, key) = create_tenant(&db.url, "acme");
@@ -269,7 +194,7 @@ async fn tenant_keys_lists_the_prefix_but_never_the_key() {
 
 #[tokio::test]
 async fn create_key_and_revoke_key_manage_a_tenants_keys() {
-    let Some(db) = CliDatabase::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let (tenant_id, first_key) = create_tenant(&db.url, "acme");
@@ -311,12 +236,12 @@ async fn create_key_and_revoke_key_manage_a_tenants_keys() {
     assert!(line.contains("\trevoked "), "{line}");
     let active = keys.lines().filter(|l| l.ends_with("\tactive")).count();
     assert_eq!(active, 1, "the first key is untouched:\n{keys}");
-    let revoked_at: Option<String> = db
-        .scalar(
-            "SELECT revoked_at::text FROM api_key WHERE id = $1",
-            &key_id,
-        )
-        .await;
+    let revoked_at: Option<String> = scalar(
+        &db,
+        "SELECT revoked_at::text FROM api_key WHERE id = $1",
+        &key_id,
+    )
+    .await;
     assert!(revoked_at.is_some());
 
     // Unknown keys, keys of another tenant and garbage ids are errors.
@@ -342,7 +267,7 @@ async fn create_key_and_revoke_key_manage_a_tenants_keys() {
 
 #[tokio::test]
 async fn migrate_succeeds_twice() {
-    let Some(db) = CliDatabase::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     for round in 1..=2 {
@@ -350,9 +275,7 @@ async fn migrate_succeeds_twice() {
         assert!(out.contains("migrations applied"), "round {round}: {out}");
     }
     // The schema is there: a table from the first migration is queryable.
-    let tenants: i64 = db
-        .scalar("SELECT count(*) FROM tenant WHERE name <> $1", "")
-        .await;
+    let tenants: i64 = scalar(&db, "SELECT count(*) FROM tenant WHERE name <> $1", "").await;
     assert_eq!(tenants, 0);
     // And the tenant commands work on the migrated database.
     create_tenant(&db.url, "after-migrate");
@@ -360,24 +283,13 @@ async fn migrate_succeeds_twice() {
 
 #[tokio::test]
 async fn migrate_creates_the_database_when_it_does_not_exist() {
-    // Reachability check (and a database to drop if anything goes wrong).
-    let Some(probe) = CliDatabase::create().await else {
+    // Dropped at the end whether or not `herald` created it.
+    let Some(db) = TestDatabase::reserve().await else {
         return;
     };
-    drop(probe);
-    let name = format!("herald_cli_{}", uuid::Uuid::new_v4().simple());
-    let admin_url = postgres_admin_url();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => format!("{admin_url}/{name}"),
-    };
-    // Dropped at the end whether or not `herald` created it.
-    let db = CliDatabase { name, url };
     let out = herald_ok(&db.url, &["migrate"]);
     assert!(out.contains("migrations applied"), "{out}");
-    let tenants: i64 = db
-        .scalar("SELECT count(*) FROM tenant WHERE name <> $1", "")
-        .await;
+    let tenants: i64 = scalar(&db, "SELECT count(*) FROM tenant WHERE name <> $1", "").await;
     assert_eq!(tenants, 0);
 }
 

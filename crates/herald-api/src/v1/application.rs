@@ -139,6 +139,14 @@ pub(crate) fn application_from_input(
     })
 }
 
+fn map_uid_conflict(error: herald_store::StoreError) -> ApiError {
+    if error.is_conflict_on("application_tenant_id_uid_key") {
+        ApiError::conflict("an application with this uid already exists")
+    } else {
+        error.into()
+    }
+}
+
 /// Inserts `app`, mapping a uid collision to a 409.
 pub(crate) async fn insert_application(
     state: &AppState,
@@ -149,13 +157,7 @@ pub(crate) async fn insert_application(
         .store
         .insert_application(tenant_id, app)
         .await
-        .map_err(|e| {
-            if e.is_conflict_on("application_tenant_id_uid_key") {
-                ApiError::conflict("an application with this uid already exists")
-            } else {
-                e.into()
-            }
-        })
+        .map_err(map_uid_conflict)
 }
 
 async fn save_application(
@@ -167,13 +169,7 @@ async fn save_application(
         .store
         .update_application(tenant_id, app)
         .await
-        .map_err(|e| {
-            if e.is_conflict_on("application_tenant_id_uid_key") {
-                ApiError::conflict("an application with this uid already exists")
-            } else {
-                e.into()
-            }
-        })
+        .map_err(map_uid_conflict)
 }
 
 /// Lists the tenant's applications.
