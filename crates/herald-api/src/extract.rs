@@ -16,6 +16,26 @@ use crate::error::ApiError;
 /// wrong shape is a 422 whose `loc` points at the offending field.
 pub struct JsonBody<T>(pub T);
 
+/// A JSON body deserialized from the raw bytes (see [`parse_json_raw`]); the
+/// top-level `payload` field is stored as received.
+pub struct RawJsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for RawJsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        if !is_json {
+            return Err(not_json());
+        }
+        parse_json_raw(&bytes, "payload").map(RawJsonBody)
+    }
+}
+
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
     T: DeserializeOwned,
@@ -89,8 +109,30 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
 /// apart from shape errors (422), and so that strings containing NUL are refused
 /// up front: PostgreSQL cannot store them in `text` or `jsonb`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let value = parse_checked(bytes, None)?;
+    serde_path_to_error::deserialize::<_, T>(value).map_err(shape_error)
+}
+
+/// Like [`parse_json`], but deserializes `T` from the original bytes, so
+/// `RawValue` fields keep the client's exact text; the top-level field
+/// `opaque_field` may contain NUL characters (it is stored as bytes).
+pub fn parse_json_raw<T: DeserializeOwned>(
+    bytes: &[u8],
+    opaque_field: &str,
+) -> Result<T, ApiError> {
+    parse_checked(bytes, Some(opaque_field))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(shape_error)
+}
+
+/// Parses `bytes` as JSON (400 if it is not) and refuses NUL characters (422).
+fn parse_checked(bytes: &[u8], opaque_field: Option<&str>) -> Result<serde_json::Value, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))?;
+    let opaque = match (opaque_field, value.as_object_mut()) {
+        (Some(field), Some(object)) => object.remove(field).map(|v| (field, v)),
+        _ => None,
+    };
     if let Some(path) = find_nul(&value) {
         let mut loc = vec!["body".to_owned()];
         loc.extend(path);
@@ -100,7 +142,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             kind: "value_error",
         }]));
     }
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+    if let (Some((field, original)), Some(object)) = (opaque, value.as_object_mut()) {
+        object.insert(field.to_owned(), original);
+    }
+    Ok(value)
+}
+
+fn shape_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> ApiError {
+    {
         let mut loc = vec!["body".to_owned()];
         loc.extend(
             error
@@ -122,7 +171,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             msg,
             kind: "type_error",
         }])
-    })
+    }
 }
 
 /// The path to the first string (or object key) that contains a NUL character.

@@ -2,6 +2,7 @@
 //! construction ("parse, don't validate"). Nothing here knows about HTTP, SQL or
 //! brokers, so every other crate can depend on it.
 
+pub mod filter;
 pub mod id;
 pub mod secret;
 pub mod value;

@@ -10,7 +10,9 @@ pub mod page;
 pub mod postgres;
 
 use async_trait::async_trait;
-use herald_core::{ApiKeyId, ApplicationId, EndpointId, EventTypeName, IdOrUid, TenantId};
+use herald_core::{
+    ApiKeyId, ApplicationId, EndpointId, EventTypeName, IdOrUid, MessageId, TenantId,
+};
 
 pub use model::*;
 pub use page::{Cursor, ListQuery, Ordering, Page};
@@ -149,4 +151,46 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         names: &[EventTypeName],
     ) -> StoreResult<Vec<EventTypeName>>;
+
+    // Messages and deliveries.
+    /// Every enabled endpoint of an application (the fan-out candidates).
+    async fn enabled_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<Vec<Endpoint>>;
+    /// Stores a message and one pending delivery per endpoint in one transaction.
+    async fn insert_message(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()>;
+    /// A message by id or by its `eventId`.
+    async fn message(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg: &IdOrUid,
+    ) -> StoreResult<Option<Message>>;
+    async fn list_messages(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &MessageFilter,
+    ) -> StoreResult<Page<Message>>;
+    /// Removes a message's payload; returns false when the message is absent.
+    async fn expunge_message_content(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+    ) -> StoreResult<bool>;
+    /// The deliveries of one message, one per endpoint it was fanned out to.
+    async fn deliveries_of_message(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<Vec<Delivery>>;
 }

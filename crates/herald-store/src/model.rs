@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use herald_core::{
     ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
-    EventTypeName, FeatureFlag, Metadata, TenantId, Uid,
+    EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]
@@ -69,6 +69,76 @@ pub struct Endpoint {
     pub secrets: EndpointSecrets,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A message posted for an application.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: MessageId,
+    pub app_id: ApplicationId,
+    /// The client's own unique id for the message, unique per application.
+    pub event_id: Option<Uid>,
+    pub event_type: EventTypeName,
+    pub channels: Option<Vec<ChannelName>>,
+    /// Free-form labels for searching (Svix `tags`).
+    pub tags: Option<Vec<String>>,
+    /// The payload bytes exactly as received; `None` once expunged.
+    pub payload: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where a message's delivery to one endpoint stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Sending,
+    Succeeded,
+    Failed,
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "sending" => Self::Sending,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// One message × endpoint: the unit of delivery work.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub app_id: ApplicationId,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of a message listing, on top of the keyset [`crate::ListQuery`].
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub channel: Option<ChannelName>,
+    pub event_types: Option<Vec<EventTypeName>>,
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
 }
 
 /// An endpoint's current signing secret and the previous ones that stay valid

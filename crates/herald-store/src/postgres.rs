@@ -6,11 +6,12 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use herald_core::{
     ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl, EventTypeName,
-    FeatureFlag, IdOrUid, Metadata, TenantId, Uid,
+    FeatureFlag, IdOrUid, MessageId, Metadata, TenantId, Uid,
 };
 
 use crate::model::{
-    ApiKey, Application, Endpoint, EndpointSecrets, EventType, StoredSecrets, Tenant,
+    ApiKey, Application, Delivery, DeliveryState, Endpoint, EndpointSecrets, EventType, Message,
+    MessageFilter, StoredSecrets, Tenant,
 };
 use crate::page::{Cursor, ListQuery, Page};
 use crate::{Store, StoreError, StoreResult};
@@ -217,6 +218,49 @@ fn endpoint_from_row(row: &PgRow) -> StoreResult<Endpoint> {
         secrets: EndpointSecrets::try_from(secrets).map_err(|e| corrupt("endpoint.secrets", e))?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn message_from_row(row: &PgRow) -> StoreResult<Message> {
+    let event_id: Option<String> = row.try_get("event_id")?;
+    Ok(Message {
+        id: MessageId::parse(row.try_get("id")?).map_err(|e| corrupt("message.id", e))?,
+        app_id: ApplicationId::parse(row.try_get("app_id")?)
+            .map_err(|e| corrupt("message.app_id", e))?,
+        event_id: event_id
+            .map(Uid::parse)
+            .transpose()
+            .map_err(|e| corrupt("message.event_id", e))?,
+        event_type: EventTypeName::parse(row.try_get::<String, _>("event_type")?)
+            .map_err(|e| corrupt("message.event_type", e))?,
+        channels: names_from_json(
+            row.try_get("channels")?,
+            ChannelName::parse,
+            "message.channels",
+        )?,
+        tags: row
+            .try_get::<Option<serde_json::Value>, _>("tags")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| corrupt("message.tags", e))?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn delivery_from_row(row: &PgRow) -> StoreResult<Delivery> {
+    let state: String = row.try_get("state")?;
+    Ok(Delivery {
+        msg_id: MessageId::parse(row.try_get("msg_id")?)
+            .map_err(|e| corrupt("delivery.msg_id", e))?,
+        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
+            .map_err(|e| corrupt("delivery.endpoint_id", e))?,
+        app_id: ApplicationId::parse(row.try_get("app_id")?)
+            .map_err(|e| corrupt("delivery.app_id", e))?,
+        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
+        attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
+        next_attempt_at: row.try_get("next_attempt_at")?,
     })
 }
 
@@ -612,5 +656,145 @@ impl Store for PgStore {
             .filter(|n| !found.iter().any(|f| f == n.as_str()))
             .cloned()
             .collect())
+    }
+    async fn enabled_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<Vec<Endpoint>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint \
+             WHERE tenant_id = $1 AND app_id = $2 AND NOT disabled ORDER BY id"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    async fn insert_message(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO message (id, tenant_id, app_id, event_id, event_type, channels, tags, payload, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(message.id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(message.app_id.as_str())
+        .bind(message.event_id.as_ref().map(Uid::as_str))
+        .bind(message.event_type.as_str())
+        .bind(message.channels.as_ref().map(json_of))
+        .bind(message.tags.as_ref().map(json_of))
+        .bind(message.payload.as_deref())
+        .bind(message.created_at)
+        .bind(message.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        if !endpoint_ids.is_empty() {
+            // One statement for all deliveries: fan-out costs one round trip.
+            let ids: Vec<&str> = endpoint_ids.iter().map(EndpointId::as_str).collect();
+            sqlx::query(
+                "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT $1, endpoint_id, $2, $3, 'pending', 0, $4, $4, $4 FROM unnest($5::text[]) AS endpoint_id",
+            )
+            .bind(message.id.as_str())
+            .bind(tenant_id.as_str())
+            .bind(message.app_id.as_str())
+            .bind(message.created_at)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn message(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg: &IdOrUid,
+    ) -> StoreResult<Option<Message>> {
+        let row = sqlx::query(
+            "SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 AND (id = $3 OR event_id = $3) LIMIT 1",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &MessageFilter,
+    ) -> StoreResult<Page<Message>> {
+        let mut builder = QueryBuilder::new("SELECT * FROM message WHERE tenant_id = ");
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND app_id = ");
+        builder.push_bind(app_id.as_str());
+        if let Some(channel) = &filter.channel {
+            builder.push(" AND channels ? ");
+            builder.push_bind(channel.as_str().to_owned());
+        }
+        if let Some(types) = &filter.event_types {
+            let types: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+            builder.push(" AND event_type = ANY(");
+            builder.push_bind(types);
+            builder.push(")");
+        }
+        if let Some(before) = filter.before {
+            builder.push(" AND created_at < ");
+            builder.push_bind(before);
+        }
+        if let Some(after) = filter.after {
+            builder.push(" AND created_at > ");
+            builder.push_bind(after);
+        }
+        push_keyset(&mut builder, "id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, message_from_row)
+    }
+
+    async fn expunge_message_content(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE message SET payload = NULL WHERE tenant_id = $1 AND app_id = $2 AND id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg_id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn deliveries_of_message(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<Vec<Delivery>> {
+        let rows = sqlx::query(
+            "SELECT * FROM delivery WHERE tenant_id = $1 AND msg_id = $2 ORDER BY endpoint_id",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
     }
 }

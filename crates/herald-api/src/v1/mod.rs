@@ -5,6 +5,7 @@ pub mod authentication;
 pub mod endpoint;
 pub mod event_type;
 pub mod health;
+pub mod message;
 
 use axum::Router;
 use serde::{Deserialize, Deserializer};
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(application::router())
         .merge(endpoint::router())
         .merge(event_type::router())
+        .merge(message::router())
         .merge(authentication::router())
 }
 

@@ -1,0 +1,417 @@
+//! Messages: what a tenant posts for an application. Creating one records a
+//! pending delivery for every matching endpoint in the same transaction (the
+//! outbox the delivery workers drain), then answers 202.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use herald_core::filter::endpoint_receives;
+use herald_core::{
+    ApplicationId, ChannelName, EndpointId, EventTypeName, IdOrUid, MessageId, Uid, ValidationError,
+};
+use herald_store::{Message, MessageFilter};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
+use crate::extract::{QueryParams, RawJsonBody};
+use crate::list::{ListParams, ListResponse};
+use crate::v1::application::{application_from_input, insert_application, ApplicationIn};
+use crate::v1::{check_name_list, visible_app};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/app/{app_id}/msg",
+            get(list_messages).post(create_message),
+        )
+        .route("/api/v1/app/{app_id}/msg/{msg_id}", get(get_message))
+        .route(
+            "/api/v1/app/{app_id}/msg/{msg_id}/content",
+            delete(expunge_message_content),
+        )
+}
+
+/// Most channels one message may carry, as in Svix.
+const MAX_CHANNELS: usize = 5;
+const MAX_TAGS: usize = 5;
+const DEFAULT_RETENTION_DAYS: i64 = 90;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageIn {
+    #[schema(example = "user.signup")]
+    pub event_type: String,
+    /// Optional unique identifier of the message within the application.
+    pub event_id: Option<String>,
+    /// The JSON object to deliver; stored and sent byte for byte.
+    #[schema(value_type = Object)]
+    pub payload: Box<RawValue>,
+    /// Channels endpoints can filter on (1–5).
+    pub channels: Option<Vec<String>>,
+    /// Free-form labels (1–5).
+    pub tags: Option<Vec<String>>,
+    /// Days the payload is kept (5–90, default 90).
+    pub payload_retention_period: Option<i64>,
+    /// Hours the payload is kept (1–2160); exclusive with `payloadRetentionPeriod`.
+    pub payload_retention_hours: Option<i64>,
+    /// Creates the application when the id or uid in the path does not exist yet.
+    pub application: Option<ApplicationIn>,
+    /// Scheduled sending is not supported; a value is refused rather than ignored.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deliver_at: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageOut {
+    #[schema(example = "msg_1srOrx2ZWZBpBUvZwXKQmoEYga2")]
+    pub id: String,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    /// The payload as received, or `{}` without `with_content` or once expunged.
+    #[schema(value_type = Object)]
+    pub payload: Box<RawValue>,
+    pub channels: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub timestamp: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WithContentParams {
+    /// Include the payload in the response (default true).
+    pub with_content: Option<bool>,
+}
+
+/// Filters of `GET …/msg`; `event_types` may be repeated or comma-separated.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageListParams {
+    /// Only messages sent on this channel.
+    pub channel: Option<String>,
+    /// Only messages created before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Only messages created after this time.
+    pub after: Option<DateTime<Utc>>,
+    /// Include payloads (default true).
+    pub with_content: Option<bool>,
+    /// Only these event types.
+    #[param(value_type = Option<Vec<String>>)]
+    #[serde(skip)]
+    pub event_types: (),
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+}
+
+impl MessageOut {
+    fn from_message(message: Message, with_content: bool) -> Self {
+        let payload = message
+            .payload
+            .filter(|_| with_content)
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| RawValue::from_string(text).ok())
+            .unwrap_or_else(empty_object);
+        Self {
+            id: message.id.to_string(),
+            event_id: message.event_id.map(Uid::into_inner),
+            event_type: message.event_type.into_inner(),
+            payload,
+            channels: message
+                .channels
+                .map(|c| c.into_iter().map(ChannelName::into_inner).collect()),
+            tags: message.tags,
+            timestamp: message.created_at,
+        }
+    }
+}
+
+fn retention(input: &MessageIn) -> Result<chrono::Duration, ApiError> {
+    match (
+        input.payload_retention_period,
+        input.payload_retention_hours,
+    ) {
+        (Some(_), Some(_)) => Err(ValidationError::new(
+            "payloadRetentionHours",
+            "cannot be combined with payloadRetentionPeriod",
+        )
+        .into()),
+        (Some(days), None) if (5..=90).contains(&days) => Ok(chrono::Duration::days(days)),
+        (Some(_), None) => Err(ValidationError::new(
+            "payloadRetentionPeriod",
+            "must be between 5 and 90 days",
+        )
+        .into()),
+        (None, Some(hours)) if (1..=2160).contains(&hours) => Ok(chrono::Duration::hours(hours)),
+        (None, Some(_)) => Err(ValidationError::new(
+            "payloadRetentionHours",
+            "must be between 1 and 2160 hours",
+        )
+        .into()),
+        (None, None) => Ok(chrono::Duration::days(DEFAULT_RETENTION_DAYS)),
+    }
+}
+
+fn parse_channels(channels: Option<Vec<String>>) -> Result<Option<Vec<ChannelName>>, ApiError> {
+    let Some(channels) = channels else {
+        return Ok(None);
+    };
+    check_name_list("channels", &channels, Some(MAX_CHANNELS))?;
+    channels
+        .into_iter()
+        .map(|c| ChannelName::parse(c).map_err(ApiError::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn parse_tags(tags: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(tags) = tags else { return Ok(None) };
+    check_name_list("tags", &tags, Some(MAX_TAGS))?;
+    for tag in &tags {
+        // Tags follow the same character rules as channels.
+        ChannelName::parse(tag.as_str()).map_err(|e| e.at(&["body", "tags"]))?;
+    }
+    Ok(Some(tags))
+}
+
+/// All values of `event_types` in a query string, repeated or comma-separated.
+fn event_types_of(query: Option<&str>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
+    let mut types = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if key == "event_types" || key == "event_types[]" {
+            for name in value.split(',').filter(|n| !n.is_empty()) {
+                types
+                    .push(EventTypeName::parse(name).map_err(|e| e.at(&["query", "event_types"]))?);
+            }
+        }
+    }
+    Ok((!types.is_empty()).then_some(types))
+}
+
+/// Creates a message and queues its delivery to every matching endpoint.
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/msg", operation_id = "v1.message.create", tag = "Message",
+    params(("app_id" = String, Path, description = "The application's id or uid"), WithContentParams),
+    request_body = MessageIn,
+    responses(
+        (status = 202, body = MessageOut),
+        (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
+        (status = 404, body = HttpErrorOut), (status = 409, body = HttpErrorOut),
+        (status = 413, body = HttpErrorOut), (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn create_message(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(app_id): Path<String>,
+    QueryParams(params): QueryParams<WithContentParams>,
+    RawJsonBody(input): RawJsonBody<MessageIn>,
+) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
+    let tenant_id = principal.require_org()?;
+    if input.deliver_at.is_some() {
+        return Err(
+            ValidationError::new("deliverAt", "scheduled delivery is not supported").into(),
+        );
+    }
+    let event_type = EventTypeName::parse(input.event_type.as_str())
+        .map_err(|e| e.at(&["body", "eventType"]))?;
+    let event_id = input
+        .event_id
+        .as_deref()
+        .map(|id| Uid::parse(id).map_err(|e| e.at(&["body", "eventId"])))
+        .transpose()?;
+    if !input.payload.get().trim_start().starts_with('{') {
+        return Err(ValidationError::new("payload", "must be a JSON object").into());
+    }
+    let retention = retention(&input)?;
+    let channels = parse_channels(input.channels.clone())?;
+    let tags = parse_tags(input.tags.clone())?;
+
+    let app_ref = IdOrUid::parse("app_id", &app_id)?;
+    let app = match state.store.application(tenant_id, &app_ref).await? {
+        Some(app) => app,
+        None => match input.application {
+            Some(new_app) if !ApplicationId::looks_like(&app_id) => {
+                let path_uid =
+                    Uid::parse(app_id.as_str()).map_err(|e| e.at(&["path", "app_id"]))?;
+                let app = application_from_input(new_app, Some(path_uid))
+                    .map_err(|e| e.nested_in("application"))?;
+                insert_application(&state, tenant_id, &app).await?;
+                app
+            }
+            _ => return Err(ApiError::NotFound),
+        },
+    };
+
+    let targets: Vec<EndpointId> = state
+        .store
+        .enabled_endpoints(tenant_id, &app.id)
+        .await?
+        .into_iter()
+        .filter(|ep| {
+            endpoint_receives(
+                ep.event_types.as_deref(),
+                ep.channels.as_deref(),
+                &event_type,
+                channels.as_deref(),
+            )
+        })
+        .map(|ep| ep.id)
+        .collect();
+
+    let now = herald_store::now();
+    let message = Message {
+        id: MessageId::new(),
+        app_id: app.id,
+        event_id,
+        event_type,
+        channels,
+        tags,
+        payload: Some(input.payload.get().as_bytes().to_vec()),
+        created_at: now,
+        expires_at: now + retention,
+    };
+    state
+        .store
+        .insert_message(tenant_id, &message, &targets)
+        .await
+        .map_err(|e| {
+            if e.is_conflict_on("message_app_id_event_id_key") {
+                ApiError::conflict("a message with this eventId already exists in this application")
+            } else {
+                e.into()
+            }
+        })?;
+    tracing::debug!(msg_id = %message.id, endpoints = targets.len(), "message accepted");
+    let with_content = params.with_content.unwrap_or(true);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageOut::from_message(message, with_content)),
+    ))
+}
+
+/// Lists an application's messages, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/msg", operation_id = "v1.message.list", tag = "Message",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ListParams, MessageListParams),
+    responses(
+        (status = 200, body = ListResponse<MessageOut>),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(app_id): Path<String>,
+    QueryParams(list): QueryParams<ListParams>,
+    QueryParams(params): QueryParams<MessageListParams>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Json<ListResponse<MessageOut>>, ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let mut query = list.to_query(|k| MessageId::parse(k).is_ok())?;
+    // Svix lists messages newest first unless told otherwise.
+    if list.order.is_none() {
+        query.ordering = herald_store::Ordering::Descending;
+    }
+    let filter = MessageFilter {
+        channel: params
+            .channel
+            .map(|c| ChannelName::parse(c).map_err(|e| e.at(&["query", "channel"])))
+            .transpose()?,
+        event_types: event_types_of(raw_query.as_deref())?,
+        before: params.before,
+        after: params.after,
+    };
+    let with_content = params.with_content.unwrap_or(true);
+    let page = state
+        .store
+        .list_messages(principal.tenant_id(), &app.id, &query, &filter)
+        .await?;
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |m| m.id.to_string(),
+        |m| MessageOut::from_message(m, with_content),
+    )))
+}
+
+/// Gets a message by id or eventId.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/msg/{msg_id}", operation_id = "v1.message.get", tag = "Message",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+        WithContentParams,
+    ),
+    responses(
+        (status = 200, body = MessageOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    QueryParams(params): QueryParams<WithContentParams>,
+) -> Result<Json<MessageOut>, ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let msg_ref = IdOrUid::parse("msg_id", &msg_id)?;
+    let message = state
+        .store
+        .message(principal.tenant_id(), &app.id, &msg_ref)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(MessageOut::from_message(
+        message,
+        params.with_content.unwrap_or(true),
+    )))
+}
+
+/// Deletes a message's payload; the message and its attempts stay.
+#[utoipa::path(
+    delete, path = "/api/v1/app/{app_id}/msg/{msg_id}/content", operation_id = "v1.message.expunge-content", tag = "Message",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+    ),
+    responses(
+        (status = 204, description = "Payload removed"),
+        (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
+        (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn expunge_message_content(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = principal.require_org()?;
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let msg_ref = IdOrUid::parse("msg_id", &msg_id)?;
+    let message = state
+        .store
+        .message(tenant_id, &app.id, &msg_ref)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !state
+        .store
+        .expunge_message_content(tenant_id, &app.id, &message.id)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
