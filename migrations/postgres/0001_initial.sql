@@ -1,15 +1,16 @@
 -- Herald's initial schema: tenants, their keys, and the management resources of
--- the Svix-compatible API. Every resource row carries tenant_id so that every
+-- the Svix-compatible API. Keys that listings page through (ids, event-type
+-- names) use the "C" collation: base62 ids must sort bytewise to sort by time. Every resource row carries tenant_id so that every
 -- query can be scoped by tenant (see ARCHITECTURE.md, "tenant first").
 
 CREATE TABLE tenant (
-    id          TEXT PRIMARY KEY,
+    id          TEXT COLLATE "C" PRIMARY KEY,
     name        TEXT NOT NULL,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 CREATE TABLE api_key (
-    id          TEXT PRIMARY KEY,
+    id          TEXT COLLATE "C" PRIMARY KEY,
     tenant_id   TEXT NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
     name        TEXT NOT NULL,
     -- The first characters of the key, shown in listings so people can tell keys apart.
@@ -29,7 +30,7 @@ CREATE TABLE server_setting (
 );
 
 CREATE TABLE application (
-    id             TEXT PRIMARY KEY,
+    id             TEXT COLLATE "C" PRIMARY KEY,
     tenant_id      TEXT NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
     uid            TEXT,
     name           TEXT NOT NULL,
@@ -43,7 +44,7 @@ CREATE INDEX application_tenant_id_id_idx ON application (tenant_id, id);
 
 CREATE TABLE event_type (
     tenant_id     TEXT NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
-    name          TEXT NOT NULL,
+    name          TEXT COLLATE "C" NOT NULL,
     description   TEXT NOT NULL,
     archived      BOOLEAN NOT NULL DEFAULT false,
     deprecated    BOOLEAN NOT NULL DEFAULT false,
@@ -55,7 +56,7 @@ CREATE TABLE event_type (
 );
 
 CREATE TABLE endpoint (
-    id             TEXT PRIMARY KEY,
+    id             TEXT COLLATE "C" PRIMARY KEY,
     tenant_id      TEXT NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
     app_id         TEXT NOT NULL REFERENCES application (id) ON DELETE CASCADE,
     uid            TEXT,

@@ -4,7 +4,7 @@
 -- finished is found again from this table after any crash.
 
 CREATE TABLE message (
-    id           TEXT PRIMARY KEY,
+    id           TEXT COLLATE "C" PRIMARY KEY,
     tenant_id    TEXT NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
     app_id       TEXT NOT NULL REFERENCES application (id) ON DELETE CASCADE,
     event_id     TEXT,

@@ -227,3 +227,63 @@ async fn endpoint_headers_are_replaced_patched_and_redacted() {
     assert_eq!(shown.body["headers"], json!({"X-New": "2"}));
     assert_eq!(shown.body["sensitive"], json!([]));
 }
+
+#[tokio::test]
+async fn concurrent_rotations_and_patches_never_lose_a_secret() {
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
+    let app_id = app_with_event_types(&herald).await;
+    let base = format!("/api/v1/app/{app_id}/endpoint");
+    let ep = herald
+        .post(&base, json!({"url": "https://example.com/hook"}))
+        .await;
+    let ep_path = format!("{base}/{}", ep.body["id"].as_str().unwrap());
+    let rotate_path = format!("{ep_path}/secret/rotate");
+    for round in 0..10 {
+        let rotate = herald.post(&rotate_path, json!({}));
+        let patch = herald.patch(&ep_path, json!({"description": format!("round {round}")}));
+        let (rotated, patched) = tokio::join!(rotate, patch);
+        assert_eq!(rotated.status, 200, "{rotated:?}");
+        assert_eq!(patched.status, 200, "{patched:?}");
+        let current = herald.get(&format!("{ep_path}/secret")).await;
+        assert_eq!(
+            current.body["key"], rotated.body["key"],
+            "round {round}: rotation lost"
+        );
+        let stored = herald.get(&ep_path).await;
+        assert_eq!(stored.body["description"], format!("round {round}"));
+    }
+}
+
+#[tokio::test]
+async fn put_by_uid_is_repeatable() {
+    let Some(herald) = Herald::start().await else {
+        return;
+    };
+    let app_id = app_with_event_types(&herald).await;
+    let path = format!("/api/v1/app/{app_id}/endpoint/sync-ep");
+    let first = herald
+        .put(&path, json!({"url": "https://example.com/a"}))
+        .await;
+    assert_eq!(first.status, 201);
+    for _ in 0..2 {
+        let again = herald
+            .put(&path, json!({"url": "https://example.com/a"}))
+            .await;
+        assert_eq!(again.status, 200, "{again:?}");
+        assert_eq!(again.body["id"], first.body["id"]);
+        assert_eq!(again.body["uid"], "sync-ep");
+    }
+    let apps = herald
+        .put("/api/v1/app/sync-app", json!({"name": "x"}))
+        .await;
+    assert_eq!(apps.status, 201);
+    let again = herald
+        .put("/api/v1/app/sync-app", json!({"name": "y"}))
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["id"], apps.body["id"]);
+    assert_eq!(again.body["uid"], "sync-app");
+    assert_eq!(herald.count_rows("application").await, 2);
+}

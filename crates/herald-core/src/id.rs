@@ -1,13 +1,14 @@
 //! Typed, prefixed, time-ordered identifiers (`app_…`, `ep_…`, `msg_…`, `atmpt_…`).
 //!
-//! The body is a KSUID (4-byte timestamp + 16 random bytes, base62, 27 chars),
-//! exactly like Svix's, so ids sort by creation time and the keyset pagination in
-//! the store can use them directly as iterators.
+//! The body is a millisecond KSUID (a timestamp with millisecond resolution and
+//! random bits, base62, 27 chars), as Svix uses, so ids sort by creation time to
+//! the millisecond and the store's keyset pagination can use them as iterators.
+//! The id columns use the "C" collation so PostgreSQL sorts them bytewise.
 
 use std::fmt;
 use std::str::FromStr;
 
-use svix_ksuid::{Ksuid, KsuidLike};
+use svix_ksuid::{KsuidLike, KsuidMs};
 
 /// Length of the base62 KSUID body that follows an id's prefix.
 const KSUID_LEN: usize = 27;
@@ -36,21 +37,21 @@ macro_rules! typed_id {
 
             /// A fresh id whose KSUID timestamp is now.
             pub fn new() -> Self {
-                Self(format!("{}{}", $prefix, Ksuid::new(None, None)))
+                Self(format!("{}{}", $prefix, KsuidMs::new(None, None)))
             }
 
             /// The smallest id created at `at`: a keyset bound for time filters.
             pub fn lower_bound_at(at: chrono::DateTime<chrono::Utc>) -> Self {
                 // KSUID time starts at 2014-05-13 and spans 2^32 seconds.
                 let seconds = at.timestamp().clamp(1_400_000_000, 1_400_000_000 + i64::from(u32::MAX));
-                let ksuid = Ksuid::from_seconds(Some(seconds), Some(&[0u8; 16]));
+                let ksuid = KsuidMs::from_seconds(Some(seconds), Some(&[0u8; 15]));
                 Self(format!("{}{}", $prefix, ksuid))
             }
 
             /// Parses a string that must be an id of this kind.
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
                 let body = s.strip_prefix($prefix).ok_or(InvalidId { kind: $kind })?;
-                if body.len() != KSUID_LEN || Ksuid::from_str(body).is_err() {
+                if body.len() != KSUID_LEN || KsuidMs::from_str(body).is_err() {
                     return Err(InvalidId { kind: $kind });
                 }
                 Ok(Self(s.to_owned()))

@@ -247,8 +247,17 @@ impl EndpointHeaders {
                 format!("at most {} headers are allowed", Self::MAX_HEADERS),
             ));
         }
+        let mut seen = std::collections::HashSet::new();
         for (name, value) in &map {
             Self::check(name, value)?;
+            // HTTP header names are case-insensitive (RFC 9110 §5.1).
+            if !seen.insert(name.to_ascii_lowercase()) {
+                return Err(ValidationError::new(
+                    "headers",
+                    format!("header '{name}' is given twice"),
+                )
+                .at(&["body", "headers", name]));
+            }
         }
         Ok(Self(map))
     }
@@ -269,9 +278,10 @@ impl EndpointHeaders {
                 "header '{name}' is set by Herald and cannot be overridden"
             )));
         }
-        if value.len() > 4096 || value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+        // Field values may not hold control characters other than tab (RFC 9110 §5.5).
+        if value.len() > 4096 || value.chars().any(|c| c.is_control() && c != '\t') {
             return Err(field(format!(
-                "value of '{name}' must be at most 4096 characters with no line breaks"
+                "value of '{name}' must be at most 4096 characters with no control characters"
             )));
         }
         Ok(())
@@ -286,6 +296,7 @@ impl EndpointHeaders {
         for (name, value) in patch {
             match value {
                 Some(value) => {
+                    next.retain(|existing, _| !existing.eq_ignore_ascii_case(&name));
                     next.insert(name, value);
                 }
                 None => {

@@ -43,6 +43,12 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A timestamp strictly after `previous`: a record's new `updated_at`, which must
+/// differ from the old one for optimistic concurrency checks to work.
+pub fn now_after(previous: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    now().max(previous + chrono::Duration::microseconds(1))
+}
+
 /// Timestamps are stored with microsecond precision; truncating before writing
 /// keeps what a handler returns identical to what a later read returns.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
@@ -77,7 +83,14 @@ pub trait Store: Send + Sync + 'static {
 
     // Applications.
     async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()>;
-    async fn update_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()>;
+    /// Writes `app` if its stored `updated_at` is still `expected_updated_at`
+    /// (optimistic concurrency); returns false when it changed or is absent.
+    async fn update_application(
+        &self,
+        tenant_id: &TenantId,
+        app: &Application,
+        expected_updated_at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
     async fn application(
         &self,
         tenant_id: &TenantId,
@@ -97,7 +110,15 @@ pub trait Store: Send + Sync + 'static {
 
     // Endpoints.
     async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()>;
-    async fn update_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()>;
+    /// Writes `endpoint` if its stored `updated_at` is still `expected_updated_at`,
+    /// so concurrent read-modify-writes (e.g. a rotation and a patch) never
+    /// silently overwrite each other; returns false when it changed or is absent.
+    async fn update_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        endpoint: &Endpoint,
+        expected_updated_at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
     async fn endpoint(
         &self,
         tenant_id: &TenantId,
@@ -123,11 +144,13 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         event_type: &EventType,
     ) -> StoreResult<()>;
+    /// Writes `event_type` if its stored `updated_at` is still `expected_updated_at`.
     async fn update_event_type(
         &self,
         tenant_id: &TenantId,
         event_type: &EventType,
-    ) -> StoreResult<()>;
+        expected_updated_at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
     async fn event_type(
         &self,
         tenant_id: &TenantId,

@@ -1,6 +1,7 @@
 //! The PostgreSQL implementation of [`Store`].
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -390,10 +391,15 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn update_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()> {
-        sqlx::query(
+    async fn update_application(
+        &self,
+        tenant_id: &TenantId,
+        app: &Application,
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
             "UPDATE application SET uid = $3, name = $4, metadata = $5, throttle_rate = $6, updated_at = $7 \
-             WHERE tenant_id = $1 AND id = $2",
+             WHERE tenant_id = $1 AND id = $2 AND updated_at = $8",
         )
         .bind(tenant_id.as_str())
         .bind(app.id.as_str())
@@ -402,9 +408,10 @@ impl Store for PgStore {
         .bind(json_of(&app.metadata))
         .bind(app.throttle_rate.map(i32::from))
         .bind(app.updated_at)
+        .bind(expected_updated_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     async fn application(
@@ -473,12 +480,17 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn update_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()> {
-        sqlx::query(
+    async fn update_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        endpoint: &Endpoint,
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
             "UPDATE endpoint SET uid = $4, url = $5, description = $6, version = $7, disabled = $8, \
              event_types = $9, channels = $10, metadata = $11, throttle_rate = $12, headers = $13, \
              secrets = $14, updated_at = $15 \
-             WHERE tenant_id = $1 AND app_id = $2 AND id = $3",
+             WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $16",
         )
         .bind(tenant_id.as_str())
         .bind(endpoint.app_id.as_str())
@@ -495,9 +507,10 @@ impl Store for PgStore {
         .bind(json_of(&endpoint.headers))
         .bind(json_of(&StoredSecrets::from(&endpoint.secrets)))
         .bind(endpoint.updated_at)
+        .bind(expected_updated_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     async fn endpoint(
@@ -578,10 +591,11 @@ impl Store for PgStore {
         &self,
         tenant_id: &TenantId,
         event_type: &EventType,
-    ) -> StoreResult<()> {
-        sqlx::query(
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
             "UPDATE event_type SET description = $3, archived = $4, deprecated = $5, feature_flag = $6, \
-             schemas = $7, updated_at = $8 WHERE tenant_id = $1 AND name = $2",
+             schemas = $7, updated_at = $8 WHERE tenant_id = $1 AND name = $2 AND updated_at = $9",
         )
         .bind(tenant_id.as_str())
         .bind(event_type.name.as_str())
@@ -591,9 +605,10 @@ impl Store for PgStore {
         .bind(event_type.feature_flag.as_ref().map(FeatureFlag::as_str))
         .bind(&event_type.schemas)
         .bind(event_type.updated_at)
+        .bind(expected_updated_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     async fn event_type(
@@ -651,9 +666,10 @@ impl Store for PgStore {
         .bind(&wanted)
         .fetch_all(&self.pool)
         .await?;
+        let found: std::collections::HashSet<&str> = found.iter().map(String::as_str).collect();
         Ok(names
             .iter()
-            .filter(|n| !found.iter().any(|f| f == n.as_str()))
+            .filter(|n| !found.contains(n.as_str()))
             .cloned()
             .collect())
     }

@@ -41,4 +41,5 @@ contract_tests!(
     api_keys_are_found_by_hash_until_revoked,
     missing_event_types_ignores_other_tenants_and_archived_ones,
     settings_keep_their_first_value,
+    updates_lose_to_a_concurrent_change,
 );

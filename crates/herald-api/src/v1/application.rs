@@ -160,16 +160,31 @@ pub(crate) async fn insert_application(
         .map_err(map_uid_conflict)
 }
 
-async fn save_application(
+/// Applies `change` to the stored application and writes it back, starting
+/// again from a fresh read when a concurrent request changed it in between.
+async fn modify_application(
     state: &AppState,
-    tenant_id: &TenantId,
-    app: &Application,
-) -> Result<(), ApiError> {
-    state
-        .store
-        .update_application(tenant_id, app)
-        .await
-        .map_err(map_uid_conflict)
+    principal: &Principal,
+    app_param: &str,
+    mut change: impl FnMut(&mut Application) -> Result<(), ApiError>,
+) -> Result<Application, ApiError> {
+    for _ in 0..crate::v1::endpoint::MAX_WRITE_ATTEMPTS {
+        let mut app = visible_app(state, principal, app_param).await?;
+        let expected = app.updated_at;
+        change(&mut app)?;
+        app.updated_at = herald_store::now_after(expected);
+        let written = state
+            .store
+            .update_application(principal.tenant_id(), &app, expected)
+            .await
+            .map_err(map_uid_conflict)?;
+        if written {
+            return Ok(app);
+        }
+    }
+    Err(ApiError::conflict(
+        "the application is being changed by other requests; retry",
+    ))
 }
 
 /// Lists the tenant's applications.
@@ -277,14 +292,17 @@ pub async fn update_application(
     let app_ref = herald_core::IdOrUid::parse("app_id", &app_id)?;
     match state.store.application(tenant_id, &app_ref).await? {
         Some(existing) => {
-            let replacement = application_from_input(input, None)?;
-            let app = Application {
-                id: existing.id,
-                created_at: existing.created_at,
-                updated_at: herald_store::now(),
-                ..replacement
-            };
-            save_application(&state, tenant_id, &app).await?;
+            // A PUT by uid keeps that uid when the body does not name one.
+            let path_uid = existing.uid.clone().filter(|uid| uid.as_str() == app_id);
+            let replacement = application_from_input(input, path_uid)?;
+            let app = modify_application(&state, &principal, existing.id.as_str(), |app| {
+                app.uid = replacement.uid.clone();
+                app.name = replacement.name.clone();
+                app.metadata = replacement.metadata.clone();
+                app.throttle_rate = replacement.throttle_rate;
+                Ok(())
+            })
+            .await?;
             Ok((StatusCode::OK, Json(app.into())))
         }
         // An id names an object that must already exist; a uid can be created.
@@ -317,22 +335,29 @@ pub async fn patch_application(
     Path(app_id): Path<String>,
     JsonBody(patch): JsonBody<ApplicationPatch>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
-    let tenant_id = principal.require_org()?;
-    let mut app = visible_app(&state, &principal, &app_id).await?;
-    if let Some(name) = patch.name {
-        app.name = parse_name(name)?;
-    }
-    if let Some(uid) = patch.uid {
-        app.uid = uid.map(Uid::parse).transpose()?;
-    }
-    if let Some(metadata) = patch.metadata {
-        app.metadata = metadata;
-    }
-    if let Some(rate) = patch.throttle_rate {
-        app.throttle_rate = parse_throttle(rate)?;
-    }
-    app.updated_at = herald_store::now();
-    save_application(&state, tenant_id, &app).await?;
+    principal.require_org()?;
+    let name = patch.name.map(parse_name).transpose()?;
+    let uid = patch
+        .uid
+        .map(|uid| uid.map(Uid::parse).transpose())
+        .transpose()?;
+    let throttle_rate = patch.throttle_rate.map(parse_throttle).transpose()?;
+    let app = modify_application(&state, &principal, &app_id, |app| {
+        if let Some(name) = &name {
+            app.name = name.clone();
+        }
+        if let Some(uid) = &uid {
+            app.uid = uid.clone();
+        }
+        if let Some(metadata) = &patch.metadata {
+            app.metadata = metadata.clone();
+        }
+        if let Some(rate) = throttle_rate {
+            app.throttle_rate = rate;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(app.into()))
 }
 

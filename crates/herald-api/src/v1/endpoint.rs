@@ -55,6 +55,8 @@ pub fn router() -> Router<AppState> {
 
 /// Most channels one endpoint may listen to, as in Svix.
 const MAX_CHANNELS: usize = 10;
+/// How often a write is retried after losing a race with another write.
+pub(crate) const MAX_WRITE_ATTEMPTS: usize = 10;
 /// Longest grace period of a rotated secret: 7 days.
 const MAX_GRACE_SECONDS: u32 = 7 * 24 * 60 * 60;
 const DEFAULT_GRACE_SECONDS: u32 = 24 * 60 * 60;
@@ -216,6 +218,7 @@ impl From<Endpoint> for EndpointOut {
 }
 
 /// The validated, mutable fields shared by create, replace and patch.
+#[derive(Clone)]
 struct EndpointFields {
     url: EndpointUrl,
     description: String,
@@ -301,7 +304,6 @@ impl EndpointFields {
         endpoint.channels = self.channels;
         endpoint.metadata = self.metadata;
         endpoint.throttle_rate = self.throttle_rate;
-        endpoint.updated_at = herald_store::now();
     }
 
     fn into_endpoint(
@@ -374,16 +376,34 @@ async fn visible_endpoint(
     Ok((app, endpoint))
 }
 
-async fn save_endpoint(
+/// Applies `change` to the stored endpoint and writes it back, starting again
+/// from a fresh read when another request changed the endpoint in between, so
+/// concurrent writes (a rotation and a patch, say) never overwrite each other.
+async fn modify_endpoint(
     state: &AppState,
-    tenant_id: &TenantId,
-    endpoint: &Endpoint,
-) -> Result<(), ApiError> {
-    state
-        .store
-        .update_endpoint(tenant_id, endpoint)
-        .await
-        .map_err(map_uid_conflict)
+    principal: &Principal,
+    app_param: &str,
+    endpoint_param: &str,
+    mut change: impl FnMut(&mut Endpoint) -> Result<(), ApiError>,
+) -> Result<Endpoint, ApiError> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let (_, mut endpoint) =
+            visible_endpoint(state, principal, app_param, endpoint_param).await?;
+        let expected = endpoint.updated_at;
+        change(&mut endpoint)?;
+        endpoint.updated_at = herald_store::now_after(expected);
+        let written = state
+            .store
+            .update_endpoint(principal.tenant_id(), &endpoint, expected)
+            .await
+            .map_err(map_uid_conflict)?;
+        if written {
+            return Ok(endpoint);
+        }
+    }
+    Err(ApiError::conflict(
+        "the endpoint is being changed by other requests; retry",
+    ))
 }
 
 /// Lists an application's endpoints.
@@ -404,7 +424,11 @@ pub async fn list_endpoints(
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<ListResponse<EndpointOut>>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
-    let query = params.to_query(|k| EndpointId::parse(k).is_ok())?;
+    let mut query = params.to_query(|k| EndpointId::parse(k).is_ok())?;
+    // Svix lists endpoints newest first unless told otherwise.
+    if params.order.is_none() {
+        query.ordering = herald_store::Ordering::Descending;
+    }
     let page = state
         .store
         .list_endpoints(principal.tenant_id(), &app.id, &query)
@@ -518,11 +542,20 @@ pub async fn update_endpoint(
         .endpoint(tenant_id, &app.id, &endpoint_ref)
         .await?;
     match existing {
-        Some(mut endpoint) => {
-            let fields = EndpointFields::from_update(input, None)?;
+        Some(existing) => {
+            // A PUT by uid keeps that uid when the body does not name one.
+            let path_uid = existing
+                .uid
+                .clone()
+                .filter(|uid| uid.as_str() == endpoint_id);
+            let fields = EndpointFields::from_update(input, path_uid)?;
             check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
-            fields.apply_to(&mut endpoint);
-            save_endpoint(&state, tenant_id, &endpoint).await?;
+            let endpoint =
+                modify_endpoint(&state, &principal, &app_id, existing.id.as_str(), |ep| {
+                    fields.clone().apply_to(ep);
+                    Ok(())
+                })
+                .await?;
             Ok((StatusCode::OK, Json(endpoint.into())))
         }
         None if EndpointId::looks_like(&endpoint_id) => Err(ApiError::NotFound),
@@ -566,39 +599,51 @@ pub async fn patch_endpoint(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(patch): JsonBody<EndpointPatch>,
 ) -> Result<Json<EndpointOut>, ApiError> {
-    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
-    let tenant_id = principal.tenant_id();
-    if let Some(url) = patch.url {
-        endpoint.url = EndpointUrl::parse(url)?;
+    // Validate everything first; only the write itself is retried.
+    let url = patch.url.map(EndpointUrl::parse).transpose()?;
+    let description = patch.description.map(parse_description).transpose()?;
+    let uid = patch
+        .uid
+        .map(|uid| uid.map(Uid::parse).transpose())
+        .transpose()?;
+    let event_types = patch.event_types.map(parse_event_types).transpose()?;
+    if let Some(types) = &event_types {
+        check_event_types_exist(&state, principal.tenant_id(), types).await?;
     }
-    if let Some(description) = patch.description {
-        endpoint.description = parse_description(description)?;
-    }
-    if let Some(uid) = patch.uid {
-        endpoint.uid = uid.map(Uid::parse).transpose()?;
-    }
-    if let Some(disabled) = patch.disabled {
-        endpoint.disabled = disabled;
-    }
-    if let Some(types) = patch.event_types {
-        let types = parse_event_types(types)?;
-        check_event_types_exist(&state, tenant_id, &types).await?;
-        endpoint.event_types = types;
-    }
-    if let Some(channels) = patch.channels {
-        endpoint.channels = parse_channels(channels)?;
-    }
-    if let Some(metadata) = patch.metadata {
-        endpoint.metadata = metadata;
-    }
-    if let Some(rate) = patch.throttle_rate {
-        endpoint.throttle_rate = parse_throttle(rate)?;
-    }
-    if patch.version.is_some() {
-        endpoint.version = parse_version(patch.version)?;
-    }
-    endpoint.updated_at = herald_store::now();
-    save_endpoint(&state, tenant_id, &endpoint).await?;
+    let channels = patch.channels.map(parse_channels).transpose()?;
+    let throttle_rate = patch.throttle_rate.map(parse_throttle).transpose()?;
+    let version = patch.version.map(|v| parse_version(Some(v))).transpose()?;
+    let endpoint = modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        if let Some(url) = &url {
+            endpoint.url = url.clone();
+        }
+        if let Some(description) = &description {
+            endpoint.description = description.clone();
+        }
+        if let Some(uid) = &uid {
+            endpoint.uid = uid.clone();
+        }
+        if let Some(disabled) = patch.disabled {
+            endpoint.disabled = disabled;
+        }
+        if let Some(types) = &event_types {
+            endpoint.event_types = types.clone();
+        }
+        if let Some(channels) = &channels {
+            endpoint.channels = channels.clone();
+        }
+        if let Some(metadata) = &patch.metadata {
+            endpoint.metadata = metadata.clone();
+        }
+        if let Some(rate) = throttle_rate {
+            endpoint.throttle_rate = rate;
+        }
+        if let Some(version) = version {
+            endpoint.version = version;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(endpoint.into()))
 }
 
@@ -691,13 +736,14 @@ pub async fn rotate_endpoint_secret(
         Some(key) => EndpointSecret::parse(key).map_err(|e| e.at(&["body", "key"]))?,
         None => EndpointSecret::generate(),
     };
-    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
-    let now = herald_store::now();
-    endpoint
-        .secrets
-        .rotate(next, chrono::Duration::seconds(i64::from(grace)), now);
-    endpoint.updated_at = now;
-    save_endpoint(&state, principal.tenant_id(), &endpoint).await?;
+    let grace = chrono::Duration::seconds(i64::from(grace));
+    let endpoint = modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        endpoint
+            .secrets
+            .rotate(next.clone(), grace, herald_store::now());
+        Ok(())
+    })
+    .await?;
     Ok(Json(EndpointSecretOut {
         key: endpoint.secrets.current.expose(),
     }))
@@ -748,10 +794,11 @@ pub async fn update_endpoint_headers(
     JsonBody(input): JsonBody<EndpointHeadersIn>,
 ) -> Result<StatusCode, ApiError> {
     let headers = EndpointHeaders::parse(input.headers)?;
-    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
-    endpoint.headers = headers;
-    endpoint.updated_at = herald_store::now();
-    save_endpoint(&state, principal.tenant_id(), &endpoint).await?;
+    modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        endpoint.headers = headers.clone();
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -776,11 +823,12 @@ pub async fn patch_endpoint_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(input): JsonBody<EndpointHeadersPatchIn>,
 ) -> Result<StatusCode, ApiError> {
-    let (_, mut endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     let mut changes = input.headers;
     changes.extend(input.delete_headers.into_iter().map(|name| (name, None)));
-    endpoint.headers = endpoint.headers.patched(changes)?;
-    endpoint.updated_at = herald_store::now();
-    save_endpoint(&state, principal.tenant_id(), &endpoint).await?;
+    modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        endpoint.headers = endpoint.headers.patched(changes.clone())?;
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

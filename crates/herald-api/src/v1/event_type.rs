@@ -184,6 +184,26 @@ fn event_type_from_update(
     })
 }
 
+/// Writes an event type unless another request changed it since it was read.
+async fn save_event_type(
+    state: &AppState,
+    tenant_id: &herald_core::TenantId,
+    event_type: &EventType,
+    expected_updated_at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if state
+        .store
+        .update_event_type(tenant_id, event_type, expected_updated_at)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "the event type was changed by another request; retry",
+        ))
+    }
+}
+
 /// Lists the tenant's event types, ordered by name.
 #[utoipa::path(
     get, path = "/api/v1/event-type", operation_id = "v1.event-type.list", tag = "Event Type",
@@ -247,10 +267,8 @@ pub async fn create_event_type(
         )),
         Some(existing) => {
             event_type.created_at = existing.created_at;
-            state
-                .store
-                .update_event_type(tenant_id, &event_type)
-                .await?;
+            event_type.updated_at = herald_store::now_after(existing.updated_at);
+            save_event_type(&state, tenant_id, &event_type, existing.updated_at).await?;
             Ok((StatusCode::CREATED, Json(event_type.into())))
         }
         None => {
@@ -318,10 +336,8 @@ pub async fn update_event_type(
     match state.store.event_type(tenant_id, &event_type.name).await? {
         Some(existing) => {
             event_type.created_at = existing.created_at;
-            state
-                .store
-                .update_event_type(tenant_id, &event_type)
-                .await?;
+            event_type.updated_at = herald_store::now_after(existing.updated_at);
+            save_event_type(&state, tenant_id, &event_type, existing.updated_at).await?;
             Ok((StatusCode::OK, Json(event_type.into())))
         }
         None => {
@@ -374,11 +390,9 @@ pub async fn patch_event_type(
     if let Some(schemas) = patch.schemas {
         event_type.schemas = parse_schemas(schemas)?;
     }
-    event_type.updated_at = herald_store::now();
-    state
-        .store
-        .update_event_type(tenant_id, &event_type)
-        .await?;
+    let expected = event_type.updated_at;
+    event_type.updated_at = herald_store::now_after(expected);
+    save_event_type(&state, tenant_id, &event_type, expected).await?;
     Ok(Json(event_type.into()))
 }
 
@@ -413,10 +427,8 @@ pub async fn delete_event_type(
         .await?
         .ok_or(ApiError::NotFound)?;
     event_type.archived = true;
-    event_type.updated_at = herald_store::now();
-    state
-        .store
-        .update_event_type(tenant_id, &event_type)
-        .await?;
+    let expected = event_type.updated_at;
+    event_type.updated_at = herald_store::now_after(expected);
+    save_event_type(&state, tenant_id, &event_type, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }

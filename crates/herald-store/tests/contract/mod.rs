@@ -100,7 +100,10 @@ pub async fn objects_of_one_tenant_are_invisible_to_another(store: &dyn Store) {
     // An update issued with the wrong tenant changes nothing.
     let mut hijacked = app.clone();
     hijacked.name = "hijacked".into();
-    store.update_application(&b, &hijacked).await.unwrap();
+    assert!(!store
+        .update_application(&b, &hijacked, app.updated_at)
+        .await
+        .unwrap());
     let stored = store
         .application(&a, &id_ref(app.id.as_str()))
         .await
@@ -266,6 +269,29 @@ pub async fn missing_event_types_ignores_other_tenants_and_archived_ones(store: 
         .map(|n| n.to_string())
         .collect();
     assert_eq!(missing, ["old", "theirs", "none"]);
+}
+
+pub async fn updates_lose_to_a_concurrent_change(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let stale = ep.updated_at;
+    let mut first = ep.clone();
+    first.description = "first".into();
+    first.updated_at = stale + chrono::Duration::microseconds(1);
+    assert!(store.update_endpoint(&t, &first, stale).await.unwrap());
+    let mut second = ep.clone();
+    second.description = "second".into();
+    second.updated_at = stale + chrono::Duration::microseconds(2);
+    assert!(!store.update_endpoint(&t, &second, stale).await.unwrap());
+    let stored = store
+        .endpoint(&t, &app.id, &id_ref(ep.id.as_str()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.description, "first");
 }
 
 pub async fn settings_keep_their_first_value(store: &dyn Store) {
