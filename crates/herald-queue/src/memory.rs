@@ -1,0 +1,474 @@
+//! In-process [`Queue`]: the same contract as RabbitMQ inside one process, for
+//! tests and single-process mode. Tasks live in memory only, so a restart loses
+//! them; the database (the source of truth) and its reconciler cover that.
+//!
+//! Timing uses `tokio::time`, so tests with a paused clock work.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::{
+    Acker, Consumer, DeadLetter, DeliveryTask, Queue, QueueError, Received, DEFAULT_DELIVERY_LIMIT,
+    REASON_DELIVERY_LIMIT,
+};
+
+/// Settings of a [`MemoryQueue`].
+#[derive(Clone, Debug)]
+pub struct MemoryQueueOptions {
+    /// Returns (requeues or lost consumers) a task survives before it is
+    /// dead-lettered; the same rule as RabbitMQ's `x-delivery-limit`.
+    pub delivery_limit: u32,
+}
+
+impl Default for MemoryQueueOptions {
+    fn default() -> Self {
+        Self {
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
+        }
+    }
+}
+
+/// An in-process queue ordered by due time, with acks, requeues, a delivery
+/// limit and a readable dead-letter list. Cloning shares the queue.
+#[derive(Clone, Debug)]
+pub struct MemoryQueue {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Woken on every change a waiting consumer might care about.
+    changed: Notify,
+    delivery_limit: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Tasks waiting for a consumer, earliest due first.
+    ready: BinaryHeap<Pending>,
+    /// Tasks handed out and not yet acked, by delivery id.
+    in_flight: HashMap<u64, InFlight>,
+    /// Number of in-flight tasks per live consumer, for prefetch.
+    consumers: HashMap<u64, usize>,
+    dead: Vec<DeadLetter>,
+    next_id: u64,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    due: Instant,
+    /// Insertion order, so tasks due at the same instant stay FIFO.
+    seq: u64,
+    task: DeliveryTask,
+    returns: u32,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    consumer: u64,
+    task: DeliveryTask,
+    returns: u32,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    // Reversed: `BinaryHeap` is a max-heap and the earliest task must come first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+impl State {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn push(&mut self, task: DeliveryTask, due: Instant, returns: u32) {
+        let seq = self.next_id();
+        self.ready.push(Pending {
+            due,
+            seq,
+            task,
+            returns,
+        });
+    }
+
+    /// Puts a task that came back unacked into the queue again, or dead-letters
+    /// it once it has come back more often than the limit allows.
+    fn return_task(&mut self, task: DeliveryTask, returns: u32, delivery_limit: u32) {
+        let returns = returns.saturating_add(1);
+        if returns > delivery_limit {
+            tracing::warn!(
+                msg_id = %task.msg_id,
+                endpoint_id = %task.endpoint_id,
+                returns,
+                "task exceeded the delivery limit; dead-lettering it"
+            );
+            self.dead.push(DeadLetter {
+                task,
+                reason: REASON_DELIVERY_LIMIT.to_owned(),
+            });
+        } else {
+            self.push(task, Instant::now(), returns);
+        }
+    }
+
+    fn take_in_flight(&mut self, delivery: u64) -> Option<InFlight> {
+        let in_flight = self.in_flight.remove(&delivery)?;
+        if let Some(count) = self.consumers.get_mut(&in_flight.consumer) {
+            *count = count.saturating_sub(1);
+        }
+        Some(in_flight)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a
+        // way that matters more than losing the queue, so keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl MemoryQueue {
+    /// Creates an empty queue with default options.
+    pub fn new() -> Self {
+        Self::with_options(MemoryQueueOptions::default())
+    }
+
+    /// Creates an empty queue.
+    pub fn with_options(options: MemoryQueueOptions) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                changed: Notify::new(),
+                delivery_limit: options.delivery_limit,
+            }),
+        }
+    }
+
+    /// Everything dead-lettered so far, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared.lock().dead.clone()
+    }
+
+    /// Number of tasks waiting (due or not) plus tasks handed out and not acked.
+    pub fn len(&self) -> usize {
+        let state = self.shared.lock();
+        state.ready.len() + state.in_flight.len()
+    }
+
+    /// True when no task is waiting or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn enqueue(&self, tasks: &[DeliveryTask], due: Instant) -> Result<(), QueueError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        for task in tasks {
+            state.push(task.clone(), due, 0);
+        }
+        drop(state);
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn publish(&self, task: &DeliveryTask) -> Result<(), QueueError> {
+        self.enqueue(std::slice::from_ref(task), Instant::now())
+    }
+
+    async fn publish_many(&self, tasks: &[DeliveryTask]) -> Result<(), QueueError> {
+        self.enqueue(tasks, Instant::now())
+    }
+
+    async fn publish_delayed(
+        &self,
+        task: &DeliveryTask,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.enqueue(std::slice::from_ref(task), Instant::now() + delay)
+    }
+
+    async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        state.dead.push(DeadLetter {
+            task: task.clone(),
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        let id = state.next_id();
+        state.consumers.insert(id, 0);
+        Ok(Box::new(MemoryConsumer {
+            shared: Arc::clone(&self.shared),
+            id,
+            prefetch: usize::from(prefetch),
+        }))
+    }
+
+    async fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_waiters();
+    }
+}
+
+struct MemoryConsumer {
+    shared: Arc<Shared>,
+    id: u64,
+    /// 0 means unlimited, as in AMQP's `basic.qos`.
+    prefetch: usize,
+}
+
+enum Poll {
+    Ready(Received),
+    WaitUntil(Instant),
+    WaitForChange,
+    Closed,
+}
+
+impl MemoryConsumer {
+    fn poll(&self) -> Poll {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Poll::Closed;
+        }
+        let held = state.consumers.get(&self.id).copied().unwrap_or(0);
+        if self.prefetch != 0 && held >= self.prefetch {
+            return Poll::WaitForChange;
+        }
+        match state.ready.peek() {
+            None => return Poll::WaitForChange,
+            Some(next) if next.due > Instant::now() => return Poll::WaitUntil(next.due),
+            Some(_) => {}
+        }
+        let Some(pending) = state.ready.pop() else {
+            return Poll::WaitForChange;
+        };
+        let delivery = state.next_id();
+        state.in_flight.insert(
+            delivery,
+            InFlight {
+                consumer: self.id,
+                task: pending.task.clone(),
+                returns: pending.returns,
+            },
+        );
+        *state.consumers.entry(self.id).or_insert(0) += 1;
+        Poll::Ready(Received::new(
+            pending.task,
+            pending.returns > 0,
+            Acker::Memory(MemoryAcker {
+                shared: Arc::clone(&self.shared),
+                delivery,
+            }),
+        ))
+    }
+}
+
+#[async_trait]
+impl Consumer for MemoryConsumer {
+    async fn next(&mut self) -> Option<Received> {
+        loop {
+            // Register for wake-ups before looking at the state, so a change made
+            // between the look and the wait is not missed.
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.poll() {
+                Poll::Ready(received) => return Some(received),
+                Poll::Closed => return None,
+                Poll::WaitForChange => changed.await,
+                Poll::WaitUntil(due) => {
+                    tokio::select! {
+                        () = changed => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MemoryConsumer {
+    /// A consumer that goes away returns its unacked tasks, like a closed AMQP
+    /// channel does.
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.consumers.remove(&self.id);
+        let mine: Vec<u64> = state
+            .in_flight
+            .iter()
+            .filter(|(_, in_flight)| in_flight.consumer == self.id)
+            .map(|(delivery, _)| *delivery)
+            .collect();
+        for delivery in mine {
+            if let Some(in_flight) = state.in_flight.remove(&delivery) {
+                state.return_task(
+                    in_flight.task,
+                    in_flight.returns,
+                    self.shared.delivery_limit,
+                );
+            }
+        }
+        drop(state);
+        self.shared.changed.notify_waiters();
+    }
+}
+
+/// Acknowledges one delivery of a [`MemoryQueue`].
+pub(crate) struct MemoryAcker {
+    shared: Arc<Shared>,
+    delivery: u64,
+}
+
+impl MemoryAcker {
+    pub(crate) fn ack(self) -> Result<(), QueueError> {
+        let taken = self.shared.lock().take_in_flight(self.delivery);
+        self.shared.changed.notify_waiters();
+        match taken {
+            Some(_) => Ok(()),
+            None => Err(stale()),
+        }
+    }
+
+    pub(crate) fn requeue(self) -> Result<(), QueueError> {
+        let mut state = self.shared.lock();
+        let Some(in_flight) = state.take_in_flight(self.delivery) else {
+            return Err(stale());
+        };
+        state.return_task(
+            in_flight.task,
+            in_flight.returns,
+            self.shared.delivery_limit,
+        );
+        drop(state);
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Called when the `Received` is dropped unacked.
+    pub(crate) fn release(self) {
+        // Stale means the consumer already returned the task; nothing to do.
+        let _ = self.requeue();
+    }
+}
+
+fn stale() -> QueueError {
+    QueueError::StaleDelivery("its consumer was dropped and the task was returned".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(n: u32) -> DeliveryTask {
+        DeliveryTask {
+            tenant_id: "tnt_1".into(),
+            app_id: "app_1".into(),
+            msg_id: format!("msg_{n}"),
+            endpoint_id: "ep_1".into(),
+            attempt: 1,
+            manual: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_come_out_in_due_order_and_not_before_due() {
+        let queue = MemoryQueue::new();
+        queue
+            .publish_delayed(&task(1), Duration::from_secs(30))
+            .await
+            .unwrap();
+        queue
+            .publish_delayed(&task(2), Duration::from_secs(10))
+            .await
+            .unwrap();
+        queue.publish(&task(3)).await.unwrap();
+        let start = Instant::now();
+        let mut consumer = queue.consume(0).await.unwrap();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let received = consumer.next().await.unwrap();
+            order.push((received.task.msg_id.clone(), start.elapsed().as_secs()));
+            received.ack().await.unwrap();
+        }
+        assert_eq!(
+            order,
+            [
+                ("msg_3".into(), 0),
+                ("msg_2".into(), 10),
+                ("msg_1".into(), 30)
+            ]
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetch_bounds_unacked_tasks_per_consumer() {
+        let queue = MemoryQueue::new();
+        queue.publish_many(&[task(1), task(2)]).await.unwrap();
+        let mut consumer = queue.consume(1).await.unwrap();
+        let first = consumer.next().await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await;
+        assert!(blocked.is_err(), "second task handed out beyond prefetch");
+        first.ack().await.unwrap();
+        let second = consumer.next().await.unwrap();
+        assert_eq!(second.task, task(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_ends_waiting_consumers() {
+        let queue = MemoryQueue::new();
+        let mut consumer = queue.consume(0).await.unwrap();
+        let waiting = tokio::spawn(async move { consumer.next().await.is_none() });
+        tokio::task::yield_now().await;
+        queue.close().await;
+        assert!(waiting.await.unwrap());
+        assert!(matches!(
+            queue.publish(&task(1)).await,
+            Err(QueueError::Closed)
+        ));
+    }
+}

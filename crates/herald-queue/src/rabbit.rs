@@ -1,0 +1,904 @@
+//! RabbitMQ [`Queue`] over lapin.
+//!
+//! Topology, every name prefixed (default `herald`), all durable:
+//!
+//! | name | kind | role |
+//! |---|---|---|
+//! | `{prefix}.work` | direct exchange | every publish goes here, routed by key |
+//! | `{prefix}.deliveries` | quorum queue, key `deliveries` | the work queue; `x-delivery-limit` dead-letters poison tasks to key `dead` |
+//! | `{prefix}.dead` | quorum queue, key `dead` | dead letters, read by operators and redrive |
+//! | `{prefix}.delay.{1s…10h}` | quorum queues, key `delay.{rung}` | the delay ladder (see [`crate::delay`]); TTL expiry dead-letters to key `deliveries` |
+//!
+//! Queue types: the broker here is RabbitMQ 3.10, the first release whose quorum
+//! queues support message TTL and at-least-once dead-lettering
+//! (`x-dead-letter-strategy: at-least-once`, which needs `x-overflow:
+//! reject-publish` and the `stream_queue` feature flag). So every queue,
+//! including the delay rungs, is a replicated quorum queue: a task in a delay
+//! queue survives a node loss, and the hop out of it is not lost if the broker
+//! fails halfway (with classic queues or at-most-once dead-lettering a task
+//! could vanish between the rung and the work queue). Older brokers reject or
+//! ignore these arguments, so Herald needs RabbitMQ ≥ 3.10.
+//!
+//! Reliability: messages are persistent (delivery mode 2) and every publish
+//! waits for the publisher confirm; acks are manual. Publishing shares one
+//! connection per [`RabbitQueue`]; each consumer has its own connection, so
+//! dropping a consumer closes it and the broker redelivers what it held. Lost
+//! connections are re-opened with capped exponential backoff and the topology is
+//! re-declared each time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::delay::{self, DUE_HEADER};
+use crate::{
+    backoff_delay, Acker, Consumer, DeadLetter, DeliveryTask, Queue, QueueError, Received,
+    DEFAULT_DELIVERY_LIMIT,
+};
+
+/// Routing key of the work queue.
+const KEY_DELIVERIES: &str = "deliveries";
+/// Routing key of the dead-letter queue.
+const KEY_DEAD: &str = "dead";
+/// Header carrying the reason given to [`Queue::dead_letter`].
+const REASON_HEADER: &str = "x-herald-dead-reason";
+/// AMQP reply code for a normal close.
+const REPLY_SUCCESS: u16 = 200;
+
+/// Settings of a [`RabbitQueue`].
+#[derive(Clone, Debug)]
+pub struct RabbitOptions {
+    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// Prefix of every exchange and queue name.
+    pub prefix: String,
+    /// `x-delivery-limit` of the work queue: returns a task survives before the
+    /// broker dead-letters it. Changing it for existing queues needs a policy or
+    /// re-creating them, since RabbitMQ refuses to re-declare with other arguments.
+    pub delivery_limit: u32,
+    /// How long a publish keeps retrying over reconnects before it fails.
+    pub publish_timeout: Duration,
+    /// Longest wait for a TCP connection and AMQP handshake.
+    pub connect_timeout: Duration,
+    /// First reconnect backoff; it doubles per failure up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect backoff.
+    pub reconnect_max: Duration,
+}
+
+impl RabbitOptions {
+    /// Default options for `url` with the `herald` prefix.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "herald".to_owned(),
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            publish_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The names of everything a [`RabbitQueue`] declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// The direct exchange all publishes go to: `{prefix}.work`.
+    pub work_exchange: String,
+    /// The work queue: `{prefix}.deliveries`.
+    pub deliveries: String,
+    /// The dead-letter queue: `{prefix}.dead`.
+    pub dead: String,
+    /// The delay ladder, shortest rung first: `{prefix}.delay.1s` … `{prefix}.delay.10h`.
+    pub delay_queues: Vec<String>,
+}
+
+impl Topology {
+    /// The names used with `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            work_exchange: format!("{prefix}.work"),
+            deliveries: format!("{prefix}.deliveries"),
+            dead: format!("{prefix}.dead"),
+            delay_queues: delay::RUNGS
+                .iter()
+                .map(|rung| format!("{prefix}.delay.{}", delay::rung_label(*rung)))
+                .collect(),
+        }
+    }
+
+    /// Every queue name, work queue first.
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        [self.deliveries.as_str(), self.dead.as_str()]
+            .into_iter()
+            .chain(self.delay_queues.iter().map(String::as_str))
+    }
+}
+
+fn delay_key(rung: Duration) -> String {
+    format!("delay.{}", delay::rung_label(rung))
+}
+
+/// The delivery queue on RabbitMQ. Cloning shares the publishing connection.
+#[derive(Clone)]
+pub struct RabbitQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: RabbitOptions,
+    topology: Topology,
+    publisher: tokio::sync::Mutex<Option<PublisherLink>>,
+    generation: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+/// The shared publishing connection and its confirm-mode channel.
+struct PublisherLink {
+    connection: Connection,
+    channel: Channel,
+    generation: u64,
+}
+
+/// One message ready to publish.
+struct Outgoing {
+    routing_key: String,
+    body: Vec<u8>,
+    headers: FieldTable,
+    msg_id: String,
+}
+
+impl Outgoing {
+    fn new(task: &DeliveryTask, routing_key: String) -> Result<Self, QueueError> {
+        Ok(Self {
+            routing_key,
+            body: serde_json::to_vec(task).map_err(|e| QueueError::Encode(e.to_string()))?,
+            headers: FieldTable::default(),
+            msg_id: task.msg_id.clone(),
+        })
+    }
+
+    fn header(mut self, name: &str, value: AMQPValue) -> Self {
+        self.headers.insert(name.into(), value);
+        self
+    }
+}
+
+impl RabbitQueue {
+    /// Connects to `url` and declares the topology named by `prefix` (normally
+    /// `herald`). Fails if the broker is unreachable now; later connection losses
+    /// are recovered from automatically.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
+        Self::connect_with(RabbitOptions {
+            prefix: prefix.to_owned(),
+            ..RabbitOptions::new(url)
+        })
+        .await
+    }
+
+    /// Like [`RabbitQueue::connect`] with every setting explicit.
+    pub async fn connect_with(options: RabbitOptions) -> Result<Self, QueueError> {
+        let inner = Arc::new(Inner {
+            topology: Topology::new(&options.prefix),
+            options,
+            publisher: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+        });
+        inner.publisher().await?;
+        tracing::info!(prefix = %inner.options.prefix, "connected to rabbitmq");
+        Ok(Self { inner })
+    }
+
+    /// The names this queue declared.
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// Removes up to `max` messages from `{prefix}.dead` and returns them, for
+    /// inspection and redrive. A message that is not a task is logged and dropped,
+    /// as it could never be redriven.
+    pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let connection = self.inner.open_connection("dead-letters").await?;
+        let result = self.inner.take_dead_letters(&connection, max).await;
+        let _ = connection.close(REPLY_SUCCESS, "done".into()).await;
+        result.map_err(|e| QueueError::Unavailable(format!("failed to read dead letters: {e}")))
+    }
+}
+
+impl std::fmt::Debug for RabbitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitQueue")
+            .field("prefix", &self.inner.options.prefix)
+            .field("closed", &self.inner.shutdown.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    async fn open_connection(&self, role: &str) -> Result<Connection, QueueError> {
+        let name = format!("herald-queue {} {role}", self.options.prefix);
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connect = Connection::connect(&self.options.url, properties);
+        match tokio::time::timeout(self.options.connect_timeout, connect).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(e)) => Err(QueueError::Unavailable(format!(
+                "failed to connect to rabbitmq: {e}"
+            ))),
+            Err(_) => Err(QueueError::Unavailable(
+                "timed out connecting to rabbitmq".to_owned(),
+            )),
+        }
+    }
+
+    /// Declares the exchange, queues and bindings. Idempotent; RabbitMQ refuses
+    /// (PRECONDITION_FAILED) if a queue exists with other arguments.
+    async fn declare_topology(&self, channel: &Channel) -> Result<(), QueueError> {
+        let topology = &self.topology;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let to_topology = |what: &str, e: lapin::Error| {
+            QueueError::Topology(format!("failed to declare {what}: {e}"))
+        };
+
+        channel
+            .exchange_declare(
+                topology.work_exchange.as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| to_topology(&topology.work_exchange, e))?;
+
+        let mut queues = vec![
+            (
+                topology.deliveries.clone(),
+                KEY_DELIVERIES.to_owned(),
+                self.dead_lettering(KEY_DEAD).insert_chain(
+                    "x-delivery-limit",
+                    AMQPValue::LongInt(
+                        i32::try_from(self.options.delivery_limit).unwrap_or(i32::MAX),
+                    ),
+                ),
+            ),
+            (
+                topology.dead.clone(),
+                KEY_DEAD.to_owned(),
+                quorum_arguments(),
+            ),
+        ];
+        for (rung, name) in delay::RUNGS.iter().zip(&topology.delay_queues) {
+            let ttl_ms = i32::try_from(rung.as_millis()).unwrap_or(i32::MAX);
+            queues.push((
+                name.clone(),
+                delay_key(*rung),
+                self.dead_lettering(KEY_DELIVERIES)
+                    .insert_chain("x-message-ttl", AMQPValue::LongInt(ttl_ms)),
+            ));
+        }
+        for (name, key, arguments) in queues {
+            channel
+                .queue_declare(name.as_str().into(), durable, arguments)
+                .await
+                .map_err(|e| to_topology(&name, e))?;
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    topology.work_exchange.as_str().into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| to_topology(&name, e))?;
+        }
+        Ok(())
+    }
+
+    /// Quorum-queue arguments that dead-letter into the work exchange with `key`,
+    /// at least once.
+    fn dead_lettering(&self, key: &str) -> FieldTable {
+        let mut arguments = quorum_arguments();
+        let text = |s: &str| AMQPValue::LongString(s.into());
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            text(&self.topology.work_exchange),
+        );
+        arguments.insert("x-dead-letter-routing-key".into(), text(key));
+        arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        // At-least-once dead-lettering requires reject-publish overflow.
+        arguments.insert("x-overflow".into(), text("reject-publish"));
+        arguments
+    }
+
+    /// The publishing channel, (re)connecting if needed.
+    async fn publisher(&self) -> Result<(Channel, u64), QueueError> {
+        let mut link = self.publisher.lock().await;
+        if let Some(current) = link.as_ref() {
+            if current.channel.status().connected() {
+                return Ok((current.channel.clone(), current.generation));
+            }
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(QueueError::Closed);
+        }
+        *link = None;
+        let connection = self.open_connection("publisher").await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| QueueError::Unavailable(format!("failed to open channel: {e}")))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| QueueError::Unavailable(format!("failed to enable confirms: {e}")))?;
+        self.declare_topology(&channel).await?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if generation > 1 {
+            tracing::info!(prefix = %self.options.prefix, generation, "publisher reconnected");
+        }
+        *link = Some(PublisherLink {
+            connection,
+            channel: channel.clone(),
+            generation,
+        });
+        Ok((channel, generation))
+    }
+
+    /// Drops the publishing connection if it is still `generation`, so the next
+    /// publish opens a fresh one.
+    async fn invalidate_publisher(&self, generation: u64) {
+        let mut link = self.publisher.lock().await;
+        if link.as_ref().is_some_and(|l| l.generation == generation) {
+            if let Some(old) = link.take() {
+                let _ = old
+                    .connection
+                    .close(REPLY_SUCCESS, "reconnecting".into())
+                    .await;
+            }
+        }
+    }
+
+    /// Publishes every message and waits for all confirms, retrying the ones not
+    /// confirmed on a fresh channel until `publish_timeout` has passed.
+    async fn publish_all(&self, outgoing: &[Outgoing]) -> Result<(), QueueError> {
+        let deadline = Instant::now() + self.options.publish_timeout;
+        let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
+        let mut failures = 0u32;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Err(QueueError::Closed);
+            }
+            // Bounded by the deadline too: connecting to a black-holed broker can
+            // take `connect_timeout`, once per waiting publisher.
+            let publisher = tokio::time::timeout_at(deadline, self.publisher())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(QueueError::Unavailable(
+                        "timed out waiting for a rabbitmq connection".to_owned(),
+                    ))
+                });
+            let error = match publisher {
+                Ok((channel, generation)) => {
+                    let (unconfirmed, error, broken) =
+                        self.publish_on(&channel, &pending, deadline).await;
+                    if unconfirmed.is_empty() {
+                        return Ok(());
+                    }
+                    if broken {
+                        self.invalidate_publisher(generation).await;
+                    }
+                    pending = unconfirmed;
+                    error
+                }
+                Err(e) => e,
+            };
+            failures += 1;
+            let wait = backoff_delay(
+                failures,
+                self.options.reconnect_min,
+                self.options.reconnect_max,
+            );
+            if Instant::now() + wait > deadline {
+                tracing::error!(
+                    unconfirmed = pending.len(),
+                    error = %error,
+                    "giving up publishing to rabbitmq"
+                );
+                return Err(error);
+            }
+            tracing::warn!(
+                unconfirmed = pending.len(),
+                retry_in_ms = wait.as_millis() as u64,
+                error = %error,
+                "publish to rabbitmq failed; retrying"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.shutdown.cancelled() => return Err(QueueError::Closed),
+            }
+        }
+    }
+
+    /// One round of [`Inner::publish_all`] on `channel`: returns the messages not
+    /// confirmed, the last error, and whether the channel looks broken.
+    async fn publish_on<'a>(
+        &self,
+        channel: &Channel,
+        pending: &[&'a Outgoing],
+        deadline: Instant,
+    ) -> (Vec<&'a Outgoing>, QueueError, bool) {
+        let mut unconfirmed = Vec::new();
+        let mut error = QueueError::Unavailable("publish not confirmed".to_owned());
+        let mut broken = false;
+        let mut confirms = Vec::with_capacity(pending.len());
+        for (index, message) in pending.iter().enumerate() {
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_headers(message.headers.clone());
+            let sent = channel
+                .basic_publish(
+                    self.topology.work_exchange.as_str().into(),
+                    message.routing_key.as_str().into(),
+                    // Mandatory: an unroutable message (queue deleted) comes back
+                    // instead of being confirmed and silently dropped.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &message.body,
+                    properties,
+                )
+                .await;
+            match sent {
+                Ok(confirm) => confirms.push((*message, confirm)),
+                Err(e) => {
+                    error = QueueError::Unavailable(format!("failed to publish: {e}"));
+                    broken = true;
+                    unconfirmed.extend_from_slice(&pending[index..]);
+                    break;
+                }
+            }
+        }
+        let waits = confirms.into_iter().map(|(message, confirm)| async move {
+            let outcome = tokio::time::timeout_at(deadline, confirm).await;
+            (message, outcome)
+        });
+        for (message, outcome) in futures::future::join_all(waits).await {
+            let failure = match outcome {
+                Ok(Ok(Confirmation::Ack(None))) => continue,
+                Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+                    // Unroutable: the topology is gone; a fresh link re-declares it.
+                    broken = true;
+                    format!("message returned as unroutable: {}", returned.reply_text)
+                }
+                Ok(Ok(Confirmation::Nack(_))) => "broker refused the message (nack)".to_owned(),
+                Ok(Ok(Confirmation::NotRequested)) => {
+                    broken = true;
+                    "channel is not in confirm mode".to_owned()
+                }
+                Ok(Err(e)) => {
+                    broken = true;
+                    format!("publish confirm failed: {e}")
+                }
+                Err(_) => {
+                    broken = true;
+                    "timed out waiting for publish confirm".to_owned()
+                }
+            };
+            tracing::debug!(msg_id = %message.msg_id, routing_key = %message.routing_key, %failure, "publish not confirmed");
+            error = QueueError::Unavailable(failure);
+            unconfirmed.push(message);
+        }
+        (unconfirmed, error, broken)
+    }
+
+    async fn take_dead_letters(
+        &self,
+        connection: &Connection,
+        max: usize,
+    ) -> Result<Vec<DeadLetter>, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        let mut letters = Vec::new();
+        while letters.len() < max {
+            let Some(message) = channel
+                .basic_get(
+                    self.topology.dead.as_str().into(),
+                    BasicGetOptions::default(),
+                )
+                .await?
+            else {
+                break;
+            };
+            let delivery = message.delivery;
+            match serde_json::from_slice::<DeliveryTask>(&delivery.data) {
+                Ok(task) => letters.push(DeadLetter {
+                    task,
+                    reason: dead_reason(&delivery.properties),
+                }),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    body = %String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(512)]),
+                    "dropping a dead letter that is not a delivery task"
+                ),
+            }
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+        }
+        Ok(letters)
+    }
+}
+
+trait InsertChain {
+    fn insert_chain(self, key: &str, value: AMQPValue) -> Self;
+}
+
+impl InsertChain for FieldTable {
+    fn insert_chain(mut self, key: &str, value: AMQPValue) -> Self {
+        self.insert(key.into(), value);
+        self
+    }
+}
+
+fn quorum_arguments() -> FieldTable {
+    FieldTable::default().insert_chain("x-queue-type", AMQPValue::LongString("quorum".into()))
+}
+
+fn header<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
+    properties.headers().as_ref()?.inner().get(name)
+}
+
+fn as_i64(value: &AMQPValue) -> Option<i64> {
+    match value {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::Timestamp(v) => i64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+fn as_text(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Why a message is in the dead-letter queue: Herald's own reason, else the
+/// broker's (`x-first-death-reason`, e.g. `delivery_limit` or `rejected`).
+fn dead_reason(properties: &BasicProperties) -> String {
+    header(properties, REASON_HEADER)
+        .or_else(|| header(properties, "x-first-death-reason"))
+        .and_then(as_text)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[async_trait]
+impl Queue for RabbitQueue {
+    #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
+    async fn publish(&self, task: &DeliveryTask) -> Result<(), QueueError> {
+        let message = Outgoing::new(task, KEY_DELIVERIES.to_owned())?;
+        self.inner.publish_all(std::slice::from_ref(&message)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(tasks = tasks.len()))]
+    async fn publish_many(&self, tasks: &[DeliveryTask]) -> Result<(), QueueError> {
+        let messages = tasks
+            .iter()
+            .map(|task| Outgoing::new(task, KEY_DELIVERIES.to_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner.publish_all(&messages).await
+    }
+
+    #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt, delay_ms = delay.as_millis() as u64))]
+    async fn publish_delayed(
+        &self,
+        task: &DeliveryTask,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        if delay.is_zero() {
+            return self.publish(task).await;
+        }
+        let due_ms = delay::due_unix_ms(delay);
+        let message = Outgoing::new(task, delay_key(delay::rung_for(delay)))?
+            .header(DUE_HEADER, AMQPValue::LongLongInt(due_ms));
+        self.inner.publish_all(std::slice::from_ref(&message)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
+    async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError> {
+        let message = Outgoing::new(task, KEY_DEAD.to_owned())?
+            .header(REASON_HEADER, AMQPValue::LongString(reason.into()));
+        self.inner.publish_all(std::slice::from_ref(&message)).await
+    }
+
+    async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(QueueError::Closed);
+        }
+        let link = ConsumerLink::open(&self.inner, prefetch).await?;
+        Ok(Box::new(RabbitConsumer {
+            inner: Arc::clone(&self.inner),
+            prefetch,
+            link: Some(link),
+            failures: 0,
+        }))
+    }
+
+    async fn close(&self) {
+        self.inner.shutdown.cancel();
+        if let Some(link) = self.inner.publisher.lock().await.take() {
+            let _ = link.connection.close(REPLY_SUCCESS, "closed".into()).await;
+        }
+        tracing::info!(prefix = %self.inner.options.prefix, "rabbitmq queue closed");
+    }
+}
+
+/// A consumer's own connection, channel and subscription.
+struct ConsumerLink {
+    stream: lapin::Consumer,
+    // Held so the channel and connection stay open; dropping the link closes
+    // them, which makes the broker redeliver the unacked tasks.
+    _channel: Channel,
+    _connection: Connection,
+}
+
+impl ConsumerLink {
+    async fn open(inner: &Inner, prefetch: u16) -> Result<Self, QueueError> {
+        let connection = inner.open_connection("consumer").await?;
+        let unavailable =
+            |what: &str, e: lapin::Error| QueueError::Unavailable(format!("failed to {what}: {e}"));
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("open channel", e))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| unavailable("set prefetch", e))?;
+        inner.declare_topology(&channel).await?;
+        let stream = channel
+            .basic_consume(
+                inner.topology.deliveries.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable("subscribe", e))?;
+        Ok(Self {
+            stream,
+            _channel: channel,
+            _connection: connection,
+        })
+    }
+}
+
+struct RabbitConsumer {
+    inner: Arc<Inner>,
+    prefetch: u16,
+    link: Option<ConsumerLink>,
+    /// Consecutive failed reconnects, for backoff.
+    failures: u32,
+}
+
+impl RabbitConsumer {
+    /// Re-opens the link, waiting out the backoff first after failures. Returns
+    /// false on shutdown.
+    async fn reconnect(&mut self) -> bool {
+        if self.failures > 0 {
+            let wait = backoff_delay(
+                self.failures,
+                self.inner.options.reconnect_min,
+                self.inner.options.reconnect_max,
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.inner.shutdown.cancelled() => return false,
+            }
+        }
+        let opened = tokio::select! {
+            opened = ConsumerLink::open(&self.inner, self.prefetch) => opened,
+            () = self.inner.shutdown.cancelled() => return false,
+        };
+        match opened {
+            Ok(link) => {
+                tracing::info!(prefix = %self.inner.options.prefix, after_failures = self.failures, "consumer resubscribed");
+                self.link = Some(link);
+                self.failures = 0;
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                tracing::warn!(error = %e, failures = self.failures, "consumer reconnect failed");
+            }
+        }
+        true
+    }
+
+    /// Turns a delivery into a [`Received`], or handles it here and returns
+    /// `None`: malformed bodies are rejected (the broker dead-letters them) and
+    /// tasks that are not yet due go back onto the delay ladder.
+    async fn accept(&self, delivery: Delivery) -> Option<Received> {
+        let task = match serde_json::from_slice::<DeliveryTask>(&delivery.data) {
+            Ok(task) => task,
+            Err(e) => {
+                tracing::error!(error = %e, bytes = delivery.data.len(), "rejecting a message that is not a delivery task");
+                let reject = BasicRejectOptions { requeue: false };
+                if let Err(e) = delivery.acker.reject(reject).await {
+                    tracing::warn!(error = %e, "failed to reject a malformed message");
+                }
+                return None;
+            }
+        };
+        let due_ms = header(&delivery.properties, DUE_HEADER).and_then(as_i64);
+        let Some((due_ms, remaining)) =
+            due_ms.and_then(|due| delay::remaining_until(due).map(|left| (due, left)))
+        else {
+            return Some(Received::new(
+                task,
+                delivery.redelivered,
+                Acker::Rabbit(RabbitAcker {
+                    acker: delivery.acker,
+                }),
+            ));
+        };
+        // Not due yet: put it on the rung for the remainder, and only once that is
+        // confirmed drop this copy. A crash in between leaves a duplicate, never a gap.
+        let rung = delay::rung_for(remaining);
+        let message = match Outgoing::new(&task, delay_key(rung)) {
+            Ok(message) => message.header(DUE_HEADER, AMQPValue::LongLongInt(due_ms)),
+            Err(e) => {
+                tracing::error!(error = %e, "failed to re-encode a delayed task");
+                return None;
+            }
+        };
+        tracing::debug!(
+            msg_id = %task.msg_id,
+            remaining_ms = remaining.as_millis() as u64,
+            rung = %delay::rung_label(rung),
+            "task not due yet; delaying the remainder"
+        );
+        match self.inner.publish_all(std::slice::from_ref(&message)).await {
+            Ok(()) => {
+                if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to ack a re-delayed task; it may be delivered twice");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to re-delay a task; returning it");
+                let nack = BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                };
+                let _ = delivery.acker.nack(nack).await;
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Consumer for RabbitConsumer {
+    async fn next(&mut self) -> Option<Received> {
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return None;
+            }
+            let Some(link) = self.link.as_mut() else {
+                if !self.reconnect().await {
+                    return None;
+                }
+                continue;
+            };
+            let item = tokio::select! {
+                item = link.stream.next() => item,
+                () = self.inner.shutdown.cancelled() => return None,
+            };
+            match item {
+                Some(Ok(delivery)) => {
+                    if let Some(received) = self.accept(delivery).await {
+                        return Some(received);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer connection lost; resubscribing");
+                    self.link = None;
+                }
+                None => {
+                    tracing::warn!("consumer cancelled by the broker; resubscribing");
+                    self.link = None;
+                }
+            }
+        }
+    }
+}
+
+/// Acknowledges one RabbitMQ delivery.
+pub(crate) struct RabbitAcker {
+    acker: lapin::Acker,
+}
+
+impl RabbitAcker {
+    pub(crate) async fn ack(self) -> Result<(), QueueError> {
+        settled(self.acker.ack(BasicAckOptions::default()).await)
+    }
+
+    pub(crate) async fn requeue(self) -> Result<(), QueueError> {
+        let nack = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        settled(self.acker.nack(nack).await)
+    }
+
+    /// Called when the `Received` is dropped unacked: requeue in the background.
+    /// Without a runtime the channel's closing returns the task instead.
+    pub(crate) fn release(self) {
+        if !self.acker.usable() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = self.requeue().await {
+                    tracing::debug!(error = %e, "failed to requeue a dropped delivery");
+                }
+            });
+        }
+    }
+}
+
+fn settled(outcome: Result<bool, lapin::Error>) -> Result<(), QueueError> {
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(QueueError::StaleDelivery(
+            "its channel is closed; the broker redelivers the task".to_owned(),
+        )),
+        Err(e) => Err(QueueError::StaleDelivery(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_names_follow_the_prefix() {
+        let topology = Topology::new("herald");
+        assert_eq!(topology.work_exchange, "herald.work");
+        assert_eq!(topology.deliveries, "herald.deliveries");
+        assert_eq!(topology.dead, "herald.dead");
+        assert_eq!(
+            topology.delay_queues.first().map(String::as_str),
+            Some("herald.delay.1s")
+        );
+        assert_eq!(
+            topology.delay_queues.last().map(String::as_str),
+            Some("herald.delay.10h")
+        );
+        assert_eq!(topology.queues().count(), 12);
+    }
+}

@@ -1,0 +1,154 @@
+//! Recovery from lost connections: RabbitMQ dropping every connection
+//! (`rabbitmqctl close_all_connections`, in its own test binary because it would
+//! disturb the other tests of this crate running in parallel), and the broker
+//! being unreachable for a while (a proxy that is cut and restored).
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use herald_queue::Queue;
+use support::{drain_until_seen, next_task, task, with_rabbit, with_rabbit_options, Proxy};
+
+/// The two tests here disrupt connections; one at a time keeps each test's
+/// disruption its own.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn rabbitmqctl_available() -> bool {
+    Command::new("rabbitmqctl")
+        .arg("version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+async fn close_all_connections() {
+    let output = tokio::task::spawn_blocking(|| {
+        Command::new("rabbitmqctl")
+            .args(["close_all_connections", "test"])
+            .output()
+    })
+    .await
+    .expect("join rabbitmqctl")
+    .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl close_all_connections failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_consuming_recover_after_all_connections_are_closed() {
+    if !rabbitmqctl_available() {
+        support::skip_notice("rabbitmqctl not found; cannot force-close connections");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    with_rabbit(|harness| async move {
+        let queue = harness.queue.clone();
+        let before: Vec<_> = (1..=50).map(task).collect();
+        queue.publish_many(&before).await.expect("publish before");
+
+        let mut consumer = queue.consume(10).await.expect("consume");
+        let mut acked = HashSet::new();
+        let mut held = Vec::new();
+        for n in 0..10 {
+            let received = next_task(&mut consumer).await;
+            if n % 2 == 0 {
+                acked.insert(received.task.msg_id.clone());
+                received.ack().await.expect("ack before the disruption");
+            } else {
+                held.push(received);
+            }
+        }
+
+        // Keep publishing one by one while the broker drops every connection.
+        let publisher = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                for n in 51..=150 {
+                    queue.publish(&task(n)).await?;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok::<_, herald_queue::QueueError>(())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        close_all_connections().await;
+        publisher
+            .await
+            .expect("join publisher")
+            .expect("publishing recovers after connections are closed");
+
+        // The held deliveries died with their connection; the broker hands them
+        // out again on the consumer's new connection.
+        drop(held);
+        let expected: HashSet<String> = (1..=150)
+            .map(|n| format!("msg_{n}"))
+            .filter(|id| !acked.contains(id))
+            .collect();
+        drain_until_seen(&mut consumer, &expected).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_consuming_resume_when_an_unreachable_broker_comes_back() {
+    let _serial = SERIAL.lock().await;
+    let mut proxy = Proxy::start(&support::amqp_url()).await;
+    let proxy_url = proxy.url(&support::amqp_url());
+    let configure = |options: &mut herald_queue::RabbitOptions| {
+        options.url = proxy_url;
+        options.reconnect_max = Duration::from_millis(500);
+    };
+    with_rabbit_options(configure, |harness| async move {
+        let queue = harness.queue.clone();
+        let before: Vec<_> = (1..=20).map(task).collect();
+        queue.publish_many(&before).await.expect("publish before");
+        let mut consumer = queue.consume(10).await.expect("consume");
+        let mut acked = HashSet::new();
+        let mut held = Vec::new();
+        for n in 0..6 {
+            let received = next_task(&mut consumer).await;
+            if n % 2 == 0 {
+                acked.insert(received.task.msg_id.clone());
+                received.ack().await.expect("ack before the outage");
+            } else {
+                held.push(received);
+            }
+        }
+
+        proxy.cut().await;
+        // Both sides keep trying (with backoff) while the broker is unreachable.
+        let publisher = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let during: Vec<_> = (21..=40).map(task).collect();
+                queue.publish_many(&during).await
+            })
+        };
+        let expected: HashSet<String> = (1..=40)
+            .map(|n| format!("msg_{n}"))
+            .filter(|id| !acked.contains(id))
+            .collect();
+        let drainer = tokio::spawn(async move {
+            drain_until_seen(&mut consumer, &expected).await;
+        });
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !publisher.is_finished(),
+            "publish cannot succeed while the broker is unreachable"
+        );
+        proxy.restore().await;
+
+        publisher
+            .await
+            .expect("join publisher")
+            .expect("publishing resumes when the broker is back");
+        drainer.await.expect("every task arrives after the outage");
+    })
+    .await;
+}
