@@ -216,4 +216,35 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         msg_id: &MessageId,
     ) -> StoreResult<Vec<Delivery>>;
+    /// One delivery (message × endpoint).
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<Option<Delivery>>;
+    /// Records an attempt and moves its delivery to `update` in one transaction;
+    /// the attempt counter grows by one.
+    async fn record_attempt(
+        &self,
+        tenant_id: &TenantId,
+        attempt: &Attempt,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<()>;
+    /// The attempts of a message, oldest first.
+    async fn attempts_of_message(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<Vec<Attempt>>;
+    /// Claims up to `limit` unfinished deliveries due at `now` for the outbox
+    /// relay, marking them `sending` until `now + lease`; a claim whose worker
+    /// died is due again when the lease ends. Concurrent relays never claim the
+    /// same row. Not tenant-scoped: the relay serves every tenant.
+    async fn claim_due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
 }

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use herald_core::{
-    ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
-    EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
+    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
+    EndpointUrl, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]
@@ -130,6 +130,63 @@ pub struct Delivery {
     pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// What started an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptTrigger {
+    /// The delivery schedule (first try or a retry).
+    Scheduled,
+    /// A person, through resend or recover.
+    Manual,
+}
+
+impl AttemptTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scheduled" => Some(Self::Scheduled),
+            "manual" => Some(Self::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// One HTTP request made (or refused) for a delivery.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub app_id: ApplicationId,
+    pub url: String,
+    /// 0 when no response was received.
+    pub status_code: u16,
+    pub error_class: Option<String>,
+    pub response_body: Option<String>,
+    pub duration_ms: u32,
+    pub trigger: AttemptTrigger,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The state a delivery moves to together with an attempt.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    pub state: DeliveryState,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// A delivery the outbox relay claimed, with the tenant it belongs to.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub tenant_id: TenantId,
+    pub delivery: Delivery,
 }
 
 /// Filters of a message listing, on top of the keyset [`crate::ListQuery`].

@@ -6,13 +6,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use herald_core::{
-    ApiKeyId, ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl, EventTypeName,
-    FeatureFlag, IdOrUid, MessageId, Metadata, TenantId, Uid,
+    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl,
+    EventTypeName, FeatureFlag, IdOrUid, MessageId, Metadata, TenantId, Uid,
 };
 
 use crate::model::{
-    ApiKey, Application, Delivery, DeliveryState, Endpoint, EndpointSecrets, EventType, Message,
-    MessageFilter, StoredSecrets, Tenant,
+    ApiKey, Application, Attempt, AttemptTrigger, ClaimedDelivery, Delivery, DeliveryState,
+    DeliveryUpdate, Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StoredSecrets,
+    Tenant,
 };
 use crate::page::{Cursor, ListQuery, Page};
 use crate::{Store, StoreError, StoreResult};
@@ -262,6 +263,27 @@ fn delivery_from_row(row: &PgRow) -> StoreResult<Delivery> {
         state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
         attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
         next_attempt_at: row.try_get("next_attempt_at")?,
+    })
+}
+
+fn attempt_from_row(row: &PgRow) -> StoreResult<Attempt> {
+    let trigger: String = row.try_get("trigger")?;
+    Ok(Attempt {
+        id: AttemptId::parse(row.try_get("id")?).map_err(|e| corrupt("message_attempt.id", e))?,
+        msg_id: MessageId::parse(row.try_get("msg_id")?)
+            .map_err(|e| corrupt("message_attempt.msg_id", e))?,
+        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
+            .map_err(|e| corrupt("message_attempt.endpoint_id", e))?,
+        app_id: ApplicationId::parse(row.try_get("app_id")?)
+            .map_err(|e| corrupt("message_attempt.app_id", e))?,
+        url: row.try_get("url")?,
+        status_code: u16::try_from(row.try_get::<i32, _>("status_code")?).unwrap_or(0),
+        error_class: row.try_get("error_class")?,
+        response_body: row.try_get("response_body")?,
+        duration_ms: u32::try_from(row.try_get::<i32, _>("duration_ms")?).unwrap_or(0),
+        trigger: AttemptTrigger::parse(&trigger)
+            .ok_or_else(|| corrupt("message_attempt.trigger", &trigger))?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -812,5 +834,110 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<Option<Delivery>> {
+        let row = sqlx::query(
+            "SELECT * FROM delivery WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str())
+        .bind(endpoint_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(delivery_from_row).transpose()
+    }
+
+    async fn record_attempt(
+        &self,
+        tenant_id: &TenantId,
+        attempt: &Attempt,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
+             error_class, response_body, duration_ms, trigger, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(attempt.id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(attempt.app_id.as_str())
+        .bind(attempt.msg_id.as_str())
+        .bind(attempt.endpoint_id.as_str())
+        .bind(&attempt.url)
+        .bind(i32::from(attempt.status_code))
+        .bind(&attempt.error_class)
+        .bind(&attempt.response_body)
+        .bind(i32::try_from(attempt.duration_ms).unwrap_or(i32::MAX))
+        .bind(attempt.trigger.as_str())
+        .bind(attempt.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE delivery SET state = $4, attempts = attempts + 1, next_attempt_at = $5, updated_at = $6 \
+             WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(attempt.msg_id.as_str())
+        .bind(attempt.endpoint_id.as_str())
+        .bind(update.state.as_str())
+        .bind(update.next_attempt_at)
+        .bind(attempt.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn attempts_of_message(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT * FROM message_attempt WHERE tenant_id = $1 AND msg_id = $2 ORDER BY id",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        // SKIP LOCKED lets several relays claim disjoint batches concurrently.
+        let rows = sqlx::query(
+            "UPDATE delivery SET state = 'sending', next_attempt_at = $2 \
+             WHERE (msg_id, endpoint_id) IN ( \
+                 SELECT msg_id, endpoint_id FROM delivery \
+                 WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING *",
+        )
+        .bind(now)
+        .bind(now + lease)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    tenant_id: TenantId::parse(row.try_get("tenant_id")?)
+                        .map_err(|e| corrupt("delivery.tenant_id", e))?,
+                    delivery: delivery_from_row(row)?,
+                })
+            })
+            .collect()
     }
 }

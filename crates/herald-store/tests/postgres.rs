@@ -42,4 +42,6 @@ contract_tests!(
     missing_event_types_ignores_other_tenants_and_archived_ones,
     settings_keep_their_first_value,
     updates_lose_to_a_concurrent_change,
+    attempts_move_deliveries_through_their_states,
+    due_deliveries_are_claimed_once_until_their_lease_ends,
 );

@@ -3,12 +3,12 @@
 
 use chrono::Utc;
 use herald_core::{
-    ApplicationId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, EventTypeName,
-    IdOrUid, TenantId, Uid,
+    ApplicationId, AttemptId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
+    EventTypeName, IdOrUid, MessageId, TenantId, Uid,
 };
 use herald_store::{
-    ApiKey, Application, Cursor, Endpoint, EndpointSecrets, EventType, ListQuery, Ordering, Store,
-    Tenant,
+    ApiKey, Application, Attempt, AttemptTrigger, Cursor, DeliveryState, DeliveryUpdate, Endpoint,
+    EndpointSecrets, EventType, ListQuery, Message, Ordering, Store, Tenant,
 };
 
 pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
@@ -303,4 +303,124 @@ pub async fn settings_keep_their_first_value(store: &dyn Store) {
         store.setting_or_insert("s", "second").await.unwrap(),
         "first"
     );
+}
+
+fn message(app_id: &ApplicationId) -> Message {
+    let now = herald_store::now();
+    Message {
+        id: MessageId::new(),
+        app_id: app_id.clone(),
+        event_id: None,
+        event_type: EventTypeName::parse("a.b").unwrap(),
+        channels: None,
+        tags: None,
+        payload: Some(b"{\"k\": 1}".to_vec()),
+        created_at: now,
+        expires_at: now + chrono::Duration::days(90),
+    }
+}
+
+pub async fn attempts_move_deliveries_through_their_states(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let msg = message(&app.id);
+    store
+        .insert_message(&t, &msg, std::slice::from_ref(&ep.id))
+        .await
+        .unwrap();
+    let pending = store.delivery(&t, &msg.id, &ep.id).await.unwrap().unwrap();
+    assert_eq!(pending.state, DeliveryState::Pending);
+    assert_eq!(pending.attempts, 0);
+
+    let attempt = |status: u16| Attempt {
+        id: AttemptId::new(),
+        msg_id: msg.id.clone(),
+        endpoint_id: ep.id.clone(),
+        app_id: app.id.clone(),
+        url: ep.url.as_str().to_owned(),
+        status_code: status,
+        error_class: (status != 200).then(|| "5xx".to_owned()),
+        response_body: Some("body".into()),
+        duration_ms: 12,
+        trigger: AttemptTrigger::Scheduled,
+        created_at: herald_store::now(),
+    };
+    let retry_at = herald_store::now() + chrono::Duration::seconds(5);
+    store
+        .record_attempt(
+            &t,
+            &attempt(500),
+            &DeliveryUpdate {
+                state: DeliveryState::Pending,
+                next_attempt_at: Some(retry_at),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            &t,
+            &attempt(200),
+            &DeliveryUpdate {
+                state: DeliveryState::Succeeded,
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let done = store.delivery(&t, &msg.id, &ep.id).await.unwrap().unwrap();
+    assert_eq!(done.state, DeliveryState::Succeeded);
+    assert_eq!(done.attempts, 2);
+    let attempts = store.attempts_of_message(&t, &msg.id).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        [500, 200]
+    );
+    let other = tenant(store, "other").await;
+    assert!(store
+        .attempts_of_message(&other, &msg.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .delivery(&other, &msg.id, &ep.id)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn due_deliveries_are_claimed_once_until_their_lease_ends(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let endpoints: Vec<Endpoint> = (0..3).map(|_| endpoint(&app.id, None)).collect();
+    for ep in &endpoints {
+        store.insert_endpoint(&t, ep).await.unwrap();
+    }
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let msg = message(&app.id);
+    store.insert_message(&t, &msg, &ids).await.unwrap();
+
+    let now = herald_store::now() + chrono::Duration::seconds(1);
+    let lease = chrono::Duration::seconds(30);
+    let first = store.claim_due_deliveries(now, lease, 2).await.unwrap();
+    let second = store.claim_due_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(second.len(), 1, "claimed rows are not handed out twice");
+    assert!(first.iter().all(|c| c.tenant_id == t));
+    assert!(store
+        .claim_due_deliveries(now, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // When the lease runs out (the worker died), the deliveries are due again.
+    let later = now + lease + chrono::Duration::seconds(1);
+    let again = store.claim_due_deliveries(later, lease, 10).await.unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(again
+        .iter()
+        .all(|c| c.delivery.state == DeliveryState::Sending));
 }
