@@ -4,6 +4,8 @@
 //! Service-backed tests skip with a loud notice when PostgreSQL (or Redis) is
 //! unreachable, and fail instead under `HERALD_REQUIRE_SERVICES=1` (as in CI).
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -168,6 +170,9 @@ impl Drop for TestDatabase {
 pub struct Options {
     /// Keep idempotency records in the local Redis instead of memory.
     pub redis: bool,
+    /// Also run the worker role (in-process queue unless `HERALD_AMQP_URL` is
+    /// in `env`), allowed to deliver to loopback, retrying every second.
+    pub worker: bool,
     /// Extra environment variables for the server process.
     pub env: Vec<(String, String)>,
 }
@@ -217,6 +222,15 @@ impl Herald {
             env.push(("HERALD_REDIS_URL".into(), redis_url()));
             env.push(("HERALD_REDIS_PREFIX".into(), prefix));
         }
+        // Without the worker no test can make Herald reach out to the network.
+        let mut roles = vec![("HERALD_ROLES".to_owned(), "api".to_owned())];
+        if options.worker {
+            roles = vec![
+                ("HERALD_ROLES".to_owned(), "api,worker".to_owned()),
+                ("HERALD_SSRF_ALLOW".to_owned(), "127.0.0.0/8,::1".to_owned()),
+                ("HERALD_RETRY_SCHEDULE".to_owned(), "1,1".to_owned()),
+            ];
+        }
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let log_path = std::env::temp_dir().join(format!("{}.log", db.name));
         let log = std::fs::File::create(&log_path).expect("create server log file");
@@ -230,6 +244,7 @@ impl Herald {
             .env("HERALD_DATABASE_MAX_CONNECTIONS", "5")
             .env("HERALD_ADMIN_TOKEN", &admin_token)
             .env("HERALD_LOG", "warn,herald=info")
+            .envs(roles)
             .envs(env)
             .stdout(Stdio::piped())
             .stderr(log);

@@ -4,6 +4,7 @@
 
 pub mod filter;
 pub mod id;
+pub mod retry;
 pub mod secret;
 pub mod value;
 

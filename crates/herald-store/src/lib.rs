@@ -231,6 +231,14 @@ pub trait Store: Send + Sync + 'static {
         attempt: &Attempt,
         update: &DeliveryUpdate,
     ) -> StoreResult<()>;
+    /// Moves a delivery to `update` without an attempt (e.g. its endpoint is gone).
+    async fn update_delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<()>;
     /// The attempts of a message, oldest first.
     async fn attempts_of_message(
         &self,

@@ -895,6 +895,27 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn update_delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE delivery SET state = $4, next_attempt_at = $5, updated_at = now() \
+             WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(update.state.as_str())
+        .bind(update.next_attempt_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn attempts_of_message(
         &self,
         tenant_id: &TenantId,

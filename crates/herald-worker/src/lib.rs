@@ -1,16 +1,18 @@
 //! Herald's delivery side: the part that talks to endpoint URLs.
 //!
 //! [`send`] makes one signed delivery attempt and classifies its outcome;
-//! [`ssrf`] decides which addresses an attempt may connect to. The consuming
-//! loop (tasks from the queue, attempt records, retry and dead-letter decisions)
-//! builds on these two.
+//! [`ssrf`] decides which addresses an attempt may connect to; [`dispatch`] is
+//! the delivery loop built on them (outbox relay, task consumer, attempt
+//! records, retry and dead-letter decisions).
 //!
 //! Architecture invariant: this crate never depends on axum; the API process
 //! never talks to endpoint URLs and the worker never serves HTTP.
 
+pub mod dispatch;
 pub mod send;
 pub mod ssrf;
 
+pub use dispatch::{DispatchError, Dispatcher, WorkerConfig};
 pub use send::{
     AttemptOutcome, DeliveryRequest, ErrorClass, Sender, SenderBuildError, SenderConfig,
     DEFAULT_USER_AGENT, EVENT_TYPE_HEADER,

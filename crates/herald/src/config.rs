@@ -31,6 +31,19 @@ pub struct Config {
     pub redis_prefix: String,
     /// Roles this process runs, comma-separated (`HERALD_ROLES`).
     pub roles: String,
+    /// RabbitMQ URL for delivery work (`HERALD_AMQP_URL`); unset = an
+    /// in-process queue (the database outbox keeps it durable).
+    pub amqp_url: Option<String>,
+    /// Prefix of every RabbitMQ exchange and queue name (`HERALD_AMQP_PREFIX`).
+    pub amqp_prefix: String,
+    /// Seconds between delivery attempts, comma-separated (`HERALD_RETRY_SCHEDULE`).
+    pub retry_schedule: String,
+    /// CIDRs exempt from the SSRF guard, comma-separated (`HERALD_SSRF_ALLOW`).
+    pub ssrf_allow: String,
+    /// Delivery attempts in flight at once per worker process (`HERALD_WORKER_CONCURRENCY`).
+    pub worker_concurrency: usize,
+    /// Seconds one delivery attempt may take (`HERALD_DELIVERY_TIMEOUT`).
+    pub delivery_timeout: u64,
     /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
     #[serde(skip_serializing)]
     pub admin_token: Option<SecretString>,
@@ -55,7 +68,13 @@ impl Default for Config {
             database_max_connections: 20,
             redis_url: None,
             redis_prefix: "herald:".into(),
-            roles: "api".into(),
+            roles: "api,worker".into(),
+            amqp_url: None,
+            amqp_prefix: "herald".into(),
+            retry_schedule: "5,300,1800,7200,18000,36000,36000".into(),
+            ssrf_allow: String::new(),
+            worker_concurrency: 64,
+            delivery_timeout: 15,
             admin_token: None,
             jwt_secret: None,
             max_body_bytes: 1024 * 1024,
@@ -69,6 +88,7 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Api,
+    Worker,
 }
 
 impl Config {
@@ -104,7 +124,11 @@ impl Config {
         if self.jwt_secret.as_ref().is_some_and(blank) {
             self.jwt_secret = None;
         }
-        for url in [&mut self.redis_url, &mut self.public_url] {
+        for url in [
+            &mut self.redis_url,
+            &mut self.public_url,
+            &mut self.amqp_url,
+        ] {
             if url.as_deref().is_some_and(|u| u.trim().is_empty()) {
                 *url = None;
             }
@@ -113,6 +137,14 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.roles()?;
+        self.retry_schedule()?;
+        self.ssrf_allow()?;
+        if self.worker_concurrency == 0 {
+            bail!("HERALD_WORKER_CONCURRENCY must be at least 1");
+        }
+        if !(1..=300).contains(&self.delivery_timeout) {
+            bail!("HERALD_DELIVERY_TIMEOUT must be between 1 and 300 seconds");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
                 "HERALD_LOG_FORMAT must be 'text' or 'json', not '{}'",
@@ -139,6 +171,24 @@ impl Config {
         Ok(())
     }
 
+    pub fn retry_schedule(&self) -> anyhow::Result<herald_core::retry::RetrySchedule> {
+        herald_core::retry::RetrySchedule::parse(&self.retry_schedule)
+            .with_context(|| format!("invalid HERALD_RETRY_SCHEDULE '{}'", self.retry_schedule))
+    }
+
+    pub fn ssrf_allow(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.ssrf_allow
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|cidr| {
+                cidr.parse::<ipnet::IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| format!("invalid CIDR '{cidr}' in HERALD_SSRF_ALLOW"))
+            })
+            .collect()
+    }
+
     /// The roles named by `roles`, refusing ones this build does not have.
     pub fn roles(&self) -> anyhow::Result<Vec<Role>> {
         let mut roles = Vec::new();
@@ -150,10 +200,9 @@ impl Config {
         {
             match name {
                 "api" => roles.push(Role::Api),
-                "worker" | "stats" => {
-                    bail!("role '{name}' is not part of this version of Herald yet")
-                }
-                other => bail!("unknown role '{other}' (known: api)"),
+                "worker" => roles.push(Role::Worker),
+                "stats" => bail!("role 'stats' is not part of this version of Herald yet"),
+                other => bail!("unknown role '{other}' (known: api, worker)"),
             }
         }
         if roles.is_empty() {
@@ -197,5 +246,10 @@ mod tests {
         };
         assert!(config.roles().is_err());
         assert!(Config::default().roles().is_ok());
+        let stats = Config {
+            roles: "stats".into(),
+            ..Config::default()
+        };
+        assert!(stats.roles().is_err());
     }
 }

@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use herald_api::{ApiConfig, AppState, JwtKeys};
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
+use herald_queue::{MemoryQueue, Queue, RabbitQueue};
 use herald_store::{PgStore, Store};
+use herald_worker::{Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
 
-pub use config::Config;
+pub use config::{Config, Role};
 
 /// Opens the store named by `database_url`.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -101,16 +103,108 @@ async fn idempotency_store(config: &Config) -> anyhow::Result<Arc<dyn Idempotenc
     }
 }
 
-/// Runs the configured roles on `listener` until `shutdown` is cancelled.
+/// Opens the delivery queue: RabbitMQ when configured, else in process.
+async fn open_queue(config: &Config) -> anyhow::Result<Arc<dyn Queue>> {
+    match &config.amqp_url {
+        Some(url) => {
+            let queue = RabbitQueue::connect(url, &config.amqp_prefix)
+                .await
+                .context("failed to connect to RabbitMQ")?;
+            Ok(Arc::new(queue))
+        }
+        None => Ok(Arc::new(MemoryQueue::new())),
+    }
+}
+
+/// Starts the worker role: the outbox relay and the task consumer.
+async fn start_worker(
+    config: &Config,
+    store: Arc<dyn Store>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<dyn Queue>, tokio::task::JoinHandle<()>)> {
+    let queue = open_queue(config).await?;
+    let sender = Sender::new(SenderConfig {
+        timeout: Duration::from_secs(config.delivery_timeout),
+        ssrf: SsrfPolicy::new(config.ssrf_allow()?),
+        ..SenderConfig::default()
+    })
+    .context("failed to build the HTTP client")?;
+    let dispatcher = Arc::new(Dispatcher::new(
+        store,
+        queue.clone(),
+        sender,
+        WorkerConfig {
+            concurrency: config.worker_concurrency,
+            schedule: config.retry_schedule()?,
+            ..WorkerConfig::default()
+        },
+    ));
+    tracing::info!(
+        queue = if config.amqp_url.is_some() {
+            "rabbitmq"
+        } else {
+            "memory"
+        },
+        concurrency = config.worker_concurrency,
+        "worker started"
+    );
+    let relay = {
+        let dispatcher = dispatcher.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { dispatcher.run_relay(shutdown).await })
+    };
+    let consumer = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = dispatcher.run_consumer(shutdown).await {
+                tracing::error!(%error, "delivery consumer stopped");
+            }
+        })
+    };
+    let both = tokio::spawn(async move {
+        let _ = relay.await;
+        let _ = consumer.await;
+    });
+    Ok((queue, both))
+}
+
+/// Runs the configured roles until `shutdown` is cancelled. `listener` is
+/// required when the roles include `api`.
 pub async fn run(
     config: Config,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let roles = config.roles()?;
+    let store = open_store(&config)?;
+    migrate(&config, store.as_ref(), &shutdown, None).await?;
+    let worker = if roles.contains(&Role::Worker) {
+        Some(start_worker(&config, store.clone(), &shutdown).await?)
+    } else {
+        None
+    };
+    match (roles.contains(&Role::Api), listener) {
+        (true, Some(listener)) => serve_api(&config, store, listener, shutdown.clone()).await?,
+        (true, None) => bail!("the api role needs a listener"),
+        (false, _) => shutdown.cancelled().await,
+    }
+    if let Some((queue, loops)) = worker {
+        // In-flight attempts finish before the queue closes (so retries can
+        // still be scheduled); anything unacknowledged is redelivered.
+        let _ = loops.await;
+        queue.close().await;
+        tracing::info!("worker stopped");
+    }
+    Ok(())
+}
+
+async fn serve_api(
+    config: &Config,
+    store: Arc<dyn Store>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.roles()?;
-    let store = open_store(&config)?;
-    migrate(&config, store.as_ref(), &shutdown, None).await?;
-    let idempotency = idempotency_store(&config).await?;
+    let idempotency = idempotency_store(config).await?;
     tracing::info!(
         store = "postgres",
         idempotency = if config.redis_url.is_some() {
@@ -122,7 +216,7 @@ pub async fn run(
     );
     let address = listener.local_addr()?;
     let state = AppState {
-        jwt: jwt_keys(&config, store.as_ref()).await?,
+        jwt: jwt_keys(config, store.as_ref()).await?,
         store,
         idempotency,
         config: Arc::new(ApiConfig {

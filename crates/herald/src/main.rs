@@ -122,9 +122,14 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     match cli.command {
         Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(config.listen_addr)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+            let listener = if config.roles()?.contains(&herald::Role::Api) {
+                let listener = tokio::net::TcpListener::bind(config.listen_addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+                Some(listener)
+            } else {
+                None
+            };
             run(config, listener, shutdown).await
         }
         Command::Migrate => {

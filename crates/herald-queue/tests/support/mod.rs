@@ -144,6 +144,9 @@ pub fn skip_notice(why: &str) {
 /// delivery limit, then deletes everything it declared — also when `body`
 /// panics. Skips loudly when the broker is unreachable, unless
 /// `HERALD_REQUIRE_SERVICES=1`.
+/// Longest a RabbitMQ test body may run.
+const TEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub async fn with_rabbit<F, Fut>(body: F)
 where
     F: FnOnce(RabbitHarness) -> Fut,
@@ -179,7 +182,16 @@ where
         queue: queue.clone(),
         taken: Mutex::new(Vec::new()),
     };
-    let outcome = AssertUnwindSafe(body(harness)).catch_unwind().await;
+    // A hung broker interaction fails the test instead of stalling the suite.
+    let limited = async {
+        if tokio::time::timeout(TEST_TIME_LIMIT, body(harness))
+            .await
+            .is_err()
+        {
+            panic!("test did not finish within {TEST_TIME_LIMIT:?}");
+        }
+    };
+    let outcome = AssertUnwindSafe(limited).catch_unwind().await;
     queue.close().await;
     drop(queue);
     delete_topology(&url, &topology).await;

@@ -1,0 +1,395 @@
+//! The delivery loop: the outbox relay that hands due deliveries to the queue,
+//! and the consumer that turns each task into one attempt, records it and
+//! decides what happens next.
+//!
+//! The database is the source of truth. The relay claims due deliveries with a
+//! lease and publishes them; a worker that dies mid-task leaves its delivery to
+//! come due again when the lease ends, and RabbitMQ redelivers the task it held.
+//! So every accepted message is attempted at least once, whatever restarts.
+//! A task is acknowledged only after its attempt is committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::SeedableRng;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
+use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
+use herald_queue::{DeliveryTask, Queue};
+use herald_signature::SignatureScheme;
+use herald_store::{Attempt, AttemptTrigger, DeliveryState, DeliveryUpdate, Store, StoreError};
+
+use crate::send::{DeliveryRequest, Sender};
+
+/// How long a claimed or queued delivery may stay unanswered before the relay
+/// hands it out again (a worker or broker lost it).
+pub const LEASE: Duration = Duration::from_secs(300);
+
+/// Settings of the delivery loop.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Attempts in flight at once per process.
+    pub concurrency: usize,
+    /// Delays between attempts.
+    pub schedule: RetrySchedule,
+    /// How often the relay looks for due deliveries.
+    pub relay_interval: Duration,
+    /// Most deliveries the relay claims per round.
+    pub relay_batch: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            schedule: RetrySchedule::default(),
+            relay_interval: Duration::from_millis(100),
+            relay_batch: 500,
+        }
+    }
+}
+
+/// What went wrong while handling a task, other than the delivery failing
+/// (which is an outcome, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] herald_queue::QueueError),
+    #[error("malformed task: {0}")]
+    Malformed(String),
+}
+
+/// Handles delivery tasks: one attempt each, recorded with its consequence.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    sender: Sender,
+    config: WorkerConfig,
+}
+
+fn lease() -> chrono::Duration {
+    chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5))
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        sender: Sender,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            sender,
+            config,
+        }
+    }
+
+    /// Publishes every due delivery until `shutdown`, every `relay_interval`.
+    pub async fn run_relay(&self, shutdown: CancellationToken) {
+        let mut backoff = self.config.relay_interval;
+        loop {
+            let outcome = self.relay_once().await;
+            let pause = match outcome {
+                Ok(n) if n == self.config.relay_batch as usize => Duration::ZERO,
+                Ok(_) => {
+                    backoff = self.config.relay_interval;
+                    self.config.relay_interval
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One relay round: claims due deliveries and publishes them; returns how many.
+    pub async fn relay_once(&self) -> Result<usize, DispatchError> {
+        let claimed = self
+            .store
+            .claim_due_deliveries(herald_store::now(), lease(), self.config.relay_batch)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let tasks: Vec<DeliveryTask> = claimed
+            .iter()
+            .map(|c| DeliveryTask {
+                tenant_id: c.tenant_id.to_string(),
+                app_id: c.delivery.app_id.to_string(),
+                msg_id: c.delivery.msg_id.to_string(),
+                endpoint_id: c.delivery.endpoint_id.to_string(),
+                attempt: c.delivery.attempts + 1,
+                manual: false,
+            })
+            .collect();
+        // If this fails the claims simply expire and the next round retries.
+        self.queue.publish_many(&tasks).await?;
+        tracing::debug!(count = tasks.len(), "relayed due deliveries");
+        Ok(tasks.len())
+    }
+
+    /// Consumes tasks until `shutdown`, at most `concurrency` at a time, then
+    /// waits for the attempts in flight.
+    pub async fn run_consumer(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<(), DispatchError> {
+        let prefetch = u16::try_from(self.config.concurrency).unwrap_or(u16::MAX);
+        let mut consumer = self.queue.consume(prefetch).await?;
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        loop {
+            let received = tokio::select! {
+                received = consumer.next() => received,
+                _ = shutdown.cancelled() => break,
+            };
+            let Some(received) = received else { break };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let dispatcher = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match dispatcher.handle(&received.task).await {
+                    Ok(()) => {
+                        if let Err(error) = received.ack().await {
+                            tracing::warn!(%error, "ack failed; the task will be redelivered");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, msg_id = %received.task.msg_id, "task failed; retrying it later");
+                        // Not requeued at once: a database outage would burn the
+                        // broker's delivery limit in a tight loop.
+                        let later = dispatcher
+                            .queue
+                            .publish_delayed(&received.task, Duration::from_secs(5))
+                            .await;
+                        if later.is_ok() {
+                            let _ = received.ack().await;
+                        }
+                        // Otherwise dropping `received` returns it to the queue.
+                    }
+                }
+            });
+        }
+        // Wait for in-flight attempts: all permits back means all tasks done.
+        let _ = permits
+            .acquire_many(u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX))
+            .await;
+        Ok(())
+    }
+
+    /// Makes one attempt for `task` and records it; `Ok` means the outcome is
+    /// committed and the task can be acknowledged.
+    #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
+    pub async fn handle(&self, task: &DeliveryTask) -> Result<(), DispatchError> {
+        let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
+        let tenant_id = TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?;
+        let app_id = ApplicationId::parse(&task.app_id).map_err(|_| malformed("app id"))?;
+        let msg_id = MessageId::parse(&task.msg_id).map_err(|_| malformed("message id"))?;
+        let endpoint_id =
+            EndpointId::parse(&task.endpoint_id).map_err(|_| malformed("endpoint id"))?;
+
+        let Some(delivery) = self
+            .store
+            .delivery(&tenant_id, &msg_id, &endpoint_id)
+            .await?
+        else {
+            return Ok(()); // The message was deleted with its application.
+        };
+        let finished = matches!(
+            delivery.state,
+            DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Dead
+        );
+        if finished && !task.manual {
+            return Ok(()); // A duplicate of a task already answered.
+        }
+        let message = self
+            .store
+            .message(
+                &tenant_id,
+                &app_id,
+                &IdOrUid::parse("msg_id", msg_id.as_str()).map_err(|_| malformed("message id"))?,
+            )
+            .await?;
+        let endpoint = self
+            .store
+            .endpoint(
+                &tenant_id,
+                &app_id,
+                &IdOrUid::parse("endpoint_id", endpoint_id.as_str())
+                    .map_err(|_| malformed("endpoint id"))?,
+            )
+            .await?;
+        let (Some(message), Some(endpoint)) = (message, endpoint) else {
+            let gone = DeliveryUpdate {
+                state: DeliveryState::Failed,
+                next_attempt_at: None,
+            };
+            self.store
+                .update_delivery(&tenant_id, &msg_id, &endpoint_id, &gone)
+                .await?;
+            return Ok(());
+        };
+        if endpoint.disabled && !task.manual {
+            let skipped = DeliveryUpdate {
+                state: DeliveryState::Failed,
+                next_attempt_at: None,
+            };
+            self.store
+                .update_delivery(&tenant_id, &msg_id, &endpoint_id, &skipped)
+                .await?;
+            return Ok(());
+        }
+
+        let now = Utc::now();
+        let url = Url::parse(endpoint.url.as_str()).map_err(|_| malformed("endpoint url"))?;
+        let request = DeliveryRequest {
+            url,
+            msg_id: message.id.clone(),
+            event_type: message.event_type.clone(),
+            timestamp: now.timestamp(),
+            body: message.payload.clone().unwrap_or_else(|| b"{}".to_vec()),
+            secrets: endpoint
+                .secrets
+                .valid_at(now)
+                .into_iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+            scheme: SignatureScheme::default(),
+            headers: endpoint.headers.as_map().clone(),
+        };
+        let outcome = self.sender.send(request).await;
+        let attempt_number = delivery.attempts + 1;
+        let decision = self.config.schedule.decide(
+            &FinishedAttempt {
+                attempt: attempt_number,
+                succeeded: outcome.success,
+                status: outcome.status_code,
+                retry_after: outcome.retry_after,
+            },
+            &mut rand::rngs::StdRng::from_entropy(),
+        );
+        let recorded_at = herald_store::now();
+        let update = match &decision {
+            Decision::Succeeded => DeliveryUpdate {
+                state: DeliveryState::Succeeded,
+                next_attempt_at: None,
+            },
+            Decision::DisableEndpoint => DeliveryUpdate {
+                state: DeliveryState::Failed,
+                next_attempt_at: None,
+            },
+            Decision::RetryAfter(delay) => DeliveryUpdate {
+                // Handed to the queue's delay ladder; if that copy is lost the
+                // relay hands it out again once the delay and a lease passed.
+                state: DeliveryState::Sending,
+                next_attempt_at: Some(
+                    recorded_at
+                        + chrono::Duration::from_std(*delay + LEASE)
+                            .unwrap_or(chrono::Duration::hours(24)),
+                ),
+            },
+            Decision::Exhausted => DeliveryUpdate {
+                state: DeliveryState::Dead,
+                next_attempt_at: None,
+            },
+        };
+        let attempt = Attempt {
+            id: AttemptId::new(),
+            msg_id: message.id.clone(),
+            endpoint_id: endpoint.id.clone(),
+            app_id: app_id.clone(),
+            url: endpoint.url.as_str().to_owned(),
+            status_code: outcome.status_code,
+            error_class: outcome.error_class.map(|c| c.as_str().to_owned()),
+            response_body: Some(outcome.response_body.clone()),
+            duration_ms: u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX),
+            trigger: if task.manual {
+                AttemptTrigger::Manual
+            } else {
+                AttemptTrigger::Scheduled
+            },
+            created_at: recorded_at,
+        };
+        self.store
+            .record_attempt(&tenant_id, &attempt, &update)
+            .await?;
+        tracing::info!(
+            status = outcome.status_code,
+            success = outcome.success,
+            duration_ms = attempt.duration_ms,
+            "delivery attempt recorded"
+        );
+
+        match decision {
+            Decision::RetryAfter(delay) => {
+                let next = DeliveryTask {
+                    attempt: attempt_number + 1,
+                    manual: false,
+                    ..task.clone()
+                };
+                if let Err(error) = self.queue.publish_delayed(&next, delay).await {
+                    // The delivery row is due again after its lease: not lost.
+                    tracing::warn!(%error, "could not queue the retry; the relay will");
+                }
+            }
+            Decision::Exhausted => {
+                if let Err(error) = self.queue.dead_letter(task, "attempts exhausted").await {
+                    tracing::warn!(%error, "could not dead-letter the task; the database says dead");
+                }
+            }
+            Decision::DisableEndpoint => {
+                self.disable_endpoint(&tenant_id, &app_id, &endpoint_id)
+                    .await?;
+            }
+            Decision::Succeeded => {}
+        }
+        Ok(())
+    }
+
+    /// 410 Gone: the receiver asked not to be called again.
+    async fn disable_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+    ) -> Result<(), StoreError> {
+        let reference = IdOrUid::parse("endpoint_id", endpoint_id.as_str())
+            .map_err(|e| StoreError::Corrupt(e.msg))?;
+        for _ in 0..10 {
+            let Some(mut endpoint) = self.store.endpoint(tenant_id, app_id, &reference).await?
+            else {
+                return Ok(());
+            };
+            if endpoint.disabled {
+                return Ok(());
+            }
+            let expected = endpoint.updated_at;
+            endpoint.disabled = true;
+            endpoint.updated_at = herald_store::now_after(expected);
+            if self
+                .store
+                .update_endpoint(tenant_id, &endpoint, expected)
+                .await?
+            {
+                tracing::warn!(%endpoint_id, "endpoint answered 410 Gone; disabled");
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}

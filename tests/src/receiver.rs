@@ -1,0 +1,121 @@
+//! A real webhook receiver for the tests: an HTTP server on 127.0.0.1 that
+//! answers each path with a scripted sequence of statuses and records every
+//! request it gets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    scripts: HashMap<String, Vec<u16>>,
+    received: Vec<Received>,
+}
+
+/// A running receiver; stops when dropped.
+pub struct Receiver {
+    pub base_url: String,
+    inner: Arc<Mutex<Inner>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/{path}", post(receive))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let address = listener.local_addr().expect("receiver address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base_url: format!("http://{address}"),
+            inner,
+            task,
+        }
+    }
+
+    /// Answers `path` with these statuses in turn, repeating the last one
+    /// (unscripted paths answer 200).
+    pub fn script(&self, path: &str, statuses: &[u16]) {
+        self.lock()
+            .scripts
+            .insert(path.to_owned(), statuses.to_vec());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base_url)
+    }
+
+    /// Requests received on `path` so far.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.lock()
+            .received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (at most `limit`) until `path` has received `count` requests.
+    pub async fn wait_for(&self, path: &str, count: usize, limit: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let received = self.received(path);
+            if received.len() >= count || Instant::now() > deadline {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = inner.received.iter().filter(|r| r.path == path).count();
+    inner.received.push(Received {
+        path: path.clone(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let status = match inner.scripts.get(&path) {
+        Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
+        _ => 200,
+    };
+    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
