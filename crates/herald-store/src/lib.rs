@@ -239,7 +239,8 @@ pub trait Store: Send + Sync + 'static {
         endpoint_id: &EndpointId,
         update: &DeliveryUpdate,
     ) -> StoreResult<()>;
-    /// The attempts of a message, oldest first.
+    /// The attempts of a message, oldest first (by time: ids are ordered only
+    /// to a few milliseconds).
     async fn attempts_of_message(
         &self,
         tenant_id: &TenantId,

@@ -922,7 +922,7 @@ impl Store for PgStore {
         msg_id: &MessageId,
     ) -> StoreResult<Vec<Attempt>> {
         let rows = sqlx::query(
-            "SELECT * FROM message_attempt WHERE tenant_id = $1 AND msg_id = $2 ORDER BY id",
+            "SELECT * FROM message_attempt WHERE tenant_id = $1 AND msg_id = $2 ORDER BY created_at, id",
         )
         .bind(tenant_id.as_str())
         .bind(msg_id.as_str())

@@ -147,6 +147,31 @@ fn map_uid_conflict(error: herald_store::StoreError) -> ApiError {
     }
 }
 
+/// The application named by `app_param`, or — when it does not exist, the
+/// request carries an inline `application` and the path is a uid — a new one
+/// created with that uid (Svix's "create the application on the fly").
+pub(crate) async fn existing_or_inline_application(
+    state: &AppState,
+    tenant_id: &TenantId,
+    app_param: &str,
+    inline: Option<ApplicationIn>,
+) -> Result<Application, ApiError> {
+    let app_ref = herald_core::IdOrUid::parse("app_id", app_param)?;
+    if let Some(app) = state.store.application(tenant_id, &app_ref).await? {
+        return Ok(app);
+    }
+    match inline {
+        Some(new_app) if !ApplicationId::looks_like(app_param) => {
+            let path_uid = Uid::parse(app_param).map_err(|e| e.at(&["path", "app_id"]))?;
+            let app = application_from_input(new_app, Some(path_uid))
+                .map_err(|e| e.nested_in("application"))?;
+            insert_application(state, tenant_id, &app).await?;
+            Ok(app)
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
 /// Inserts `app`, mapping a uid collision to a 409.
 pub(crate) async fn insert_application(
     state: &AppState,

@@ -7,12 +7,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use herald_core::{ApplicationId, IdOrUid, Uid, ValidationError};
+use herald_core::ValidationError;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::JsonBody;
-use crate::v1::application::{application_from_input, insert_application, ApplicationIn};
+use crate::v1::application::{existing_or_inline_application, ApplicationIn};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -69,20 +69,7 @@ pub async fn app_portal_access(
         )
         .into());
     }
-    let app_ref = IdOrUid::parse("app_id", &app_id)?;
-    let app = match state.store.application(tenant_id, &app_ref).await? {
-        Some(app) => app,
-        None => match input.application {
-            Some(new_app) if !ApplicationId::looks_like(&app_id) => {
-                let path_uid = Uid::parse(app_id).map_err(|e| e.at(&["path", "app_id"]))?;
-                let app = application_from_input(new_app, Some(path_uid))
-                    .map_err(|e| e.nested_in("application"))?;
-                insert_application(&state, tenant_id, &app).await?;
-                app
-            }
-            _ => return Err(ApiError::NotFound),
-        },
-    };
+    let app = existing_or_inline_application(&state, tenant_id, &app_id, input.application).await?;
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(expiry as i64);
     let token = state.jwt.issue_app_token(tenant_id, &app, expires_at)?;
     let url = format!(

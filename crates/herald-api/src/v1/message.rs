@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use herald_core::filter::endpoint_receives;
 use herald_core::{
-    ApplicationId, ChannelName, EndpointId, EventTypeName, IdOrUid, MessageId, Uid, ValidationError,
+    ChannelName, EndpointId, EventTypeName, IdOrUid, MessageId, Uid, ValidationError,
 };
 use herald_store::{Message, MessageFilter};
 
@@ -21,7 +21,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{QueryParams, RawJsonBody};
 use crate::list::{ListParams, ListResponse};
-use crate::v1::application::{application_from_input, insert_application, ApplicationIn};
+use crate::v1::application::{existing_or_inline_application, ApplicationIn};
 use crate::v1::{check_name_list, visible_app};
 use crate::AppState;
 
@@ -236,21 +236,7 @@ pub async fn create_message(
     let channels = parse_channels(input.channels.clone())?;
     let tags = parse_tags(input.tags.clone())?;
 
-    let app_ref = IdOrUid::parse("app_id", &app_id)?;
-    let app = match state.store.application(tenant_id, &app_ref).await? {
-        Some(app) => app,
-        None => match input.application {
-            Some(new_app) if !ApplicationId::looks_like(&app_id) => {
-                let path_uid =
-                    Uid::parse(app_id.as_str()).map_err(|e| e.at(&["path", "app_id"]))?;
-                let app = application_from_input(new_app, Some(path_uid))
-                    .map_err(|e| e.nested_in("application"))?;
-                insert_application(&state, tenant_id, &app).await?;
-                app
-            }
-            _ => return Err(ApiError::NotFound),
-        },
-    };
+    let app = existing_or_inline_application(&state, tenant_id, &app_id, input.application).await?;
 
     let targets: Vec<EndpointId> = state
         .store
