@@ -240,6 +240,29 @@ async fn bad_messages_are_refused_and_store_nothing() {
         )
         .await;
     assert_eq!(foreign.status, 404);
+    let nul_app = herald
+        .post(
+            "/api/v1/app/nul-app/msg",
+            json!({"eventType": "t", "payload": {}, "application": {"name": "a\0b"}}),
+        )
+        .await;
+    assert_eq!(nul_app.status, 422, "{nul_app:?}");
+    assert_eq!(
+        nul_app.body["detail"][0]["loc"],
+        json!(["body", "application", "name"])
+    );
+    let malformed = herald
+        .request_raw(
+            Method::POST,
+            "/api/v1/app/a/msg",
+            Some(&herald.tenant.key),
+            "application/json",
+            br#"{"eventType": "t", "payload": {"#.to_vec(),
+        )
+        .await;
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert_eq!(malformed.body["code"], "invalid_json");
+    assert_eq!(herald.count_rows("application").await, 1);
     assert_eq!(herald.count_rows("message").await, 1);
 
     // An inline application is created on the fly for a new uid.

@@ -16,8 +16,8 @@ use crate::error::ApiError;
 /// wrong shape is a 422 whose `loc` points at the offending field.
 pub struct JsonBody<T>(pub T);
 
-/// A JSON body deserialized from the raw bytes (see [`parse_json_raw`]); the
-/// top-level `payload` field is stored as received.
+/// A JSON body deserialized in one pass from the raw bytes (see
+/// [`parse_json_raw`]), for bodies carrying an opaque payload.
 pub struct RawJsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for RawJsonBody<T>
@@ -32,7 +32,7 @@ where
         if !is_json {
             return Err(not_json());
         }
-        parse_json_raw(&bytes, "payload").map(RawJsonBody)
+        parse_json_raw(&bytes).map(RawJsonBody)
     }
 }
 
@@ -109,30 +109,35 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
 /// apart from shape errors (422), and so that strings containing NUL are refused
 /// up front: PostgreSQL cannot store them in `text` or `jsonb`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = parse_checked(bytes, None)?;
+    let value = parse_checked(bytes)?;
     serde_path_to_error::deserialize::<_, T>(value).map_err(shape_error)
 }
 
-/// Like [`parse_json`], but deserializes `T` from the original bytes, so
-/// `RawValue` fields keep the client's exact text; the top-level field
-/// `opaque_field` may contain NUL characters (it is stored as bytes).
-pub fn parse_json_raw<T: DeserializeOwned>(
-    bytes: &[u8],
-    opaque_field: &str,
-) -> Result<T, ApiError> {
-    parse_checked(bytes, Some(opaque_field))?;
+/// Like [`parse_json`], but in one pass straight from the bytes, so
+/// `RawValue` fields keep the client's exact text and a large payload is never
+/// built into a `Value` tree (this is the per-message path). It does not look
+/// for NUL characters: every field of such a body must be a validated type or
+/// opaque bytes.
+pub fn parse_json_raw<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let invalid_json =
+        |e: &serde_json::Error| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}"));
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(shape_error)
+    let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|error| {
+        let inner = error.inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            invalid_json(inner)
+        } else {
+            shape_error(error)
+        }
+    })?;
+    deserializer.end().map_err(|e| invalid_json(&e))?;
+    Ok(value)
 }
 
 /// Parses `bytes` as JSON (400 if it is not) and refuses NUL characters (422).
-fn parse_checked(bytes: &[u8], opaque_field: Option<&str>) -> Result<serde_json::Value, ApiError> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+fn parse_checked(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))?;
-    let opaque = match (opaque_field, value.as_object_mut()) {
-        (Some(field), Some(object)) => object.remove(field).map(|v| (field, v)),
-        _ => None,
-    };
     if let Some(path) = find_nul(&value) {
         let mut loc = vec!["body".to_owned()];
         loc.extend(path);
@@ -141,9 +146,6 @@ fn parse_checked(bytes: &[u8], opaque_field: Option<&str>) -> Result<serde_json:
             msg: "must not contain NUL characters".into(),
             kind: "value_error",
         }]));
-    }
-    if let (Some((field, original)), Some(object)) = (opaque, value.as_object_mut()) {
-        object.insert(field.to_owned(), original);
     }
     Ok(value)
 }

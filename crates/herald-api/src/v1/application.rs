@@ -102,6 +102,11 @@ impl From<Application> for ApplicationOut {
 }
 
 fn parse_name(name: String) -> Result<String, ApiError> {
+    // Checked here, not only by the JSON extractor: applications also arrive
+    // inline in message bodies, which are parsed without a NUL scan.
+    if name.contains('\0') {
+        return Err(ValidationError::new("name", "must not contain NUL characters").into());
+    }
     if name.trim().is_empty() {
         return Err(ValidationError::new("name", "must not be empty").into());
     }
@@ -109,6 +114,18 @@ fn parse_name(name: String) -> Result<String, ApiError> {
         return Err(ValidationError::new("name", "must be at most 256 characters long").into());
     }
     Ok(name)
+}
+
+fn parse_metadata(
+    metadata: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    if metadata
+        .iter()
+        .any(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        return Err(ValidationError::new("metadata", "must not contain NUL characters").into());
+    }
+    Ok(metadata)
 }
 
 fn parse_throttle(rate: Option<u16>) -> Result<Option<u16>, ApiError> {
@@ -132,7 +149,7 @@ pub(crate) fn application_from_input(
         id: ApplicationId::new(),
         uid,
         name: parse_name(input.name)?,
-        metadata: input.metadata.unwrap_or_default(),
+        metadata: parse_metadata(input.metadata.unwrap_or_default())?,
         throttle_rate: parse_throttle(input.throttle_rate)?,
         created_at: now,
         updated_at: now,
