@@ -8,7 +8,7 @@ pub mod retry;
 pub mod secret;
 pub mod value;
 
-pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TenantId};
+pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TaskId, TenantId};
 pub use secret::EndpointSecret;
 pub use value::{
     ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, IdOrUid, Metadata, Uid,

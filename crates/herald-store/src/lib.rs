@@ -11,7 +11,7 @@ pub mod postgres;
 
 use async_trait::async_trait;
 use herald_core::{
-    ApiKeyId, ApplicationId, EndpointId, EventTypeName, IdOrUid, MessageId, TenantId,
+    ApiKeyId, ApplicationId, AttemptId, EndpointId, EventTypeName, IdOrUid, MessageId, TenantId,
 };
 
 pub use model::*;
@@ -224,7 +224,9 @@ pub trait Store: Send + Sync + 'static {
         endpoint_id: &EndpointId,
     ) -> StoreResult<Option<Delivery>>;
     /// Records an attempt and moves its delivery to `update` in one transaction;
-    /// the attempt counter grows by one.
+    /// the attempt counter grows by one. A manual attempt clears the delivery's
+    /// manual request; a scheduled one that finishes while a manual request is
+    /// waiting leaves the delivery due for it.
     async fn record_attempt(
         &self,
         tenant_id: &TenantId,
@@ -246,9 +248,81 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         msg_id: &MessageId,
     ) -> StoreResult<Vec<Attempt>>;
-    /// Claims up to `limit` unfinished deliveries due at `now` for the outbox
-    /// relay, marking them `sending` until `now + lease`; a claim whose worker
-    /// died is due again when the lease ends. Concurrent relays never claim the
+    /// One attempt of a message.
+    async fn attempt(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        attempt_id: &AttemptId,
+    ) -> StoreResult<Option<Attempt>>;
+    /// An application's attempts, keyed by attempt id.
+    async fn list_attempts(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &AttemptFilter,
+    ) -> StoreResult<Page<Attempt>>;
+    /// Removes an attempt's response body; returns false when it is absent.
+    async fn expunge_attempt_content(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        attempt_id: &AttemptId,
+    ) -> StoreResult<bool>;
+    /// An endpoint's deliveries with their messages, keyed by message id.
+    async fn list_endpoint_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        query: &ListQuery,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<Page<DeliveredMessage>>;
+    /// A message's deliveries to endpoints that still exist, with those
+    /// endpoints, keyed by endpoint id.
+    async fn list_message_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<(Delivery, Endpoint)>>;
+    /// Asks for a manual attempt of a message to an endpoint, due now; creates
+    /// the delivery when the message was never fanned out to that endpoint.
+    async fn request_manual_attempt(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<()>;
+    /// Asks for a manual attempt of every failed or dead delivery to an
+    /// endpoint whose message was created in `[since, until)`; returns how many.
+    async fn request_recovery(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64>;
+    /// An endpoint's deliveries whose message was created in `[since, until)`,
+    /// counted by status.
+    async fn endpoint_delivery_counts(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<DeliveryCounts>;
+    /// Claims up to `limit` deliveries for the outbox relay: `pending` ones due
+    /// at `now`, and `sending` ones whose `next_attempt_at` is more than `lease`
+    /// ago (their task was lost with a worker or broker). Claimed rows become
+    /// `sending` with `next_attempt_at = now`. Concurrent relays never claim the
     /// same row. Not tenant-scoped: the relay serves every tenant.
     async fn claim_due_deliveries(
         &self,

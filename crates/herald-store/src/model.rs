@@ -130,6 +130,34 @@ pub struct Delivery {
     pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// A manual attempt was asked for (resend or recover) and not made yet.
+    pub manual: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A delivery as its API status: Svix's `MessageStatus` (success, pending,
+/// fail, sending), which merges `failed` and `dead`, and tells a delivery not
+/// yet attempted (`pending`) from one between retries (`sending`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Success,
+    Pending,
+    Fail,
+    Sending,
+}
+
+impl Delivery {
+    pub fn status(&self) -> DeliveryStatus {
+        match self.state {
+            DeliveryState::Succeeded => DeliveryStatus::Success,
+            DeliveryState::Failed | DeliveryState::Dead => DeliveryStatus::Fail,
+            DeliveryState::Pending | DeliveryState::Sending if self.attempts == 0 => {
+                DeliveryStatus::Pending
+            }
+            DeliveryState::Pending | DeliveryState::Sending => DeliveryStatus::Sending,
+        }
+    }
 }
 
 /// What started an attempt.
@@ -187,6 +215,54 @@ pub struct DeliveryUpdate {
 pub struct ClaimedDelivery {
     pub tenant_id: TenantId,
     pub delivery: Delivery,
+}
+
+/// Filters of an attempt listing, on top of the keyset [`crate::ListQuery`]
+/// (keyed by attempt id).
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub msg_id: Option<MessageId>,
+    pub endpoint_id: Option<EndpointId>,
+    /// `Some(true)`: only successful attempts (2xx); `Some(false)`: only failed.
+    pub succeeded: Option<bool>,
+    /// Only attempts whose status code is in `[class, class + 100)`; 0 = no response.
+    pub status_code_class: Option<u16>,
+    /// Of messages sent on this channel.
+    pub channel: Option<ChannelName>,
+    /// Of messages of these event types.
+    pub event_types: Option<Vec<EventTypeName>>,
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// Filters of an endpoint's deliveries (keyed by message id).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    /// Of messages sent on this channel.
+    pub channel: Option<ChannelName>,
+    /// Of messages of these event types.
+    pub event_types: Option<Vec<EventTypeName>>,
+    /// Messages created before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Messages created after this time.
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// A delivery with its message.
+#[derive(Debug, Clone)]
+pub struct DeliveredMessage {
+    pub delivery: Delivery,
+    pub message: Message,
+}
+
+/// An endpoint's deliveries in a window, by [`DeliveryStatus`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub success: u64,
+    pub pending: u64,
+    pub fail: u64,
+    pub sending: u64,
 }
 
 /// Filters of a message listing, on top of the keyset [`crate::ListQuery`].

@@ -11,7 +11,8 @@ use herald_core::{
 };
 
 use crate::model::{
-    ApiKey, Application, Attempt, AttemptTrigger, ClaimedDelivery, Delivery, DeliveryState,
+    ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery,
+    DeliveredMessage, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus,
     DeliveryUpdate, Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StoredSecrets,
     Tenant,
 };
@@ -263,7 +264,56 @@ fn delivery_from_row(row: &PgRow) -> StoreResult<Delivery> {
         state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
         attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
         next_attempt_at: row.try_get("next_attempt_at")?,
+        manual: row.try_get("manual")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// The SQL condition on `delivery d` for an API status.
+fn delivery_status_condition(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Success => "d.state = 'succeeded'",
+        DeliveryStatus::Fail => "d.state IN ('failed', 'dead')",
+        DeliveryStatus::Pending => "d.state IN ('pending', 'sending') AND d.attempts = 0",
+        DeliveryStatus::Sending => "d.state IN ('pending', 'sending') AND d.attempts > 0",
+    }
+}
+
+/// Appends the message conditions shared by message, attempt and delivery
+/// listings, on the message table aliased `m`.
+fn push_message_conditions(
+    builder: &mut QueryBuilder<'_, Postgres>,
+    channel: Option<&ChannelName>,
+    event_types: Option<&[EventTypeName]>,
+) {
+    if let Some(channel) = channel {
+        builder.push(" AND m.channels ? ");
+        builder.push_bind(channel.as_str().to_owned());
+    }
+    if let Some(types) = event_types {
+        let types: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+        builder.push(" AND m.event_type = ANY(");
+        builder.push_bind(types);
+        builder.push(")");
+    }
+}
+
+/// Appends `AND {column} < before AND {column} > after` for the bounds given.
+fn push_time_window(
+    builder: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    before: Option<DateTime<Utc>>,
+    after: Option<DateTime<Utc>>,
+) {
+    if let Some(before) = before {
+        builder.push(format!(" AND {column} < "));
+        builder.push_bind(before);
+    }
+    if let Some(after) = after {
+        builder.push(format!(" AND {column} > "));
+        builder.push_bind(after);
+    }
 }
 
 fn attempt_from_row(row: &PgRow) -> StoreResult<Attempt> {
@@ -777,29 +827,17 @@ impl Store for PgStore {
         query: &ListQuery,
         filter: &MessageFilter,
     ) -> StoreResult<Page<Message>> {
-        let mut builder = QueryBuilder::new("SELECT * FROM message WHERE tenant_id = ");
+        let mut builder = QueryBuilder::new("SELECT m.* FROM message m WHERE m.tenant_id = ");
         builder.push_bind(tenant_id.as_str());
-        builder.push(" AND app_id = ");
+        builder.push(" AND m.app_id = ");
         builder.push_bind(app_id.as_str());
-        if let Some(channel) = &filter.channel {
-            builder.push(" AND channels ? ");
-            builder.push_bind(channel.as_str().to_owned());
-        }
-        if let Some(types) = &filter.event_types {
-            let types: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
-            builder.push(" AND event_type = ANY(");
-            builder.push_bind(types);
-            builder.push(")");
-        }
-        if let Some(before) = filter.before {
-            builder.push(" AND created_at < ");
-            builder.push_bind(before);
-        }
-        if let Some(after) = filter.after {
-            builder.push(" AND created_at > ");
-            builder.push_bind(after);
-        }
-        push_keyset(&mut builder, "id", query);
+        push_message_conditions(
+            &mut builder,
+            filter.channel.as_ref(),
+            filter.event_types.as_deref(),
+        );
+        push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
+        push_keyset(&mut builder, "m.id", query);
         let rows = builder.build().fetch_all(&self.pool).await?;
         page_of(rows, query, message_from_row)
     }
@@ -879,8 +917,14 @@ impl Store for PgStore {
         .bind(attempt.created_at)
         .execute(&mut *tx)
         .await?;
+        // A scheduled attempt finishing while a manual one is requested leaves
+        // the delivery due for the manual one; a manual attempt answers it.
         sqlx::query(
-            "UPDATE delivery SET state = $4, attempts = attempts + 1, next_attempt_at = $5, updated_at = $6 \
+            "UPDATE delivery SET \
+                 state = CASE WHEN manual AND $7 <> 'manual' THEN state ELSE $4 END, \
+                 next_attempt_at = CASE WHEN manual AND $7 <> 'manual' THEN next_attempt_at ELSE $5 END, \
+                 manual = manual AND $7 <> 'manual', \
+                 attempts = attempts + 1, updated_at = $6 \
              WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3",
         )
         .bind(tenant_id.as_str())
@@ -889,6 +933,7 @@ impl Store for PgStore {
         .bind(update.state.as_str())
         .bind(update.next_attempt_at)
         .bind(attempt.created_at)
+        .bind(attempt.trigger.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -931,23 +976,292 @@ impl Store for PgStore {
         rows.iter().map(attempt_from_row).collect()
     }
 
+    async fn attempt(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        attempt_id: &AttemptId,
+    ) -> StoreResult<Option<Attempt>> {
+        let row = sqlx::query(
+            "SELECT * FROM message_attempt \
+             WHERE tenant_id = $1 AND app_id = $2 AND msg_id = $3 AND id = $4",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg_id.as_str())
+        .bind(attempt_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(attempt_from_row).transpose()
+    }
+
+    async fn list_attempts(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &AttemptFilter,
+    ) -> StoreResult<Page<Attempt>> {
+        let mut builder = QueryBuilder::new("SELECT a.* FROM message_attempt a");
+        let by_message = filter.channel.is_some() || filter.event_types.is_some();
+        if by_message {
+            builder.push(" JOIN message m ON m.id = a.msg_id");
+        }
+        builder.push(" WHERE a.tenant_id = ");
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND a.app_id = ");
+        builder.push_bind(app_id.as_str());
+        if let Some(msg_id) = &filter.msg_id {
+            builder.push(" AND a.msg_id = ");
+            builder.push_bind(msg_id.as_str());
+        }
+        if let Some(endpoint_id) = &filter.endpoint_id {
+            builder.push(" AND a.endpoint_id = ");
+            builder.push_bind(endpoint_id.as_str());
+        }
+        match filter.succeeded {
+            Some(true) => builder.push(" AND a.status_code BETWEEN 200 AND 299"),
+            Some(false) => builder.push(" AND a.status_code NOT BETWEEN 200 AND 299"),
+            None => &mut builder,
+        };
+        match filter.status_code_class {
+            Some(0) => {
+                builder.push(" AND a.status_code = 0");
+            }
+            Some(class) => {
+                builder.push(" AND a.status_code >= ");
+                builder.push_bind(i32::from(class));
+                builder.push(" AND a.status_code < ");
+                builder.push_bind(i32::from(class) + 100);
+            }
+            None => {}
+        }
+        if by_message {
+            push_message_conditions(
+                &mut builder,
+                filter.channel.as_ref(),
+                filter.event_types.as_deref(),
+            );
+        }
+        push_time_window(&mut builder, "a.created_at", filter.before, filter.after);
+        push_keyset(&mut builder, "a.id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, attempt_from_row)
+    }
+
+    async fn expunge_attempt_content(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        attempt_id: &AttemptId,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE message_attempt SET response_body = NULL \
+             WHERE tenant_id = $1 AND app_id = $2 AND msg_id = $3 AND id = $4",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg_id.as_str())
+        .bind(attempt_id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn list_endpoint_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        query: &ListQuery,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<Page<DeliveredMessage>> {
+        let mut builder = QueryBuilder::new(
+            "SELECT m.*, d.msg_id, d.endpoint_id, d.state, d.attempts, d.next_attempt_at, \
+             d.manual, d.updated_at, d.created_at AS delivery_created_at \
+             FROM delivery d JOIN message m ON m.id = d.msg_id WHERE d.tenant_id = ",
+        );
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND d.app_id = ");
+        builder.push_bind(app_id.as_str());
+        builder.push(" AND d.endpoint_id = ");
+        builder.push_bind(endpoint_id.as_str());
+        if let Some(status) = filter.status {
+            builder.push(" AND ");
+            builder.push(delivery_status_condition(status));
+        }
+        push_message_conditions(
+            &mut builder,
+            filter.channel.as_ref(),
+            filter.event_types.as_deref(),
+        );
+        push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
+        push_keyset(&mut builder, "d.msg_id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        page_of(rows, query, |row| {
+            let mut delivery = delivery_from_row(row)?;
+            delivery.created_at = row.try_get("delivery_created_at")?;
+            Ok(DeliveredMessage {
+                delivery,
+                message: message_from_row(row)?,
+            })
+        })
+    }
+
+    async fn list_message_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<(Delivery, Endpoint)>> {
+        let mut builder = QueryBuilder::new("SELECT d.* FROM delivery d WHERE d.tenant_id = ");
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND d.app_id = ");
+        builder.push_bind(app_id.as_str());
+        builder.push(" AND d.msg_id = ");
+        builder.push_bind(msg_id.as_str());
+        builder.push(" AND EXISTS (SELECT 1 FROM endpoint e WHERE e.id = d.endpoint_id)");
+        push_keyset(&mut builder, "d.endpoint_id", query);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        let deliveries = page_of(rows, query, delivery_from_row)?;
+        let ids: Vec<String> = deliveries
+            .items
+            .iter()
+            .map(|d| d.endpoint_id.to_string())
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE tenant_id = $1 AND app_id = $2 AND id = ANY($3)"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut endpoints = rows
+            .iter()
+            .map(|row| endpoint_from_row(row).map(|ep| (ep.id.to_string(), ep)))
+            .collect::<StoreResult<std::collections::HashMap<_, _>>>()?;
+        let done = deliveries.done;
+        // An endpoint deleted between the two reads is left out of the page.
+        let items = deliveries
+            .items
+            .into_iter()
+            .filter_map(|d| {
+                let endpoint = endpoints.remove(d.endpoint_id.as_str())?;
+                Some((d, endpoint))
+            })
+            .collect();
+        Ok(Page { items, done })
+    }
+
+    async fn request_manual_attempt(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at, manual) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5, true) \
+             ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET state = 'pending', manual = true, \
+                 next_attempt_at = EXCLUDED.next_attempt_at, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(msg_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(crate::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn request_recovery(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let result = sqlx::query(
+            "UPDATE delivery SET state = 'pending', manual = true, next_attempt_at = $6, updated_at = $6 \
+             WHERE tenant_id = $1 AND app_id = $2 AND endpoint_id = $3 \
+               AND state IN ('failed', 'dead') AND created_at >= $4 AND created_at < $5",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(since)
+        .bind(until)
+        .bind(crate::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn endpoint_delivery_counts(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<DeliveryCounts> {
+        let row = sqlx::query(
+            "SELECT \
+                 count(*) FILTER (WHERE state = 'succeeded') AS success, \
+                 count(*) FILTER (WHERE state IN ('failed', 'dead')) AS fail, \
+                 count(*) FILTER (WHERE state IN ('pending', 'sending') AND attempts = 0) AS pending, \
+                 count(*) FILTER (WHERE state IN ('pending', 'sending') AND attempts > 0) AS sending \
+             FROM delivery \
+             WHERE tenant_id = $1 AND app_id = $2 AND endpoint_id = $3 \
+               AND created_at >= $4 AND created_at < $5",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(since)
+        .bind(until)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> StoreResult<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok(DeliveryCounts {
+            success: count("success")?,
+            fail: count("fail")?,
+            pending: count("pending")?,
+            sending: count("sending")?,
+        })
+    }
+
     async fn claim_due_deliveries(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
+        // `pending` rows are due at `next_attempt_at`; `sending` rows (handed
+        // out, or waiting in the queue's delay ladder until `next_attempt_at`)
+        // only once a lease has passed since, as their task was lost.
         // SKIP LOCKED lets several relays claim disjoint batches concurrently.
         let rows = sqlx::query(
-            "UPDATE delivery SET state = 'sending', next_attempt_at = $2 \
+            "UPDATE delivery SET state = 'sending', next_attempt_at = $1 \
              WHERE (msg_id, endpoint_id) IN ( \
                  SELECT msg_id, endpoint_id FROM delivery \
                  WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 \
+                   AND (state = 'pending' OR next_attempt_at <= $2) \
                  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING *",
         )
         .bind(now)
-        .bind(now + lease)
+        .bind(now - lease)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;

@@ -25,15 +25,21 @@ use herald_store::{Attempt, AttemptTrigger, DeliveryState, DeliveryUpdate, Store
 
 use crate::send::{DeliveryRequest, Sender};
 
-/// How long a claimed or queued delivery may stay unanswered before the relay
-/// hands it out again (a worker or broker lost it).
-pub const LEASE: Duration = Duration::from_secs(300);
+/// How long a task for an endpoint at its concurrency limit waits in the
+/// queue before it is tried again.
+const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
 
 /// Settings of the delivery loop.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// Attempts in flight at once per process.
     pub concurrency: usize,
+    /// Attempts in flight at once to one endpoint, per process: a slow
+    /// endpoint holds at most this many of the `concurrency` slots.
+    pub endpoint_concurrency: usize,
+    /// How long a claimed or queued delivery may stay unanswered before the
+    /// relay hands it out again (a worker or broker lost it).
+    pub lease: Duration,
     /// Delays between attempts.
     pub schedule: RetrySchedule,
     /// How often the relay looks for due deliveries.
@@ -46,6 +52,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 64,
+            endpoint_concurrency: 16,
+            lease: Duration::from_secs(300),
             schedule: RetrySchedule::default(),
             relay_interval: Duration::from_millis(100),
             relay_batch: 500,
@@ -71,10 +79,47 @@ pub struct Dispatcher {
     queue: Arc<dyn Queue>,
     sender: Sender,
     config: WorkerConfig,
+    busy: EndpointSlots,
 }
 
-fn lease() -> chrono::Duration {
-    chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::minutes(5))
+/// Counts attempts in flight per endpoint, so one slow endpoint cannot take
+/// every slot of the process and delay the others.
+#[derive(Default)]
+struct EndpointSlots {
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One attempt's hold on its endpoint's slot; released on drop.
+struct EndpointSlot<'a> {
+    slots: &'a EndpointSlots,
+    endpoint_id: String,
+}
+
+impl EndpointSlots {
+    fn try_take(&self, endpoint_id: &str, limit: usize) -> Option<EndpointSlot<'_>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let count = in_flight.entry(endpoint_id.to_owned()).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(EndpointSlot {
+            slots: self,
+            endpoint_id: endpoint_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for EndpointSlot<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = in_flight.get_mut(&self.endpoint_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.endpoint_id);
+            }
+        }
+    }
 }
 
 impl Dispatcher {
@@ -89,7 +134,12 @@ impl Dispatcher {
             queue,
             sender,
             config,
+            busy: EndpointSlots::default(),
         }
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::minutes(5))
     }
 
     /// Publishes every due delivery until `shutdown`, every `relay_interval`.
@@ -120,7 +170,7 @@ impl Dispatcher {
     pub async fn relay_once(&self) -> Result<usize, DispatchError> {
         let claimed = self
             .store
-            .claim_due_deliveries(herald_store::now(), lease(), self.config.relay_batch)
+            .claim_due_deliveries(herald_store::now(), self.lease(), self.config.relay_batch)
             .await?;
         if claimed.is_empty() {
             return Ok(0);
@@ -133,7 +183,7 @@ impl Dispatcher {
                 msg_id: c.delivery.msg_id.to_string(),
                 endpoint_id: c.delivery.endpoint_id.to_string(),
                 attempt: c.delivery.attempts + 1,
-                manual: false,
+                manual: c.delivery.manual,
             })
             .collect();
         // If this fails the claims simply expire and the next round retries.
@@ -163,6 +213,21 @@ impl Dispatcher {
             let dispatcher = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let limit = dispatcher.config.endpoint_concurrency.max(1);
+                let Some(_slot) = dispatcher.busy.try_take(&received.task.endpoint_id, limit)
+                else {
+                    // The endpoint is saturated (slow or many tasks): let this
+                    // task wait in the queue rather than hold a slot here.
+                    if dispatcher
+                        .queue
+                        .publish_delayed(&received.task, ENDPOINT_BUSY_DELAY)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = received.ack().await;
+                    }
+                    return;
+                };
                 match dispatcher.handle(&received.task).await {
                     Ok(()) => {
                         if let Err(error) = received.ack().await {
@@ -214,7 +279,10 @@ impl Dispatcher {
             delivery.state,
             DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Dead
         );
-        if finished && !task.manual {
+        // The delivery row, not the task, says whether a manual attempt is
+        // wanted: a duplicate of a manual task finds the request answered.
+        let manual = delivery.manual;
+        if finished && !manual {
             return Ok(()); // A duplicate of a task already answered.
         }
         let message = self
@@ -244,7 +312,7 @@ impl Dispatcher {
                 .await?;
             return Ok(());
         };
-        if endpoint.disabled && !task.manual {
+        if endpoint.disabled && !manual {
             let skipped = DeliveryUpdate {
                 state: DeliveryState::Failed,
                 next_attempt_at: None,
@@ -283,6 +351,7 @@ impl Dispatcher {
             },
             &mut rand::rngs::StdRng::from_entropy(),
         );
+
         let recorded_at = herald_store::now();
         let update = match &decision {
             Decision::Succeeded => DeliveryUpdate {
@@ -295,13 +364,19 @@ impl Dispatcher {
             },
             Decision::RetryAfter(delay) => DeliveryUpdate {
                 // Handed to the queue's delay ladder; if that copy is lost the
-                // relay hands it out again once the delay and a lease passed.
+                // relay hands it out again once a lease has passed after it.
                 state: DeliveryState::Sending,
                 next_attempt_at: Some(
                     recorded_at
-                        + chrono::Duration::from_std(*delay + LEASE)
+                        + chrono::Duration::from_std(*delay)
                             .unwrap_or(chrono::Duration::hours(24)),
                 ),
+            },
+            // A failed manual attempt past the schedule (a resend of a failed
+            // or dead delivery) is not retried, nor dead-lettered again.
+            Decision::Exhausted if manual => DeliveryUpdate {
+                state: DeliveryState::Failed,
+                next_attempt_at: None,
             },
             Decision::Exhausted => DeliveryUpdate {
                 state: DeliveryState::Dead,
@@ -318,7 +393,7 @@ impl Dispatcher {
             error_class: outcome.error_class.map(|c| c.as_str().to_owned()),
             response_body: Some(outcome.response_body.clone()),
             duration_ms: u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX),
-            trigger: if task.manual {
+            trigger: if manual {
                 AttemptTrigger::Manual
             } else {
                 AttemptTrigger::Scheduled
@@ -347,6 +422,7 @@ impl Dispatcher {
                     tracing::warn!(%error, "could not queue the retry; the relay will");
                 }
             }
+            Decision::Exhausted if manual => {}
             Decision::Exhausted => {
                 if let Err(error) = self.queue.dead_letter(task, "attempts exhausted").await {
                     tracing::warn!(%error, "could not dead-letter the task; the database says dead");

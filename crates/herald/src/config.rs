@@ -44,6 +44,15 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// Seconds one delivery attempt may take (`HERALD_DELIVERY_TIMEOUT`).
     pub delivery_timeout: u64,
+    /// Most attempts in flight at once to one endpoint per worker process
+    /// (`HERALD_ENDPOINT_CONCURRENCY`), so a slow endpoint cannot take every
+    /// slot; its further tasks wait a second in the queue and come back.
+    pub endpoint_concurrency: usize,
+    /// Seconds a delivery handed to the queue may go unanswered before the
+    /// outbox relay hands it out again (`HERALD_DELIVERY_LEASE`): the bound on
+    /// how long a task lost with a killed worker waits. Keep it above the
+    /// longest time a task may wait in the queue, or busy queues get duplicates.
+    pub delivery_lease: u64,
     /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
     #[serde(skip_serializing)]
     pub admin_token: Option<SecretString>,
@@ -75,6 +84,8 @@ impl Default for Config {
             ssrf_allow: String::new(),
             worker_concurrency: 64,
             delivery_timeout: 15,
+            endpoint_concurrency: 16,
+            delivery_lease: 300,
             admin_token: None,
             jwt_secret: None,
             max_body_bytes: 1024 * 1024,
@@ -144,6 +155,16 @@ impl Config {
         }
         if !(1..=300).contains(&self.delivery_timeout) {
             bail!("HERALD_DELIVERY_TIMEOUT must be between 1 and 300 seconds");
+        }
+        if self.endpoint_concurrency == 0 {
+            bail!("HERALD_ENDPOINT_CONCURRENCY must be at least 1");
+        }
+        // A lease shorter than an attempt would hand out tasks still in flight.
+        if self.delivery_lease < self.delivery_timeout + 5 || self.delivery_lease > 86_400 {
+            bail!(
+                "HERALD_DELIVERY_LEASE must be between HERALD_DELIVERY_TIMEOUT + 5 ({}) and 86400 seconds",
+                self.delivery_timeout + 5
+            );
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(

@@ -135,6 +135,8 @@ async fn start_worker(
         sender,
         WorkerConfig {
             concurrency: config.worker_concurrency,
+            endpoint_concurrency: config.endpoint_concurrency,
+            lease: Duration::from_secs(config.delivery_lease),
             schedule: config.retry_schedule()?,
             ..WorkerConfig::default()
         },

@@ -360,7 +360,7 @@ fn map_uid_conflict(error: herald_store::StoreError) -> ApiError {
     }
 }
 
-async fn visible_endpoint(
+pub(crate) async fn visible_endpoint(
     state: &AppState,
     principal: &Principal,
     app_param: &str,

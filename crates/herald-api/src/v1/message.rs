@@ -113,7 +113,7 @@ fn empty_object() -> Box<RawValue> {
 }
 
 impl MessageOut {
-    fn from_message(message: Message, with_content: bool) -> Self {
+    pub(crate) fn from_message(message: Message, with_content: bool) -> Self {
         let payload = message
             .payload
             .filter(|_| with_content)
@@ -183,7 +183,7 @@ fn parse_tags(tags: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError
 }
 
 /// All values of `event_types` in a query string, repeated or comma-separated.
-fn event_types_of(query: Option<&str>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
+pub(crate) fn event_types_of(query: Option<&str>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
     let mut types = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if key == "event_types" || key == "event_types[]" {

@@ -1,6 +1,7 @@
 //! The Svix-compatible `/api/v1` routes, one module per resource.
 
 pub mod application;
+pub mod attempt;
 pub mod authentication;
 pub mod endpoint;
 pub mod event_type;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(endpoint::router())
         .merge(event_type::router())
         .merge(message::router())
+        .merge(attempt::router())
         .merge(authentication::router())
 }
 

@@ -1,0 +1,964 @@
+//! The attempt log and what can be done with it, following Svix's
+//! message-attempt API: attempts by endpoint or message, the messages an
+//! endpoint was sent and the endpoints a message was sent to (with their
+//! delivery status), one attempt and the removal of its response body, and
+//! the requests for more attempts — resend, recover, send-example — plus an
+//! endpoint's delivery counts.
+//!
+//! Requests for attempts never call out from the API process: they mark the
+//! delivery due with a manual-attempt flag in the database (the same outbox
+//! messages use), and the worker's relay hands them out. So a 202 here is as
+//! durable as a 202 for a message.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_repr::{Deserialize_repr, Serialize_repr};
+use utoipa::{IntoParams, ToSchema};
+
+use herald_core::{
+    AttemptId, ChannelName, EventTypeName, IdOrUid, MessageId, TaskId, ValidationError,
+};
+use herald_store::{
+    Application, Attempt, AttemptFilter, AttemptTrigger, Delivery, DeliveryFilter,
+    DeliveryStatus, Endpoint, ListQuery, Message,
+};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
+use crate::extract::{JsonBody, QueryParams};
+use crate::list::{ListParams, ListResponse};
+use crate::v1::endpoint::{visible_endpoint, EndpointOut};
+use crate::v1::message::{event_types_of, MessageOut};
+use crate::v1::visible_app;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}",
+            get(list_attempts_by_endpoint),
+        )
+        .route(
+            "/api/v1/app/{app_id}/attempt/msg/{msg_id}",
+            get(list_attempts_by_msg),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
+            get(list_attempted_messages),
+        )
+        .route(
+            "/api/v1/app/{app_id}/msg/{msg_id}/endpoint",
+            get(list_attempted_destinations),
+        )
+        .route(
+            "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
+            get(get_attempt),
+        )
+        .route(
+            "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
+            delete(expunge_attempt_content),
+        )
+        .route(
+            "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
+            post(resend),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
+            post(recover),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
+            post(send_example),
+        )
+        .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
+            get(endpoint_stats),
+        )
+}
+
+/// Longest window `recover` accepts, as in Svix.
+const MAX_RECOVER_DAYS: i64 = 14;
+/// The window of `stats` when `since` is not given.
+const DEFAULT_STATS_DAYS: i64 = 28;
+
+/// The sending status of a message or attempt: success 0, pending 1, fail 2,
+/// sending 3 (pending = not attempted yet; sending = waiting for a retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, ToSchema)]
+#[repr(u8)]
+pub enum MessageStatus {
+    Success = 0,
+    Pending = 1,
+    Fail = 2,
+    Sending = 3,
+}
+
+impl MessageStatus {
+    fn text(self) -> MessageStatusText {
+        match self {
+            Self::Success => MessageStatusText::Success,
+            Self::Pending => MessageStatusText::Pending,
+            Self::Fail => MessageStatusText::Fail,
+            Self::Sending => MessageStatusText::Sending,
+        }
+    }
+
+    fn parse(value: u8) -> Result<Self, ApiError> {
+        Ok(match value {
+            0 => Self::Success,
+            1 => Self::Pending,
+            2 => Self::Fail,
+            3 => Self::Sending,
+            _ => {
+                return Err(ValidationError::new("status", "must be 0, 1, 2 or 3")
+                    .at(&["query", "status"])
+                    .into())
+            }
+        })
+    }
+}
+
+impl From<DeliveryStatus> for MessageStatus {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Success => Self::Success,
+            DeliveryStatus::Pending => Self::Pending,
+            DeliveryStatus::Fail => Self::Fail,
+            DeliveryStatus::Sending => Self::Sending,
+        }
+    }
+}
+
+impl From<MessageStatus> for DeliveryStatus {
+    fn from(status: MessageStatus) -> Self {
+        match status {
+            MessageStatus::Success => Self::Success,
+            MessageStatus::Pending => Self::Pending,
+            MessageStatus::Fail => Self::Fail,
+            MessageStatus::Sending => Self::Sending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatusText {
+    Success,
+    Pending,
+    Fail,
+    Sending,
+}
+
+/// Why an attempt was made: scheduled 0 (first try or retry), manual 1.
+#[derive(Debug, Clone, Copy, Serialize_repr, ToSchema)]
+#[repr(u8)]
+pub enum MessageAttemptTriggerType {
+    Scheduled = 0,
+    Manual = 1,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAttemptOut {
+    #[schema(example = "atmpt_1srOrx2ZWZBpBUvZwXKQmoEYga2")]
+    pub id: String,
+    pub msg_id: String,
+    pub endpoint_id: String,
+    pub url: String,
+    /// The start of the response body ("" once expunged or without `with_content`).
+    pub response: String,
+    /// 0 when no response was received (see `errorClass`).
+    pub response_status_code: u16,
+    pub response_duration_ms: u32,
+    /// 0 (success) or 2 (fail).
+    pub status: MessageStatus,
+    pub status_text: MessageStatusText,
+    /// Why the attempt failed (Herald): timeout, connect, dns, tls, blocked,
+    /// 3xx, 4xx, 5xx, invalid or other; null on success.
+    pub error_class: Option<String>,
+    pub trigger_type: MessageAttemptTriggerType,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl MessageAttemptOut {
+    fn from_attempt(attempt: Attempt, with_content: bool) -> Self {
+        let status = if (200..300).contains(&attempt.status_code) {
+            MessageStatus::Success
+        } else {
+            MessageStatus::Fail
+        };
+        Self {
+            id: attempt.id.to_string(),
+            msg_id: attempt.msg_id.to_string(),
+            endpoint_id: attempt.endpoint_id.to_string(),
+            url: attempt.url,
+            response: attempt
+                .response_body
+                .filter(|_| with_content)
+                .unwrap_or_default(),
+            response_status_code: attempt.status_code,
+            response_duration_ms: attempt.duration_ms,
+            status,
+            status_text: status.text(),
+            error_class: attempt.error_class,
+            trigger_type: match attempt.trigger {
+                AttemptTrigger::Scheduled => MessageAttemptTriggerType::Scheduled,
+                AttemptTrigger::Manual => MessageAttemptTriggerType::Manual,
+            },
+            timestamp: attempt.created_at,
+        }
+    }
+}
+
+/// A message with its delivery to one endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointMessageOut {
+    #[serde(flatten)]
+    pub message: MessageOut,
+    pub status: MessageStatus,
+    pub status_text: MessageStatusText,
+    /// When the next attempt is due, while one is.
+    pub next_attempt: Option<DateTime<Utc>>,
+}
+
+/// An endpoint with the delivery of one message to it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEndpointOut {
+    #[serde(flatten)]
+    pub endpoint: EndpointOut,
+    pub status: MessageStatus,
+    pub status_text: MessageStatusText,
+    /// When the next attempt is due, while one is.
+    pub next_attempt: Option<DateTime<Utc>>,
+}
+
+/// The delivery's status and, while it is not finished, its next attempt time.
+fn delivery_status(delivery: &Delivery) -> (MessageStatus, MessageStatusText, Option<DateTime<Utc>>) {
+    let status = MessageStatus::from(delivery.status());
+    let next = match status {
+        MessageStatus::Pending | MessageStatus::Sending => delivery.next_attempt_at,
+        MessageStatus::Success | MessageStatus::Fail => None,
+    };
+    (status, status.text(), next)
+}
+
+/// Filters of the attempt listings; `event_types` may be repeated or comma-separated.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptListParams {
+    /// Only attempts with this status: 0 success, 2 fail (attempts are never
+    /// pending or sending, so 1 and 3 match nothing).
+    pub status: Option<u8>,
+    /// Only attempts whose status code is in this class: 0 (no response),
+    /// 100, 200, 300, 400 or 500.
+    pub status_code_class: Option<u16>,
+    /// Only attempts of messages sent on this channel.
+    pub channel: Option<String>,
+    /// Only attempts made before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Only attempts made after this time.
+    pub after: Option<DateTime<Utc>>,
+    /// Include response bodies (default true).
+    pub with_content: Option<bool>,
+    /// Only attempts of messages of these event types.
+    #[param(value_type = Option<Vec<String>>)]
+    #[serde(skip)]
+    pub event_types: (),
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptEndpointParam {
+    /// Only attempts to this endpoint (id or uid).
+    pub endpoint_id: Option<String>,
+}
+
+/// Filters of an endpoint's attempted messages.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptedMessageParams {
+    /// Only messages whose delivery to this endpoint has this status.
+    pub status: Option<u8>,
+    /// Only messages sent on this channel.
+    pub channel: Option<String>,
+    /// Only messages created before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Only messages created after this time.
+    pub after: Option<DateTime<Utc>>,
+    /// Include payloads (default true).
+    pub with_content: Option<bool>,
+    /// Only messages of these event types.
+    #[param(value_type = Option<Vec<String>>)]
+    #[serde(skip)]
+    pub event_types: (),
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WithContentParam {
+    /// Include the response body (default true).
+    pub with_content: Option<bool>,
+}
+
+fn parse_channel(channel: Option<String>) -> Result<Option<ChannelName>, ApiError> {
+    channel
+        .map(|c| ChannelName::parse(c).map_err(|e| e.at(&["query", "channel"])))
+        .transpose()
+        .map_err(ApiError::from)
+}
+
+fn parse_status_code_class(class: Option<u16>) -> Result<Option<u16>, ApiError> {
+    match class {
+        None => Ok(None),
+        Some(c @ (0 | 100 | 200 | 300 | 400 | 500)) => Ok(Some(c)),
+        Some(_) => Err(ValidationError::new(
+            "status_code_class",
+            "must be 0, 100, 200, 300, 400 or 500",
+        )
+        .at(&["query", "status_code_class"])
+        .into()),
+    }
+}
+
+/// Newest first unless the client asked for an order, as Svix lists.
+fn newest_first(list: &ListParams, is_key: impl Fn(&str) -> bool) -> Result<ListQuery, ApiError> {
+    let mut query = list.to_query(is_key)?;
+    if list.order.is_none() {
+        query.ordering = herald_store::Ordering::Descending;
+    }
+    Ok(query)
+}
+
+async fn visible_message(
+    state: &AppState,
+    principal: &Principal,
+    app: &Application,
+    msg_param: &str,
+) -> Result<Message, ApiError> {
+    let msg_ref = IdOrUid::parse("msg_id", msg_param)?;
+    state
+        .store
+        .message(principal.tenant_id(), &app.id, &msg_ref)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Lists attempts under `filter`, with the shared query parameters applied.
+async fn list_attempts(
+    state: &AppState,
+    principal: &Principal,
+    app: &Application,
+    list: &ListParams,
+    params: AttemptListParams,
+    raw_query: Option<&str>,
+    mut filter: AttemptFilter,
+) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
+    let query = newest_first(list, |k| AttemptId::parse(k).is_ok())?;
+    filter.succeeded = match params.status.map(MessageStatus::parse).transpose()? {
+        None => None,
+        Some(MessageStatus::Success) => Some(true),
+        Some(MessageStatus::Fail) => Some(false),
+        Some(MessageStatus::Pending | MessageStatus::Sending) => {
+            // An attempt is made, so it succeeded or failed: nothing matches.
+            return Ok(Json(ListResponse::from_page(
+                herald_store::Page {
+                    items: Vec::<Attempt>::new(),
+                    done: true,
+                },
+                &query,
+                |a| a.id.to_string(),
+                |a| MessageAttemptOut::from_attempt(a, false),
+            )));
+        }
+    };
+    filter.status_code_class = parse_status_code_class(params.status_code_class)?;
+    filter.channel = parse_channel(params.channel)?;
+    filter.event_types = event_types_of(raw_query)?;
+    filter.before = params.before;
+    filter.after = params.after;
+    let with_content = params.with_content.unwrap_or(true);
+    let page = state
+        .store
+        .list_attempts(principal.tenant_id(), &app.id, &query, &filter)
+        .await?;
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |a| a.id.to_string(),
+        |a| MessageAttemptOut::from_attempt(a, with_content),
+    )))
+}
+
+/// Lists the attempts made to an endpoint, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}",
+    operation_id = "v1.message-attempt.list-by-endpoint", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+        ListParams, AttemptListParams,
+    ),
+    responses(
+        (status = 200, body = ListResponse<MessageAttemptOut>),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn list_attempts_by_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    QueryParams(list): QueryParams<ListParams>,
+    QueryParams(params): QueryParams<AttemptListParams>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let filter = AttemptFilter {
+        endpoint_id: Some(endpoint.id),
+        ..AttemptFilter::default()
+    };
+    list_attempts(
+        &state,
+        &principal,
+        &app,
+        &list,
+        params,
+        raw_query.as_deref(),
+        filter,
+    )
+    .await
+}
+
+/// Lists the attempts of a message, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/attempt/msg/{msg_id}",
+    operation_id = "v1.message-attempt.list-by-msg", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+        ListParams, AttemptListParams, AttemptEndpointParam,
+    ),
+    responses(
+        (status = 200, body = ListResponse<MessageAttemptOut>),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn list_attempts_by_msg(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    QueryParams(list): QueryParams<ListParams>,
+    QueryParams(params): QueryParams<AttemptListParams>,
+    QueryParams(endpoint_param): QueryParams<AttemptEndpointParam>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let message = visible_message(&state, &principal, &app, &msg_id).await?;
+    let endpoint_id = match endpoint_param.endpoint_id {
+        None => None,
+        Some(reference) => {
+            let reference = IdOrUid::parse("endpoint_id", &reference)
+                .map_err(|e| e.at(&["query", "endpoint_id"]))?;
+            match state
+                .store
+                .endpoint(principal.tenant_id(), &app.id, &reference)
+                .await?
+            {
+                Some(endpoint) => Some(endpoint.id),
+                // A filter naming no endpoint matches nothing.
+                None => {
+                    return Ok(Json(ListResponse {
+                        data: Vec::new(),
+                        iterator: None,
+                        prev_iterator: None,
+                        done: true,
+                    }))
+                }
+            }
+        }
+    };
+    let filter = AttemptFilter {
+        msg_id: Some(message.id),
+        endpoint_id,
+        ..AttemptFilter::default()
+    };
+    list_attempts(
+        &state,
+        &principal,
+        &app,
+        &list,
+        params,
+        raw_query.as_deref(),
+        filter,
+    )
+    .await
+}
+
+/// Lists the messages sent to an endpoint with their delivery status, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
+    operation_id = "v1.message-attempt.list-attempted-messages", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+        ListParams, AttemptedMessageParams,
+    ),
+    responses(
+        (status = 200, body = ListResponse<EndpointMessageOut>),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn list_attempted_messages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    QueryParams(list): QueryParams<ListParams>,
+    QueryParams(params): QueryParams<AttemptedMessageParams>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Json<ListResponse<EndpointMessageOut>>, ApiError> {
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let query = newest_first(&list, |k| MessageId::parse(k).is_ok())?;
+    let filter = DeliveryFilter {
+        status: params
+            .status
+            .map(MessageStatus::parse)
+            .transpose()?
+            .map(DeliveryStatus::from),
+        channel: parse_channel(params.channel)?,
+        event_types: event_types_of(raw_query.as_deref())?,
+        before: params.before,
+        after: params.after,
+    };
+    let with_content = params.with_content.unwrap_or(true);
+    let page = state
+        .store
+        .list_endpoint_deliveries(principal.tenant_id(), &app.id, &endpoint.id, &query, &filter)
+        .await?;
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |d| d.message.id.to_string(),
+        |d| {
+            let (status, status_text, next_attempt) = delivery_status(&d.delivery);
+            EndpointMessageOut {
+                message: MessageOut::from_message(d.message, with_content),
+                status,
+                status_text,
+                next_attempt,
+            }
+        },
+    )))
+}
+
+/// Lists the endpoints a message was sent to with its delivery status to each.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint",
+    operation_id = "v1.message-attempt.list-attempted-destinations", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+        ListParams,
+    ),
+    responses(
+        (status = 200, body = ListResponse<MessageEndpointOut>),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn list_attempted_destinations(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    QueryParams(list): QueryParams<ListParams>,
+) -> Result<Json<ListResponse<MessageEndpointOut>>, ApiError> {
+    let app = visible_app(&state, &principal, &app_id).await?;
+    let message = visible_message(&state, &principal, &app, &msg_id).await?;
+    let query = list.to_query(|k| herald_core::EndpointId::parse(k).is_ok())?;
+    let page = state
+        .store
+        .list_message_deliveries(principal.tenant_id(), &app.id, &message.id, &query)
+        .await?;
+    Ok(Json(ListResponse::from_page(
+        page,
+        &query,
+        |(d, _): &(Delivery, Endpoint)| d.endpoint_id.to_string(),
+        |(d, endpoint)| {
+            let (status, status_text, next_attempt) = delivery_status(&d);
+            MessageEndpointOut {
+                endpoint: endpoint.into(),
+                status,
+                status_text,
+                next_attempt,
+            }
+        },
+    )))
+}
+
+async fn visible_attempt(
+    state: &AppState,
+    principal: &Principal,
+    app_id: &str,
+    msg_id: &str,
+    attempt_id: &str,
+) -> Result<(Application, Attempt), ApiError> {
+    let app = visible_app(state, principal, app_id).await?;
+    let message = visible_message(state, principal, &app, msg_id).await?;
+    let attempt_id = AttemptId::parse(attempt_id).map_err(|_| ApiError::NotFound)?;
+    let attempt = state
+        .store
+        .attempt(principal.tenant_id(), &app.id, &message.id, &attempt_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((app, attempt))
+}
+
+/// Gets one attempt of a message.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
+    operation_id = "v1.message-attempt.get", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+        ("attempt_id" = String, Path, description = "The attempt's id"),
+        WithContentParam,
+    ),
+    responses(
+        (status = 200, body = MessageAttemptOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn get_attempt(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+    QueryParams(params): QueryParams<WithContentParam>,
+) -> Result<Json<MessageAttemptOut>, ApiError> {
+    let (_, attempt) = visible_attempt(&state, &principal, &app_id, &msg_id, &attempt_id).await?;
+    Ok(Json(MessageAttemptOut::from_attempt(
+        attempt,
+        params.with_content.unwrap_or(true),
+    )))
+}
+
+/// Deletes an attempt's response body; the attempt stays.
+#[utoipa::path(
+    delete, path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
+    operation_id = "v1.message-attempt.expunge-content", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+        ("attempt_id" = String, Path, description = "The attempt's id"),
+    ),
+    responses(
+        (status = 204, description = "Response body removed"),
+        (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
+        (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn expunge_attempt_content(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = principal.require_org()?;
+    let (app, attempt) =
+        visible_attempt(&state, &principal, &app_id, &msg_id, &attempt_id).await?;
+    if !state
+        .store
+        .expunge_attempt_content(tenant_id, &app.id, &attempt.msg_id, &attempt.id)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An empty JSON object (Svix's `EmptyResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmptyResponse {}
+
+/// Sends a message to an endpoint again (a manual attempt), whatever its
+/// delivery state; also to an endpoint the message was never sent to.
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
+    operation_id = "v1.message-attempt.resend", tag = "Message Attempt",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("msg_id" = String, Path, description = "The message's id or eventId"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    responses(
+        (status = 202, body = EmptyResponse),
+        (status = 400, body = HttpErrorOut, description = "The message's payload was expunged"),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn resend(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<EmptyResponse>), ApiError> {
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let message = visible_message(&state, &principal, &app, &msg_id).await?;
+    if message.payload.is_none() {
+        return Err(ApiError::bad_request(
+            "payload_expunged",
+            "the message's payload was expunged, so it cannot be sent again",
+        ));
+    }
+    state
+        .store
+        .request_manual_attempt(principal.tenant_id(), &app.id, &message.id, &endpoint.id)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(EmptyResponse {})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecoverIn {
+    /// Re-send failed messages created at or after this time (at most 14 days ago).
+    pub since: DateTime<Utc>,
+    /// ... and before this time (default now).
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackgroundTaskStatus {
+    Running,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub enum BackgroundTaskType {
+    #[serde(rename = "endpoint.recover")]
+    EndpointRecover,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverOut {
+    #[schema(example = "qtask_1srOrx2ZWZBpBUvZwXKQmoEYga2")]
+    pub id: String,
+    pub status: BackgroundTaskStatus,
+    pub task: BackgroundTaskType,
+    pub updated_at: DateTime<Utc>,
+    /// How many failed deliveries were queued for a manual attempt (Herald).
+    pub recovered: u64,
+}
+
+/// Sends again every message whose delivery to this endpoint failed, among
+/// those created in the window: one manual attempt each.
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
+    operation_id = "v1.endpoint.recover", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = RecoverIn,
+    responses(
+        (status = 202, body = RecoverOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn recover(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<RecoverIn>,
+) -> Result<(StatusCode, Json<RecoverOut>), ApiError> {
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let now = herald_store::now();
+    let until = input.until.unwrap_or(now);
+    if input.since > now {
+        return Err(ValidationError::new("since", "must not be in the future").into());
+    }
+    if input.since < now - chrono::Duration::days(MAX_RECOVER_DAYS) {
+        return Err(ValidationError::new(
+            "since",
+            format!("must be within the last {MAX_RECOVER_DAYS} days"),
+        )
+        .into());
+    }
+    if until <= input.since {
+        return Err(ValidationError::new("until", "must be after since").into());
+    }
+    let recovered = state
+        .store
+        .request_recovery(principal.tenant_id(), &app.id, &endpoint.id, input.since, until)
+        .await?;
+    tracing::info!(endpoint_id = %endpoint.id, recovered, "endpoint recovery queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RecoverOut {
+            id: TaskId::new().to_string(),
+            status: BackgroundTaskStatus::Running,
+            task: BackgroundTaskType::EndpointRecover,
+            updated_at: now,
+            recovered,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventExampleIn {
+    #[schema(example = "user.signup")]
+    pub event_type: String,
+}
+
+/// The example payload of an event type: the first `examples` entry of its
+/// newest schema that is an object, else a generic object naming the type.
+fn example_payload(event_type: &EventTypeName, schemas: Option<&serde_json::Value>) -> String {
+    let from_schema = schemas
+        .and_then(|s| s.as_object())
+        .and_then(|versions| {
+            versions
+                .iter()
+                .max_by_key(|(version, _)| version.parse::<u32>().unwrap_or(0))
+                .map(|(_, schema)| schema)
+        })
+        .and_then(|schema| schema.get("examples"))
+        .and_then(|examples| examples.as_array())
+        .and_then(|examples| examples.iter().find(|e| e.is_object()));
+    match from_schema {
+        Some(example) => example.to_string(),
+        None => serde_json::json!({
+            "type": event_type.as_str(),
+            "example": true,
+            "message": "This is an example event sent by Herald",
+        })
+        .to_string(),
+    }
+}
+
+/// Sends an example message of an event type to this endpoint only.
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
+    operation_id = "v1.endpoint.send-example", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = EventExampleIn,
+    responses(
+        (status = 200, body = MessageOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn send_example(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<EventExampleIn>,
+) -> Result<Json<MessageOut>, ApiError> {
+    let event_type = EventTypeName::parse(input.event_type.as_str())
+        .map_err(|e| e.at(&["body", "eventType"]))?;
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let stored = state
+        .store
+        .event_type(principal.tenant_id(), &event_type)
+        .await?;
+    let payload = example_payload(&event_type, stored.as_ref().and_then(|t| t.schemas.as_ref()));
+    let now = herald_store::now();
+    let message = Message {
+        id: MessageId::new(),
+        app_id: app.id,
+        event_id: None,
+        event_type,
+        channels: None,
+        tags: None,
+        payload: Some(payload.into_bytes()),
+        created_at: now,
+        expires_at: now + chrono::Duration::days(90),
+    };
+    state
+        .store
+        .insert_message(principal.tenant_id(), &message, &[endpoint.id])
+        .await?;
+    Ok(Json(MessageOut::from_message(message, true)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Count messages created at or after this time (default 28 days ago).
+    pub since: Option<DateTime<Utc>>,
+    /// ... and before this time (default now).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An endpoint's deliveries in a window, by status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStats {
+    pub success: u64,
+    pub pending: u64,
+    pub sending: u64,
+    pub fail: u64,
+    /// Always 0: Herald does not cancel deliveries.
+    pub canceled: u64,
+}
+
+/// Counts an endpoint's deliveries by status, for messages created in a window.
+#[utoipa::path(
+    get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
+    operation_id = "v1.endpoint.get-stats", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+        StatsParams,
+    ),
+    responses(
+        (status = 200, body = EndpointStats),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn endpoint_stats(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    QueryParams(params): QueryParams<StatsParams>,
+) -> Result<Json<EndpointStats>, ApiError> {
+    let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let until = params.until.unwrap_or_else(herald_store::now);
+    let since = params
+        .since
+        .unwrap_or(until - chrono::Duration::days(DEFAULT_STATS_DAYS));
+    if until <= since {
+        return Err(ValidationError::new("until", "must be after since")
+            .at(&["query", "until"])
+            .into());
+    }
+    let counts = state
+        .store
+        .endpoint_delivery_counts(principal.tenant_id(), &app.id, &endpoint.id, since, until)
+        .await?;
+    Ok(Json(EndpointStats {
+        success: counts.success,
+        pending: counts.pending,
+        sending: counts.sending,
+        fail: counts.fail,
+        canceled: 0,
+    }))
+}
