@@ -19,26 +19,35 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// Base URL clients use to reach the API, for links Herald hands out
     /// (`HERALD_PUBLIC_URL`); defaults to `http://<listen_addr>`.
+    #[serde(deserialize_with = "lenient::optional_string")]
     pub public_url: Option<String>,
     /// Database URL (`HERALD_DATABASE_URL`); `postgres://…` is supported.
+    #[serde(deserialize_with = "lenient::string")]
     pub database_url: String,
     /// Most connections the API keeps to the database (`HERALD_DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
     /// Redis URL for idempotency records shared by API replicas
     /// (`HERALD_REDIS_URL`); unset keeps them in process memory.
+    #[serde(deserialize_with = "lenient::optional_string")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key Herald writes (`HERALD_REDIS_PREFIX`).
+    #[serde(deserialize_with = "lenient::string")]
     pub redis_prefix: String,
     /// Roles this process runs, comma-separated (`HERALD_ROLES`).
+    #[serde(deserialize_with = "lenient::string")]
     pub roles: String,
     /// RabbitMQ URL for delivery work (`HERALD_AMQP_URL`); unset = an
     /// in-process queue (the database outbox keeps it durable).
+    #[serde(deserialize_with = "lenient::optional_string")]
     pub amqp_url: Option<String>,
     /// Prefix of every RabbitMQ exchange and queue name (`HERALD_AMQP_PREFIX`).
+    #[serde(deserialize_with = "lenient::string")]
     pub amqp_prefix: String,
     /// Seconds between delivery attempts, comma-separated (`HERALD_RETRY_SCHEDULE`).
+    #[serde(deserialize_with = "lenient::string")]
     pub retry_schedule: String,
     /// CIDRs exempt from the SSRF guard, comma-separated (`HERALD_SSRF_ALLOW`).
+    #[serde(deserialize_with = "lenient::string")]
     pub ssrf_allow: String,
     /// Delivery attempts in flight at once per worker process (`HERALD_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
@@ -55,16 +64,20 @@ pub struct Config {
     pub delivery_lease: u64,
     /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
     #[serde(skip_serializing)]
+    #[serde(deserialize_with = "lenient::secret")]
     pub admin_token: Option<SecretString>,
     /// HS256 secret of app-scoped tokens (`HERALD_JWT_SECRET`); unset = generated
     /// on first start and stored in the database, shared by every process.
     #[serde(skip_serializing)]
+    #[serde(deserialize_with = "lenient::secret")]
     pub jwt_secret: Option<SecretString>,
     /// Largest request body accepted, in bytes (`HERALD_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Log filter in tracing `EnvFilter` syntax (`HERALD_LOG`).
+    #[serde(deserialize_with = "lenient::string")]
     pub log: String,
     /// `text` or `json` (`HERALD_LOG_FORMAT`).
+    #[serde(deserialize_with = "lenient::string")]
     pub log_format: String,
 }
 
@@ -233,6 +246,48 @@ impl Config {
     }
 }
 
+/// Environment values are typed by figment: `HERALD_RETRY_SCHEDULE=5` arrives
+/// as the number 5, and a token of digits as a number too. These accept any
+/// scalar where a string is meant, so such values work as written.
+mod lenient {
+    use secrecy::SecretString;
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+        Float(f64),
+        Flag(bool),
+    }
+
+    impl Scalar {
+        fn into_string(self) -> String {
+            match self {
+                Scalar::Text(s) => s,
+                Scalar::Unsigned(n) => n.to_string(),
+                Scalar::Signed(n) => n.to_string(),
+                Scalar::Float(n) => n.to_string(),
+                Scalar::Flag(b) => b.to_string(),
+            }
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Scalar::deserialize(d).map(Scalar::into_string)
+    }
+
+    pub fn optional_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<Scalar>::deserialize(d)?.map(Scalar::into_string))
+    }
+
+    pub fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        Ok(optional_string(d)?.map(SecretString::from))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +312,28 @@ mod tests {
                 "docs/configuration.md lacks {variable}"
             );
         }
+    }
+
+    #[test]
+    fn numeric_environment_values_are_read_as_written() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_RETRY_SCHEDULE", "5");
+            jail.set_env("HERALD_AMQP_PREFIX", "2024");
+            jail.set_env("HERALD_ADMIN_TOKEN", "98765432109876543210");
+            jail.set_env("HERALD_WORKER_CONCURRENCY", "8");
+            let config = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(config.retry_schedule, "5");
+            assert_eq!(config.amqp_prefix, "2024");
+            assert_eq!(
+                config
+                    .admin_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                Some("98765432109876543210".to_owned())
+            );
+            assert_eq!(config.worker_concurrency, 8);
+            Ok(())
+        });
     }
 
     #[test]
