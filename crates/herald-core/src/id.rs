@@ -15,7 +15,9 @@ const KSUID_LEN: usize = 27;
 
 /// Every prefix an id can carry; a `uid` chosen by a user may not start with one,
 /// or a lookup by "id or uid" would become ambiguous.
-pub const RESERVED_PREFIXES: &[&str] = &["app_", "ep_", "msg_", "atmpt_", "tnt_", "key_", "evt_", "qtask_"];
+pub const RESERVED_PREFIXES: &[&str] = &[
+    "app_", "ep_", "msg_", "atmpt_", "tnt_", "key_", "evt_", "qtask_",
+];
 
 /// An id string that does not have the expected prefix or body.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

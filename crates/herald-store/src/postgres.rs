@@ -11,10 +11,9 @@ use herald_core::{
 };
 
 use crate::model::{
-    ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery,
-    DeliveredMessage, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus,
-    DeliveryUpdate, Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StoredSecrets,
-    Tenant,
+    ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery, DeliveredMessage,
+    Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate,
+    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StoredSecrets, Tenant,
 };
 use crate::page::{Cursor, ListQuery, Page};
 use crate::{Store, StoreError, StoreResult};

@@ -112,7 +112,11 @@ impl EndpointSlots {
 
 impl Drop for EndpointSlot<'_> {
     fn drop(&mut self) {
-        let mut in_flight = self.slots.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = self
+            .slots
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(count) = in_flight.get_mut(&self.endpoint_id) {
             *count -= 1;
             if *count == 0 {
@@ -368,8 +372,7 @@ impl Dispatcher {
                 state: DeliveryState::Sending,
                 next_attempt_at: Some(
                     recorded_at
-                        + chrono::Duration::from_std(*delay)
-                            .unwrap_or(chrono::Duration::hours(24)),
+                        + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::hours(24)),
                 ),
             },
             // A failed manual attempt past the schedule (a resend of a failed

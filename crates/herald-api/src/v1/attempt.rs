@@ -23,8 +23,8 @@ use herald_core::{
     AttemptId, ChannelName, EventTypeName, IdOrUid, MessageId, TaskId, ValidationError,
 };
 use herald_store::{
-    Application, Attempt, AttemptFilter, AttemptTrigger, Delivery, DeliveryFilter,
-    DeliveryStatus, Endpoint, ListQuery, Message,
+    Application, Attempt, AttemptFilter, AttemptTrigger, Delivery, DeliveryFilter, DeliveryStatus,
+    Endpoint, ListQuery, Message,
 };
 
 use crate::auth::Principal;
@@ -238,7 +238,9 @@ pub struct MessageEndpointOut {
 }
 
 /// The delivery's status and, while it is not finished, its next attempt time.
-fn delivery_status(delivery: &Delivery) -> (MessageStatus, MessageStatusText, Option<DateTime<Utc>>) {
+fn delivery_status(
+    delivery: &Delivery,
+) -> (MessageStatus, MessageStatusText, Option<DateTime<Utc>>) {
     let status = MessageStatus::from(delivery.status());
     let next = match status {
         MessageStatus::Pending | MessageStatus::Sending => delivery.next_attempt_at,
@@ -542,7 +544,13 @@ pub async fn list_attempted_messages(
     let with_content = params.with_content.unwrap_or(true);
     let page = state
         .store
-        .list_endpoint_deliveries(principal.tenant_id(), &app.id, &endpoint.id, &query, &filter)
+        .list_endpoint_deliveries(
+            principal.tenant_id(),
+            &app.id,
+            &endpoint.id,
+            &query,
+            &filter,
+        )
         .await?;
     Ok(Json(ListResponse::from_page(
         page,
@@ -674,8 +682,7 @@ pub async fn expunge_attempt_content(
     Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;
-    let (app, attempt) =
-        visible_attempt(&state, &principal, &app_id, &msg_id, &attempt_id).await?;
+    let (app, attempt) = visible_attempt(&state, &principal, &app_id, &msg_id, &attempt_id).await?;
     if !state
         .store
         .expunge_attempt_content(tenant_id, &app.id, &attempt.msg_id, &attempt.id)
@@ -801,7 +808,13 @@ pub async fn recover(
     }
     let recovered = state
         .store
-        .request_recovery(principal.tenant_id(), &app.id, &endpoint.id, input.since, until)
+        .request_recovery(
+            principal.tenant_id(),
+            &app.id,
+            &endpoint.id,
+            input.since,
+            until,
+        )
         .await?;
     tracing::info!(endpoint_id = %endpoint.id, recovered, "endpoint recovery queued");
     Ok((
@@ -877,7 +890,10 @@ pub async fn send_example(
         .store
         .event_type(principal.tenant_id(), &event_type)
         .await?;
-    let payload = example_payload(&event_type, stored.as_ref().and_then(|t| t.schemas.as_ref()));
+    let payload = example_payload(
+        &event_type,
+        stored.as_ref().and_then(|t| t.schemas.as_ref()),
+    );
     let now = herald_store::now();
     let message = Message {
         id: MessageId::new(),
