@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -19,35 +19,26 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// Base URL clients use to reach the API, for links Herald hands out
     /// (`HERALD_PUBLIC_URL`); defaults to `http://<listen_addr>`.
-    #[serde(deserialize_with = "lenient::optional_string")]
     pub public_url: Option<String>,
     /// Database URL (`HERALD_DATABASE_URL`); `postgres://…` is supported.
-    #[serde(deserialize_with = "lenient::string")]
     pub database_url: String,
     /// Most connections the API keeps to the database (`HERALD_DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
     /// Redis URL for idempotency records shared by API replicas
     /// (`HERALD_REDIS_URL`); unset keeps them in process memory.
-    #[serde(deserialize_with = "lenient::optional_string")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key Herald writes (`HERALD_REDIS_PREFIX`).
-    #[serde(deserialize_with = "lenient::string")]
     pub redis_prefix: String,
     /// Roles this process runs, comma-separated (`HERALD_ROLES`).
-    #[serde(deserialize_with = "lenient::string")]
     pub roles: String,
     /// RabbitMQ URL for delivery work (`HERALD_AMQP_URL`); unset = an
     /// in-process queue (the database outbox keeps it durable).
-    #[serde(deserialize_with = "lenient::optional_string")]
     pub amqp_url: Option<String>,
     /// Prefix of every RabbitMQ exchange and queue name (`HERALD_AMQP_PREFIX`).
-    #[serde(deserialize_with = "lenient::string")]
     pub amqp_prefix: String,
     /// Seconds between delivery attempts, comma-separated (`HERALD_RETRY_SCHEDULE`).
-    #[serde(deserialize_with = "lenient::string")]
     pub retry_schedule: String,
     /// CIDRs exempt from the SSRF guard, comma-separated (`HERALD_SSRF_ALLOW`).
-    #[serde(deserialize_with = "lenient::string")]
     pub ssrf_allow: String,
     /// Delivery attempts in flight at once per worker process (`HERALD_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
@@ -64,20 +55,16 @@ pub struct Config {
     pub delivery_lease: u64,
     /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
     #[serde(skip_serializing)]
-    #[serde(deserialize_with = "lenient::secret")]
     pub admin_token: Option<SecretString>,
     /// HS256 secret of app-scoped tokens (`HERALD_JWT_SECRET`); unset = generated
     /// on first start and stored in the database, shared by every process.
     #[serde(skip_serializing)]
-    #[serde(deserialize_with = "lenient::secret")]
     pub jwt_secret: Option<SecretString>,
     /// Largest request body accepted, in bytes (`HERALD_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Log filter in tracing `EnvFilter` syntax (`HERALD_LOG`).
-    #[serde(deserialize_with = "lenient::string")]
     pub log: String,
     /// `text` or `json` (`HERALD_LOG_FORMAT`).
-    #[serde(deserialize_with = "lenient::string")]
     pub log_format: String,
 }
 
@@ -130,7 +117,7 @@ impl Config {
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
         let mut config: Config = figment
-            .merge(Env::prefixed("HERALD_"))
+            .merge(HeraldEnv)
             .extract()
             .context("invalid configuration")?;
         config.treat_empty_as_unset();
@@ -246,45 +233,44 @@ impl Config {
     }
 }
 
-/// Environment values are typed by figment: `HERALD_RETRY_SCHEDULE=5` arrives
-/// as the number 5, and a token of digits as a number too. These accept any
-/// scalar where a string is meant, so such values work as written.
-mod lenient {
-    use secrecy::SecretString;
-    use serde::{Deserialize, Deserializer};
+/// The `HERALD_*` environment variables, read as written. figment's `Env`
+/// provider types every value, so `HERALD_RETRY_SCHEDULE=5` would arrive as a
+/// number where a string is expected, and `HERALD_ADMIN_TOKEN=0123…` would
+/// lose its leading zero. Here only settings whose default is a number or a
+/// boolean are parsed; every other value stays the string it was.
+struct HeraldEnv;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Unsigned(u64),
-        Signed(i64),
-        Float(f64),
-        Flag(bool),
+impl HeraldEnv {
+    const PREFIX: &'static str = "HERALD_";
+}
+
+impl figment::Provider for HeraldEnv {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable(s)")
     }
 
-    impl Scalar {
-        fn into_string(self) -> String {
-            match self {
-                Scalar::Text(s) => s,
-                Scalar::Unsigned(n) => n.to_string(),
-                Scalar::Signed(n) => n.to_string(),
-                Scalar::Float(n) => n.to_string(),
-                Scalar::Flag(b) => b.to_string(),
-            }
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let defaults = serde_json::to_value(Config::default()).map_err(|e| e.to_string())?;
+        let mut dict = figment::value::Dict::new();
+        for (key, raw) in std::env::vars() {
+            let Some(name) = key.strip_prefix(Self::PREFIX) else {
+                continue;
+            };
+            let name = name.to_lowercase();
+            let typed = defaults
+                .get(&name)
+                .is_some_and(|d| d.is_number() || d.is_boolean());
+            let value = if typed {
+                raw.parse::<figment::value::Value>()
+                    .unwrap_or_else(|_| figment::value::Value::from(raw))
+            } else {
+                figment::value::Value::from(raw)
+            };
+            dict.insert(name, value);
         }
-    }
-
-    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        Scalar::deserialize(d).map(Scalar::into_string)
-    }
-
-    pub fn optional_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        Ok(Option::<Scalar>::deserialize(d)?.map(Scalar::into_string))
-    }
-
-    pub fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
-        Ok(optional_string(d)?.map(SecretString::from))
+        Ok(figment::Profile::Default.collect(dict))
     }
 }
 
@@ -319,7 +305,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("HERALD_RETRY_SCHEDULE", "5");
             jail.set_env("HERALD_AMQP_PREFIX", "2024");
-            jail.set_env("HERALD_ADMIN_TOKEN", "98765432109876543210");
+            jail.set_env("HERALD_ADMIN_TOKEN", "01234567890123456789");
             jail.set_env("HERALD_WORKER_CONCURRENCY", "8");
             let config = Config::load(None).map_err(|e| format!("{e:#}"))?;
             assert_eq!(config.retry_schedule, "5");
@@ -329,7 +315,7 @@ mod tests {
                     .admin_token
                     .as_ref()
                     .map(|t| t.expose_secret().to_owned()),
-                Some("98765432109876543210".to_owned())
+                Some("01234567890123456789".to_owned())
             );
             assert_eq!(config.worker_concurrency, 8);
             Ok(())
