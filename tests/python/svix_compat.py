@@ -22,13 +22,22 @@ import json
 import os
 import secrets
 import sys
+import threading
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional
 
 from svix import Svix, SvixOptions
 from svix.api.application import ApplicationListOptions
 from svix.api.endpoint import EndpointListOptions
 from svix.api.event_type import EventTypeDeleteOptions, EventTypeListOptions
+from svix.api.message_attempt import (
+    MessageAttemptListAttemptedMessagesOptions,
+    MessageAttemptListByEndpointOptions,
+    MessageAttemptListByMsgOptions,
+)
 from svix.exceptions import HttpError, HTTPValidationError
 from svix.models import (
     AppPortalAccessIn,
@@ -46,6 +55,12 @@ from svix.models import (
     EventTypeOut,
     EventTypePatch,
     EventTypeUpsertIn,
+    EventExampleIn,
+    MessageAttemptTriggerType,
+    MessageIn,
+    MessageStatus,
+    RecoverIn,
+    StatusCodeClass,
 )
 
 # Short unique suffix for this run; used in every uid and event type name.
@@ -454,6 +469,114 @@ def check_app_portal_access(client: Svix, url: str) -> None:
 # --------------------------------------------------------------------------- #
 
 
+class _Receiver(BaseHTTPRequestHandler):
+    """Answers every POST with 200 and counts them."""
+
+    received: List[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        length = int(self.headers.get("content-length", "0"))
+        _Receiver.received.append(self.rfile.read(length))
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def wait_until(what: str, check: Callable[[], bool], limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def check_message_attempts(client: Svix) -> None:
+    """The attempt log, resend, recover, send-example and stats, parsed by the
+    SDK's own models; needs a server with the worker role."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app = make_app(client, "attempts")
+        ep = client.endpoint.create(
+            app.id, EndpointIn(url=f"http://127.0.0.1:{server.server_port}/hook", uid=uid("ep"))
+        )
+        msg = client.message.create(
+            app.id, MessageIn(event_type="invoice.paid", payload={"amount": 10}, event_id=uid("evt"))
+        )
+
+        def attempts_of_msg(**options: Any) -> List[Any]:
+            return client.message_attempt.list_by_msg(
+                app.id, msg.id, MessageAttemptListByMsgOptions(**options)
+            ).data
+
+        wait_until("the first attempt", lambda: len(attempts_of_msg()) == 1)
+        [attempt] = attempts_of_msg(with_content=True)
+        assert attempt.msg_id == msg.id and attempt.endpoint_id == ep.id, attempt
+        assert attempt.status == MessageStatus.SUCCESS, attempt.status
+        assert attempt.response_status_code == 200
+        assert attempt.response == "ok", attempt.response
+        assert attempt.trigger_type == MessageAttemptTriggerType.SCHEDULED
+        assert attempt.url.endswith("/hook")
+        assert attempts_of_msg(status=MessageStatus.FAIL) == []
+        assert len(attempts_of_msg(status_code_class=StatusCodeClass.CODE2XX)) == 1
+        assert len(attempts_of_msg(endpoint_id=ep.id, event_types=["invoice.paid"])) == 1
+        by_endpoint = client.message_attempt.list_by_endpoint(
+            app.id, ep.id, MessageAttemptListByEndpointOptions(status=MessageStatus.SUCCESS)
+        )
+        assert [a.id for a in by_endpoint.data] == [attempt.id]
+        got = client.message_attempt.get(app.id, msg.id, attempt.id)
+        assert got.id == attempt.id and got.response_status_code == 200
+
+        messages = client.message_attempt.list_attempted_messages(
+            app.id, ep.id, MessageAttemptListAttemptedMessagesOptions(with_content=True)
+        )
+        assert [m.id for m in messages.data] == [msg.id]
+        assert messages.data[0].status == MessageStatus.SUCCESS
+        assert messages.data[0].payload == {"amount": 10}
+        destinations = client.message_attempt.list_attempted_destinations(app.id, msg.id)
+        assert [d.id for d in destinations.data] == [ep.id]
+        assert destinations.data[0].status == MessageStatus.SUCCESS
+
+        client.message_attempt.resend(app.id, msg.id, ep.id)
+        wait_until("the manual attempt", lambda: len(attempts_of_msg()) == 2)
+        newest = attempts_of_msg()[0]
+        assert newest.trigger_type == MessageAttemptTriggerType.MANUAL, newest
+
+        client.message_attempt.expunge_content(app.id, msg.id, attempt.id)
+        assert client.message_attempt.get(app.id, msg.id, attempt.id).response == ""
+
+        stats = client.endpoint.get_stats(app.id, ep.id)
+        assert stats.success == 1 and stats.fail == 0 and stats.pending == 0, stats
+
+        recovered = client.endpoint.recover(
+            app.id, ep.id, RecoverIn(since=datetime.now(timezone.utc) - timedelta(hours=1))
+        )
+        assert recovered.id.startswith("qtask_"), recovered
+
+        example = client.endpoint.send_example(app.id, ep.id, EventExampleIn(event_type="user.signup"))
+        assert example.event_type == "user.signup"
+        wait_until("the example", lambda: len(_Receiver.received) >= 3)
+
+        err = expect_status(
+            422,
+            client.endpoint.recover,
+            app.id,
+            ep.id,
+            RecoverIn(since=datetime.now(timezone.utc) + timedelta(hours=1)),
+        )
+        assert isinstance(err, HTTPValidationError), err
+        expect_status(404, client.message_attempt.get, app.id, msg.id, "atmpt_" + "x" * 27)
+        client.application.delete(app.id)
+        print("message attempts: ok")
+    finally:
+        server.shutdown()
+
+
 def main() -> int:
     url = os.environ.get("HERALD_URL")
     token = os.environ.get("HERALD_TOKEN")
@@ -468,6 +591,7 @@ def main() -> int:
     check_endpoint_secret(client)
     check_endpoint_headers(client)
     check_app_portal_access(client, url)
+    check_message_attempts(client)
     print("svix sdk compat: ok")
     return 0
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use herald_e2e::{skip_or_fail, Herald};
+use herald_e2e::{skip_or_fail, Herald, Options};
 use tokio::process::Command;
 
 const SVIX_VERSION: &str = "2.9.1";
@@ -166,7 +166,14 @@ async fn build_venv(dir: &Path) -> Result<(), String> {
 
 #[tokio::test]
 async fn the_official_svix_python_sdk_works_against_herald() {
-    let Some(herald) = Herald::start().await else {
+    // With the worker: the script checks the attempt log of real deliveries
+    // to a receiver it runs on 127.0.0.1.
+    let Some(herald) = Herald::start_with(Options {
+        worker: true,
+        ..Options::default()
+    })
+    .await
+    else {
         return;
     };
     let python = match svix_python().await {

@@ -830,16 +830,22 @@ pub async fn recover(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct EventExampleIn {
     #[schema(example = "user.signup")]
     pub event_type: String,
+    /// Which of the schema's `examples` to send (default 0, the first).
+    pub example_index: Option<usize>,
 }
 
-/// The example payload of an event type: the first `examples` entry of its
-/// newest schema that is an object, else a generic object naming the type.
-fn example_payload(event_type: &EventTypeName, schemas: Option<&serde_json::Value>) -> String {
-    let from_schema = schemas
+/// The example payload of an event type: entry `index` of the `examples` of
+/// its newest schema, or — when it has none — a generic object naming the type.
+fn example_payload(
+    event_type: &EventTypeName,
+    schemas: Option<&serde_json::Value>,
+    index: Option<usize>,
+) -> Result<String, ApiError> {
+    let examples = schemas
         .and_then(|s| s.as_object())
         .and_then(|versions| {
             versions
@@ -849,15 +855,34 @@ fn example_payload(event_type: &EventTypeName, schemas: Option<&serde_json::Valu
         })
         .and_then(|schema| schema.get("examples"))
         .and_then(|examples| examples.as_array())
-        .and_then(|examples| examples.iter().find(|e| e.is_object()));
-    match from_schema {
-        Some(example) => example.to_string(),
-        None => serde_json::json!({
+        .filter(|examples| !examples.is_empty());
+    match examples {
+        Some(examples) => {
+            let index = index.unwrap_or(0);
+            let example = examples.get(index).ok_or_else(|| {
+                ValidationError::new(
+                    "exampleIndex",
+                    format!("the event type has {} examples", examples.len()),
+                )
+            })?;
+            if !example.is_object() {
+                return Err(ValidationError::new(
+                    "exampleIndex",
+                    "this example is not a JSON object, so it cannot be a payload",
+                )
+                .into());
+            }
+            Ok(example.to_string())
+        }
+        None if index.unwrap_or(0) > 0 => {
+            Err(ValidationError::new("exampleIndex", "the event type has no examples").into())
+        }
+        None => Ok(serde_json::json!({
             "type": event_type.as_str(),
             "example": true,
             "message": "This is an example event sent by Herald",
         })
-        .to_string(),
+        .to_string()),
     }
 }
 
@@ -893,7 +918,8 @@ pub async fn send_example(
     let payload = example_payload(
         &event_type,
         stored.as_ref().and_then(|t| t.schemas.as_ref()),
-    );
+        input.example_index,
+    )?;
     let now = herald_store::now();
     let message = Message {
         id: MessageId::new(),
