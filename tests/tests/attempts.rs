@@ -475,8 +475,8 @@ async fn bad_attempt_requests_are_refused_and_change_nothing() {
     // Unknown or foreign objects are the same 404.
     let other = herald.create_tenant("other").await;
     for path in [
-        format!("/api/v1/app/a/attempt/msg/msg_2fDUKvXJkLHTBJqVMkPBGcBmFhz"),
-        format!("/api/v1/app/a/attempt/endpoint/ep_2fDUKvXJkLHTBJqVMkPBGcBmFhz"),
+        "/api/v1/app/a/attempt/msg/msg_2fDUKvXJkLHTBJqVMkPBGcBmFhz".to_owned(),
+        "/api/v1/app/a/attempt/endpoint/ep_2fDUKvXJkLHTBJqVMkPBGcBmFhz".to_owned(),
         format!("/api/v1/app/a/msg/{msg}/attempt/atmpt_2fDUKvXJkLHTBJqVMkPBGcBmFhz"),
         format!("/api/v1/app/nope/endpoint/{ep}/stats"),
     ] {

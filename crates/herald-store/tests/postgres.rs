@@ -44,4 +44,6 @@ contract_tests!(
     updates_lose_to_a_concurrent_change,
     attempts_move_deliveries_through_their_states,
     due_deliveries_are_claimed_once_until_their_lease_ends,
+    attempt_listings_filter_and_stay_in_their_tenant,
+    manual_attempts_are_requested_through_the_outbox,
 );

@@ -301,6 +301,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the error type.
     fn numeric_environment_values_are_read_as_written() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("HERALD_RETRY_SCHEDULE", "5");

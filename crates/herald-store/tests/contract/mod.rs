@@ -7,8 +7,9 @@ use herald_core::{
     EventTypeName, IdOrUid, MessageId, TenantId, Uid,
 };
 use herald_store::{
-    ApiKey, Application, Attempt, AttemptTrigger, Cursor, DeliveryState, DeliveryUpdate, Endpoint,
-    EndpointSecrets, EventType, ListQuery, Message, Ordering, Store, Tenant,
+    ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, Cursor, DeliveryCounts,
+    DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointSecrets,
+    EventType, ListQuery, Message, Ordering, Store, Tenant,
 };
 
 pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
@@ -423,4 +424,354 @@ pub async fn due_deliveries_are_claimed_once_until_their_lease_ends(store: &dyn 
     assert!(again
         .iter()
         .all(|c| c.delivery.state == DeliveryState::Sending));
+}
+
+fn attempt_of(msg: &Message, ep: &Endpoint, status: u16, trigger: AttemptTrigger) -> Attempt {
+    Attempt {
+        id: AttemptId::new(),
+        msg_id: msg.id.clone(),
+        endpoint_id: ep.id.clone(),
+        app_id: msg.app_id.clone(),
+        url: ep.url.as_str().to_owned(),
+        status_code: status,
+        error_class: (!(200..300).contains(&status)).then(|| "5xx".to_owned()),
+        response_body: Some("body".into()),
+        duration_ms: 3,
+        trigger,
+        created_at: herald_store::now(),
+    }
+}
+
+fn finished(state: DeliveryState) -> DeliveryUpdate {
+    DeliveryUpdate {
+        state,
+        next_attempt_at: None,
+    }
+}
+
+pub async fn attempt_listings_filter_and_stay_in_their_tenant(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let (a, b) = (endpoint(&app.id, None), endpoint(&app.id, None));
+    store.insert_endpoint(&t, &a).await.unwrap();
+    store.insert_endpoint(&t, &b).await.unwrap();
+    let mut on_channel = message(&app.id);
+    on_channel.channels = Some(vec![herald_core::ChannelName::parse("c").unwrap()]);
+    let plain = message(&app.id);
+    for msg in [&on_channel, &plain] {
+        store
+            .insert_message(&t, msg, &[a.id.clone(), b.id.clone()])
+            .await
+            .unwrap();
+    }
+    let fail = attempt_of(&on_channel, &a, 503, AttemptTrigger::Scheduled);
+    store
+        .record_attempt(&t, &fail, &finished(DeliveryState::Dead))
+        .await
+        .unwrap();
+    for (msg, ep) in [(&on_channel, &b), (&plain, &a)] {
+        let ok = attempt_of(msg, ep, 204, AttemptTrigger::Scheduled);
+        store
+            .record_attempt(&t, &ok, &finished(DeliveryState::Succeeded))
+            .await
+            .unwrap();
+    }
+
+    let query = ListQuery::default();
+    let count = |filter: AttemptFilter| {
+        let (t, app, query) = (&t, &app, &query);
+        async move {
+            store
+                .list_attempts(t, &app.id, query, &filter)
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(count(AttemptFilter::default()).await, 3);
+    let of_a = || AttemptFilter {
+        endpoint_id: Some(a.id.clone()),
+        ..AttemptFilter::default()
+    };
+    assert_eq!(count(of_a()).await, 2);
+    assert_eq!(
+        count(AttemptFilter {
+            msg_id: Some(on_channel.id.clone()),
+            ..AttemptFilter::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(AttemptFilter {
+            succeeded: Some(false),
+            ..of_a()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(AttemptFilter {
+            status_code_class: Some(500),
+            ..AttemptFilter::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(AttemptFilter {
+            status_code_class: Some(0),
+            ..AttemptFilter::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        count(AttemptFilter {
+            channel: Some(herald_core::ChannelName::parse("c").unwrap()),
+            ..AttemptFilter::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(AttemptFilter {
+            event_types: Some(vec![EventTypeName::parse("other").unwrap()]),
+            ..AttemptFilter::default()
+        })
+        .await,
+        0
+    );
+    let got = store
+        .attempt(&t, &app.id, &on_channel.id, &fail.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.status_code, 503);
+    assert!(store
+        .attempt(&t, &app.id, &plain.id, &fail.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .expunge_attempt_content(&t, &app.id, &on_channel.id, &fail.id)
+        .await
+        .unwrap());
+    let expunged = store
+        .attempt(&t, &app.id, &on_channel.id, &fail.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expunged.response_body, None);
+
+    // The endpoint's deliveries and the message's destinations.
+    let of_endpoint = |filter: DeliveryFilter| {
+        let (t, app, a, query) = (&t, &app, &a, &query);
+        async move {
+            store
+                .list_endpoint_deliveries(t, &app.id, &a.id, query, &filter)
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    assert_eq!(of_endpoint(DeliveryFilter::default()).await.len(), 2);
+    let failed = of_endpoint(DeliveryFilter {
+        status: Some(DeliveryStatus::Fail),
+        ..DeliveryFilter::default()
+    })
+    .await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].message.id, on_channel.id);
+    assert_eq!(failed[0].delivery.state, DeliveryState::Dead);
+    let destinations = store
+        .list_message_deliveries(&t, &app.id, &plain.id, &query)
+        .await
+        .unwrap();
+    assert_eq!(destinations.items.len(), 2);
+    assert_eq!(
+        destinations
+            .items
+            .iter()
+            .map(|(d, _)| d.status())
+            .filter(|s| *s == DeliveryStatus::Pending)
+            .count(),
+        1
+    );
+    let since = herald_store::now() - chrono::Duration::hours(1);
+    let until = herald_store::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        store
+            .endpoint_delivery_counts(&t, &app.id, &a.id, since, until)
+            .await
+            .unwrap(),
+        DeliveryCounts {
+            success: 1,
+            fail: 1,
+            pending: 0,
+            sending: 0,
+        }
+    );
+
+    // Nothing of it is visible to another tenant.
+    let other = tenant(store, "other").await;
+    assert!(store
+        .list_attempts(&other, &app.id, &query, &AttemptFilter::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .attempt(&other, &app.id, &on_channel.id, &fail.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!store
+        .expunge_attempt_content(&other, &app.id, &on_channel.id, &fail.id)
+        .await
+        .unwrap());
+    assert!(store
+        .list_endpoint_deliveries(&other, &app.id, &a.id, &query, &DeliveryFilter::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        store
+            .endpoint_delivery_counts(&other, &app.id, &a.id, since, until)
+            .await
+            .unwrap(),
+        DeliveryCounts::default()
+    );
+    assert_eq!(
+        store
+            .request_recovery(&other, &app.id, &a.id, since, until)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn manual_attempts_are_requested_through_the_outbox(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let (a, b) = (endpoint(&app.id, None), endpoint(&app.id, None));
+    store.insert_endpoint(&t, &a).await.unwrap();
+    store.insert_endpoint(&t, &b).await.unwrap();
+    let msg = message(&app.id);
+    store
+        .insert_message(&t, &msg, std::slice::from_ref(&a.id))
+        .await
+        .unwrap();
+    let lease = chrono::Duration::seconds(30);
+    let later = || herald_store::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim_due_deliveries(later(), lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store
+        .record_attempt(
+            &t,
+            &attempt_of(&msg, &a, 500, AttemptTrigger::Scheduled),
+            &finished(DeliveryState::Dead),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due_deliveries(later(), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A resend makes the dead delivery due, flagged manual; a resend to an
+    // endpoint the message never went to creates its delivery.
+    store
+        .request_manual_attempt(&t, &app.id, &msg.id, &a.id)
+        .await
+        .unwrap();
+    store
+        .request_manual_attempt(&t, &app.id, &msg.id, &b.id)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due_deliveries(later(), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.delivery.manual));
+
+    // A scheduled attempt finishing meanwhile leaves the manual request due.
+    store
+        .record_attempt(
+            &t,
+            &attempt_of(&msg, &a, 200, AttemptTrigger::Scheduled),
+            &finished(DeliveryState::Succeeded),
+        )
+        .await
+        .unwrap();
+    let still = store.delivery(&t, &msg.id, &a.id).await.unwrap().unwrap();
+    assert!(still.manual);
+    assert_eq!(still.state, DeliveryState::Sending);
+    // The manual attempt answers it.
+    store
+        .record_attempt(
+            &t,
+            &attempt_of(&msg, &a, 200, AttemptTrigger::Manual),
+            &finished(DeliveryState::Succeeded),
+        )
+        .await
+        .unwrap();
+    let answered = store.delivery(&t, &msg.id, &a.id).await.unwrap().unwrap();
+    assert!(!answered.manual);
+    assert_eq!(answered.state, DeliveryState::Succeeded);
+    assert_eq!(answered.attempts, 3);
+
+    // Recovery re-queues failed and dead deliveries in the window only.
+    store
+        .record_attempt(
+            &t,
+            &attempt_of(&msg, &b, 500, AttemptTrigger::Manual),
+            &finished(DeliveryState::Failed),
+        )
+        .await
+        .unwrap();
+    let since = herald_store::now() - chrono::Duration::hours(1);
+    let past = herald_store::now() - chrono::Duration::minutes(30);
+    assert_eq!(
+        store
+            .request_recovery(&t, &app.id, &b.id, since, past)
+            .await
+            .unwrap(),
+        0
+    );
+    let until = herald_store::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        store
+            .request_recovery(&t, &app.id, &b.id, since, until)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .request_recovery(&t, &app.id, &a.id, since, until)
+            .await
+            .unwrap(),
+        0,
+        "a succeeded delivery is not recovered"
+    );
+    let recovered = store
+        .claim_due_deliveries(later(), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].delivery.endpoint_id, b.id);
+    assert!(recovered[0].delivery.manual);
 }
