@@ -5,6 +5,7 @@
 //! unreachable, and fail instead under `HERALD_REQUIRE_SERVICES=1` (as in CI).
 
 pub mod receiver;
+pub mod topology;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! A real webhook receiver for the tests: an HTTP server on 127.0.0.1 that
-//! answers each path with a scripted sequence of statuses and records every
-//! request it gets.
+//! answers each path with a scripted sequence of statuses (optionally after a
+//! fixed delay) and records every request it gets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ pub struct Received {
 #[derive(Default)]
 struct Inner {
     scripts: HashMap<String, Vec<u16>>,
+    delays: HashMap<String, Duration>,
     received: Vec<Received>,
 }
 
@@ -60,6 +61,12 @@ impl Receiver {
         self.lock()
             .scripts
             .insert(path.to_owned(), statuses.to_vec());
+    }
+
+    /// Answers every request on `path` only after `delay` (a slow endpoint).
+    /// The request is recorded when it arrives, before the delay.
+    pub fn delay(&self, path: &str, delay: Duration) {
+        self.lock().delays.insert(path.to_owned(), delay);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -105,17 +112,24 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
-    let seen = inner.received.iter().filter(|r| r.path == path).count();
-    inner.received.push(Received {
-        path: path.clone(),
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    let status = match inner.scripts.get(&path) {
-        Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
-        _ => 200,
+    let (status, delay) = {
+        let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = inner.received.iter().filter(|r| r.path == path).count();
+        inner.received.push(Received {
+            path: path.clone(),
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        let status = match inner.scripts.get(&path) {
+            Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
+            _ => 200,
+        };
+        (status, inner.delays.get(&path).copied())
     };
+    // Not under the lock: other requests are received while this one waits.
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
 }

@@ -1,0 +1,444 @@
+//! Delivery through RabbitMQ in the production topology: an API process
+//! (`HERALD_ROLES=api`) and a separate worker process (`HERALD_ROLES=worker`)
+//! of the real binary, sharing one database, each test with its own RabbitMQ
+//! prefix. Messages are posted to the API and counted per message id
+//! (`webhook-id`) at a real local receiver.
+//!
+//! The tests run one at a time: several of them load the machine (thousands
+//! of messages, a worker killed) or measure time, and would disturb each other.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_e2e::receiver::Receiver;
+use herald_e2e::topology::{
+    count_by_message, create_app, missing, post_messages, unfinished, Topology, TopologyOptions,
+};
+use serde_json::json;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The retry schedule every test here uses ("1,1"): one second, ±20% jitter.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+async fn start() -> Option<Topology> {
+    Topology::start(TopologyOptions::default()).await
+}
+
+fn header<'a>(request: &'a herald_e2e::receiver::Received, name: &str) -> &'a str {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_posted_to_the_api_is_delivered_signed_by_the_worker_through_rabbitmq() {
+    let _serial = SERIAL.lock().await;
+    let Some(topology) = start().await else {
+        return;
+    };
+    let api = &topology.api;
+    let receiver = Receiver::start().await;
+    create_app(api, "a", &[receiver.url("ok")]).await;
+    let endpoints = api.get("/api/v1/app/a/endpoint").await;
+    let endpoint_id = endpoints.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let secret = api
+        .get(&format!("/api/v1/app/a/endpoint/{endpoint_id}/secret"))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let created = api
+        .post(
+            "/api/v1/app/a/msg",
+            json!({"eventType": "invoice.paid", "payload": {"invoice": 42}}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{created:?}");
+    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+
+    let got = receiver.wait_for("ok", 1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1, "not delivered; logs:\n{}", topology.logs());
+    let request = &got[0];
+    assert_eq!(header(request, "webhook-id"), msg_id);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&request.body).unwrap(),
+        json!({"invoice": 42})
+    );
+    let key = herald_signature::parse_secret(&secret).unwrap();
+    let headers = herald_signature::standard::WebhookHeaders {
+        id: header(request, "webhook-id"),
+        timestamp: header(request, "webhook-timestamp"),
+        signature: header(request, "webhook-signature"),
+    };
+    herald_signature::standard::verify(&key, &headers, &request.body, Duration::from_secs(300))
+        .expect("the signature verifies with the endpoint's secret");
+    assert_eq!(
+        topology
+            .wait_for_delivery(&msg_id, "succeeded", Duration::from_secs(10))
+            .await,
+        ("succeeded".to_owned(), 1),
+        "logs:\n{}",
+        topology.logs()
+    );
+
+    // It went through this test's RabbitMQ topology: the worker runs on
+    // RabbitMQ and declared the queues under the test's prefix, now drained.
+    assert!(
+        topology.logs().contains("rabbitmq"),
+        "the worker uses RabbitMQ; logs:\n{}",
+        topology.logs()
+    );
+    assert_eq!(
+        topology.queue_depth(&topology.names().deliveries).await,
+        Some(0),
+        "{} exists and is empty",
+        topology.names().deliveries
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_endpoint_gets_three_attempts_a_second_apart_and_the_delivery_succeeds() {
+    let _serial = SERIAL.lock().await;
+    let Some(topology) = start().await else {
+        return;
+    };
+    let api = &topology.api;
+    let receiver = Receiver::start().await;
+    receiver.script("flaky", &[500, 500, 200]);
+    create_app(api, "a", &[receiver.url("flaky")]).await;
+    let created = api
+        .post(
+            "/api/v1/app/a/msg",
+            json!({"eventType": "t", "payload": {}}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{created:?}");
+    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        topology
+            .wait_for_delivery(&msg_id, "succeeded", Duration::from_secs(30))
+            .await,
+        ("succeeded".to_owned(), 3),
+        "logs:\n{}",
+        topology.logs()
+    );
+    // Nothing more comes once it succeeded.
+    tokio::time::sleep(RETRY_DELAY * 3).await;
+    let attempts = receiver.received("flaky");
+    assert_eq!(
+        attempts.len(),
+        3,
+        "exactly three attempts; logs:\n{}",
+        topology.logs()
+    );
+    assert!(
+        attempts.iter().all(|r| header(r, "webhook-id") == msg_id),
+        "every attempt carries the message id"
+    );
+    // Each retry waits the scheduled second minus at most 20% jitter (the
+    // timer starts after the previous answer, so the gap between arrivals can
+    // only be longer), and at most a second more on the delay ladder; 5 s is a
+    // generous upper bound for a loaded machine.
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].at - w[0].at).collect();
+    for gap in &gaps {
+        assert!(
+            *gap >= RETRY_DELAY.mul_f64(0.8) - Duration::from_millis(10),
+            "retried too early: gaps {gaps:?}"
+        );
+        assert!(
+            *gap <= Duration::from_secs(5),
+            "retried too late: gaps {gaps:?}; logs:\n{}",
+            topology.logs()
+        );
+    }
+    eprintln!("flaky endpoint: gaps between attempts {gaps:?}");
+
+    let statuses: Vec<i32> =
+        sqlx::query_scalar("SELECT status_code FROM message_attempt WHERE msg_id = $1 ORDER BY id")
+            .bind(&msg_id)
+            .fetch_all(&mut topology.db().await)
+            .await
+            .unwrap();
+    assert_eq!(statuses, vec![500, 500, 200], "the attempts recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_queue_and_listed_as_failed() {
+    let _serial = SERIAL.lock().await;
+    let Some(topology) = start().await else {
+        return;
+    };
+    let api = &topology.api;
+    let receiver = Receiver::start().await;
+    receiver.script("down", &[500]);
+    create_app(api, "a", &[receiver.url("down")]).await;
+    let created = api
+        .post(
+            "/api/v1/app/a/msg",
+            json!({"eventType": "t", "payload": {}}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{created:?}");
+    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+
+    // Schedule "1,1": the first attempt and two retries, then dead.
+    assert_eq!(
+        topology
+            .wait_for_delivery(&msg_id, "dead", Duration::from_secs(30))
+            .await,
+        ("dead".to_owned(), 3),
+        "logs:\n{}",
+        topology.logs()
+    );
+    tokio::time::sleep(RETRY_DELAY * 3).await;
+    assert_eq!(
+        receiver.received("down").len(),
+        3,
+        "three attempts and no more; logs:\n{}",
+        topology.logs()
+    );
+
+    // The exhausted task was dead-lettered to {prefix}.dead.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut letters = Vec::new();
+    while Instant::now() < deadline {
+        letters.extend(topology.take_dead_letters().await);
+        if letters.iter().any(|l| l["msg_id"] == msg_id.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dead: Vec<_> = letters
+        .iter()
+        .filter(|l| l["msg_id"] == msg_id.as_str())
+        .collect();
+    assert_eq!(
+        dead.len(),
+        1,
+        "one task for {msg_id} in {}: {letters:?}; logs:\n{}",
+        topology.names().dead,
+        topology.logs()
+    );
+    assert_eq!(dead[0]["attempt"], 3, "the last attempt's task: {dead:?}");
+
+    // Listed as failed through the API (Svix `v1.message-attempt.list-by-msg`,
+    // status 2 = Fail).
+    let listed = api
+        .get(&format!("/api/v1/app/a/attempt/msg/{msg_id}?status=2"))
+        .await;
+    assert_eq!(
+        listed.status, 200,
+        "GET /api/v1/app/{{app}}/attempt/msg/{{msg_id}}?status=2: {listed:?}"
+    );
+    let attempts = listed.body["data"].as_array().expect("data is a list");
+    assert_eq!(attempts.len(), 3, "three failed attempts: {listed:?}");
+    for attempt in attempts {
+        assert_eq!(attempt["status"], 2, "a failed attempt: {attempt}");
+        assert_eq!(attempt["msgId"], msg_id.as_str(), "{attempt}");
+        assert_eq!(attempt["responseStatusCode"], 500, "{attempt}");
+    }
+}
+
+/// Messages in each burst.
+const BURST: usize = 3000;
+/// Messages posted at once.
+const POST_CONCURRENCY: usize = 32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_of_a_burst_arrives_although_the_worker_is_killed_in_the_middle() {
+    let _serial = SERIAL.lock().await;
+    let Some(topology) = start().await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    create_app(&topology.api, "burst", &[receiver.url("fast")]).await;
+
+    let started = Instant::now();
+    let posted = Arc::new(AtomicUsize::new(0));
+    let posting = tokio::spawn(post_messages(
+        topology.api.url.clone(),
+        topology.api.tenant.key.clone(),
+        "burst".to_owned(),
+        BURST,
+        POST_CONCURRENCY,
+        posted.clone(),
+    ));
+
+    // Kill -9 once the receiver has some, but far from all.
+    let some = receiver
+        .wait_for("fast", BURST / 10, Duration::from_secs(60))
+        .await
+        .len();
+    assert!(
+        some >= BURST / 10,
+        "only {some} deliveries within 60 s; logs:\n{}",
+        topology.logs()
+    );
+    topology.kill_worker();
+    let at_kill = count_by_message(&receiver.received("fast")).len();
+    let posted_at_kill = posted.load(Ordering::Relaxed);
+    assert!(
+        at_kill < BURST / 2,
+        "the worker was killed too late to prove anything: {at_kill} of {BURST} had arrived"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    topology.start_worker().await;
+
+    let ids: HashSet<String> = tokio::time::timeout(Duration::from_secs(180), posting)
+        .await
+        .expect("posting finishes within 180 s")
+        .expect("every message is accepted")
+        .into_iter()
+        .collect();
+    assert_eq!(ids.len(), BURST);
+    let posted_in = started.elapsed();
+
+    // Tasks held by the killed worker come back from RabbitMQ at once; claimed
+    // deliveries it had not published yet come back when their lease (20 s) ends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let counts = loop {
+        let counts = count_by_message(&receiver.received("fast"));
+        if missing(&ids, &counts).is_empty() || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let lost = missing(&ids, &counts);
+    assert!(
+        lost.is_empty(),
+        "{} of {BURST} messages never arrived (e.g. {:?}); deliveries by state: {:?}; logs:\n{}",
+        lost.len(),
+        &lost[..lost.len().min(5)],
+        topology.delivery_states().await,
+        topology.logs()
+    );
+    let all_in = started.elapsed();
+    let states = topology
+        .wait_until_deliveries_finished(Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        unfinished(&states),
+        0,
+        "deliveries left unfinished: {states:?}; logs:\n{}",
+        topology.logs()
+    );
+    assert_eq!(
+        states.get("succeeded").copied(),
+        Some(BURST as i64),
+        "{states:?}"
+    );
+    let total: usize = counts.values().sum();
+    eprintln!(
+        "worker killed after {at_kill} of {BURST} had arrived ({posted_at_kill} posted); \
+         all posted after {posted_in:?}, all arrived after {all_in:?}; \
+         {total} requests for {} messages: {} duplicates",
+        counts.len(),
+        total - counts.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_does_not_slow_down_a_fast_one() {
+    let _serial = SERIAL.lock().await;
+    // Attempts to the slow endpoint take 10 s, so the timeout must be longer.
+    let Some(topology) = Topology::start(TopologyOptions {
+        delivery_timeout: 15,
+        delivery_lease: 30,
+        ..TopologyOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    const MESSAGES: usize = 100;
+    const SLOW: Duration = Duration::from_secs(10);
+    // HERALD_ENDPOINT_CONCURRENCY's default: attempts in flight per endpoint.
+    const PER_ENDPOINT: usize = 16;
+    let receiver = Receiver::start().await;
+    receiver.delay("slow", SLOW);
+    create_app(
+        &topology.api,
+        "a",
+        &[receiver.url("slow"), receiver.url("fast")],
+    )
+    .await;
+
+    let started = Instant::now();
+    let ids: HashSet<String> = post_messages(
+        topology.api.url.clone(),
+        topology.api.tenant.key.clone(),
+        "a".to_owned(),
+        MESSAGES,
+        POST_CONCURRENCY,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await
+    .into_iter()
+    .collect();
+    let posted_in = started.elapsed();
+
+    // Every fast delivery arrives before the first slow answer could have come
+    // back: were the fast endpoint's tasks waiting behind the slow one's, some
+    // would wait at least 10 s.
+    let fast = receiver.wait_for("fast", MESSAGES, SLOW).await;
+    let fast_in = started.elapsed();
+    let slow_then = receiver.received("slow").len();
+    let fast_counts = count_by_message(&fast);
+    assert!(
+        missing(&ids, &fast_counts).is_empty(),
+        "the fast endpoint got {} of {MESSAGES} messages in {fast_in:?} (the slow one {slow_then}); logs:\n{}",
+        fast_counts.len(),
+        topology.logs()
+    );
+    // Meanwhile the slow endpoint holds only its share of the worker.
+    assert!(
+        (1..=PER_ENDPOINT).contains(&slow_then),
+        "the slow endpoint had {slow_then} requests when the fast one was done"
+    );
+    eprintln!(
+        "slow endpoint: posted {MESSAGES} in {posted_in:?}; the fast endpoint had all after \
+         {fast_in:?}, when the slow one had {slow_then} requests"
+    );
+
+    // The slow endpoint is served too, PER_ENDPOINT at a time: about
+    // MESSAGES / PER_ENDPOINT * 10 s.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let slow_counts = loop {
+        let counts = count_by_message(&receiver.received("slow"));
+        if missing(&ids, &counts).is_empty() || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let slow_all_in = started.elapsed();
+    assert!(
+        missing(&ids, &slow_counts).is_empty(),
+        "the slow endpoint got only {} of {MESSAGES} messages; logs:\n{}",
+        slow_counts.len(),
+        topology.logs()
+    );
+    let states = topology
+        .wait_until_deliveries_finished(Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        states.get("succeeded").copied(),
+        Some(2 * MESSAGES as i64),
+        "every delivery succeeded: {states:?}; logs:\n{}",
+        topology.logs()
+    );
+    let slow_total: usize = slow_counts.values().sum();
+    eprintln!(
+        "slow endpoint: all {MESSAGES} after {slow_all_in:?}, {slow_total} requests ({} duplicates); \
+         fast endpoint: {} requests",
+        slow_total - MESSAGES,
+        receiver.received("fast").len()
+    );
+}
