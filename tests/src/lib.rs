@@ -171,9 +171,12 @@ impl Drop for TestDatabase {
 pub struct Options {
     /// Keep idempotency records in the local Redis instead of memory.
     pub redis: bool,
-    /// Also run the worker role (in-process queue unless `HERALD_AMQP_URL` is
-    /// in `env`), allowed to deliver to loopback, retrying every second.
+    /// Also run the worker role (in-process queue unless `rabbit`), allowed to
+    /// deliver to loopback, retrying every second.
     pub worker: bool,
+    /// With `worker`: deliver through RabbitMQ (a queue prefix of its own,
+    /// deleted afterwards) instead of the in-process queue.
+    pub rabbit: bool,
     /// Extra environment variables for the server process.
     pub env: Vec<(String, String)>,
 }
@@ -189,6 +192,7 @@ pub struct Herald {
     pub log_path: PathBuf,
     // Dropped after the child is killed (fields drop in declaration order after Drop::drop).
     pub db: TestDatabase,
+    _rabbit: Option<topology::RabbitCleanup>,
 }
 
 /// A tenant and one of its API keys.
@@ -222,6 +226,18 @@ impl Herald {
             }
             env.push(("HERALD_REDIS_URL".into(), redis_url()));
             env.push(("HERALD_REDIS_PREFIX".into(), prefix));
+        }
+        let mut rabbit = None;
+        if options.rabbit {
+            let url = topology::amqp_url();
+            if let Err(why) = topology::rabbit_reachable(&url).await {
+                return skip_or_fail("RabbitMQ", &why);
+            }
+            topology::sweep_stale_topologies(&url).await;
+            let prefix = topology::fresh_prefix();
+            env.push(("HERALD_AMQP_URL".into(), url.clone()));
+            env.push(("HERALD_AMQP_PREFIX".into(), prefix.clone()));
+            rabbit = Some(topology::RabbitCleanup { url, prefix });
         }
         // Without the worker no test can make Herald reach out to the network.
         let mut roles = vec![("HERALD_ROLES".to_owned(), "api".to_owned())];
@@ -287,6 +303,7 @@ impl Herald {
             http,
             log_path,
             db,
+            _rabbit: rabbit,
         };
         herald.tenant = herald.create_tenant("first").await;
         Some(herald)

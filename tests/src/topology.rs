@@ -112,14 +112,7 @@ impl Topology {
             return skip_or_fail("RabbitMQ", &why);
         }
         sweep_stale_topologies(&amqp_url).await;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let prefix = format!(
-            "{PREFIX_STEM}{now}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+        let prefix = fresh_prefix();
         // Created first so that it is dropped last, also if a start-up below panics.
         let cleanup = RabbitCleanup {
             url: amqp_url.clone(),
@@ -235,6 +228,25 @@ impl Topology {
             ));
         }
         out
+    }
+
+    /// How many worker processes are still running (not killed, not exited).
+    pub fn live_workers(&self) -> usize {
+        self.lock_workers()
+            .iter_mut()
+            .filter(|w| !w.killed)
+            .filter_map(|w| w.child.try_wait().ok())
+            .filter(Option::is_none)
+            .count()
+    }
+
+    /// The whole log of worker `number` (1 for the first one started).
+    pub fn worker_log(&self, number: usize) -> String {
+        self.lock_workers()
+            .iter()
+            .find(|w| w.number == number)
+            .and_then(|w| std::fs::read_to_string(&w.log_path).ok())
+            .unwrap_or_default()
     }
 
     fn lock_workers(&self) -> std::sync::MutexGuard<'_, Vec<WorkerProcess>> {
@@ -437,8 +449,20 @@ pub fn missing<'a>(expected: &'a HashSet<String>, counts: &HashMap<String, usize
         .collect()
 }
 
+/// A queue prefix no other test uses, recognisable as stale after a crash.
+pub(crate) fn fresh_prefix() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!(
+        "{PREFIX_STEM}{now}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
 /// Whether a connection to the broker can be opened, within 5 s.
-async fn rabbit_reachable(url: &str) -> Result<(), String> {
+pub(crate) async fn rabbit_reachable(url: &str) -> Result<(), String> {
     match tokio::time::timeout(Duration::from_secs(5), open_channel(url)).await {
         Ok(Ok((connection, _))) => {
             let _ = connection.close(200, "reachable".into()).await;
@@ -494,9 +518,9 @@ async fn delete_topology(url: &str, prefix: &str) -> Result<(), String> {
 
 /// Deletes a topology when dropped, from a private runtime on its own thread
 /// (so it works during a panic and whether or not the test's runtime is alive).
-struct RabbitCleanup {
-    url: String,
-    prefix: String,
+pub(crate) struct RabbitCleanup {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
 }
 
 impl Drop for RabbitCleanup {
@@ -525,7 +549,7 @@ impl Drop for RabbitCleanup {
 /// Deletes topologies of these tests older than [`STALE_AFTER`] (left by test
 /// processes that were killed before their cleanup ran). Once per test
 /// binary; needs `rabbitmqctl` to list queues, and does nothing without it.
-async fn sweep_stale_topologies(url: &str) {
+pub(crate) async fn sweep_stale_topologies(url: &str) {
     static SWEPT: std::sync::Once = std::sync::Once::new();
     let mut first = false;
     SWEPT.call_once(|| first = true);

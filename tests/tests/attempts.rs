@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 async fn start() -> Option<Herald> {
     Herald::start_with(Options {
         worker: true,
+        rabbit: true,
         ..Options::default()
     })
     .await
@@ -210,6 +211,7 @@ async fn attempts_are_listed_filtered_and_expunged() {
 async fn resend_and_recover_make_manual_attempts() {
     let Some(herald) = Herald::start_with(Options {
         worker: true,
+        rabbit: true,
         env: vec![("HERALD_RETRY_SCHEDULE".into(), "1".into())],
         ..Options::default()
     })

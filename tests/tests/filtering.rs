@@ -111,6 +111,7 @@ const CASES: &[Case] = &[
 async fn each_message_reaches_exactly_the_matching_endpoints() {
     let Some(herald) = Herald::start_with(Options {
         worker: true,
+        rabbit: true,
         ..Options::default()
     })
     .await

@@ -71,6 +71,7 @@ impl Drop for Counter {
 async fn deliveries_to_internal_addresses_are_refused_before_connecting() {
     let Some(herald) = Herald::start_with(Options {
         worker: true,
+        rabbit: true,
         env: vec![
             // Empty: no CIDR is exempt (config.rs skips blank entries).
             ("HERALD_SSRF_ALLOW".into(), String::new()),

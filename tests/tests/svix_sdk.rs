@@ -29,6 +29,7 @@ async fn the_official_svix_python_sdk_works_against_herald() {
     // to a receiver it runs on 127.0.0.1.
     let Some(herald) = Herald::start_with(Options {
         worker: true,
+        rabbit: true,
         ..Options::default()
     })
     .await
@@ -78,6 +79,7 @@ async fn the_official_svix_python_sdk_works_against_herald() {
 async fn sdk_messages_arrive_byte_identical_and_verify_before_and_after_rotation() {
     let Some(herald) = Herald::start_with(Options {
         worker: true,
+        rabbit: true,
         ..Options::default()
     })
     .await
