@@ -1,13 +1,18 @@
 //! Herald's persistence layer: the [`Store`] trait every other crate talks to,
-//! the records it stores, and its PostgreSQL implementation.
+//! the records it stores, and its two implementations: [`PgStore`]
+//! (PostgreSQL, for the production topology) and [`SqliteStore`] (one SQLite
+//! file, for the embedded mode). Both pass the same contract suite
+//! (`tests/contract`), report unique violations under the same constraint
+//! names, and embed their migrations (`migrations/postgres`,
+//! `migrations/sqlite`).
 //!
 //! Every method that touches tenant data takes the [`TenantId`] first, so no
-//! query can forget to scope by tenant. A SQLite implementation can be added
-//! beside [`postgres::PgStore`] without changing any caller.
+//! query can forget to scope by tenant.
 
 pub mod model;
 pub mod page;
 pub mod postgres;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use herald_core::{
@@ -17,6 +22,7 @@ use herald_core::{
 pub use model::*;
 pub use page::{Cursor, ListQuery, Ordering, Page};
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,26 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            // Each backend classifies its own database errors (codes differ).
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                sqlite::database_error(err)
+            }
+            sqlx::Error::Database(_) => postgres::database_error(err),
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            _ => StoreError::Database(err),
+        }
+    }
 }
 
 impl StoreError {
@@ -330,4 +356,10 @@ pub trait Store: Send + Sync + 'static {
         lease: chrono::Duration,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Makes every `sending` delivery `pending` again, keeping its
+    /// `next_attempt_at` (so one waiting for a retry stays due at its retry
+    /// time); returns how many. Only for a deployment where one worker process
+    /// owns the database (the embedded mode): at its start, whatever was in
+    /// flight was lost with the previous process. Not tenant-scoped.
+    async fn release_claims(&self) -> StoreResult<u64>;
 }

@@ -63,25 +63,20 @@ impl PgStore {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-                constraint: db.constraint().unwrap_or_default().to_owned(),
-            },
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
-            // 57P01 admin_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections.
-            sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("57P01" | "57P03" | "53300")) =>
-            {
-                StoreError::Unavailable(err)
-            }
-            _ => StoreError::Database(err),
+/// Maps an error PostgreSQL reported (an `sqlx::Error::Database`) to a
+/// [`StoreError`]; `From<sqlx::Error>` calls it.
+pub(crate) fn database_error(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            constraint: db.constraint().unwrap_or_default().to_owned(),
+        },
+        // 57P01 admin_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections.
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("57P01" | "57P03" | "53300")) =>
+        {
+            StoreError::Unavailable(err)
         }
+        _ => StoreError::Database(err),
     }
 }
 
@@ -1273,5 +1268,12 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn release_claims(&self) -> StoreResult<u64> {
+        let result = sqlx::query("UPDATE delivery SET state = 'pending' WHERE state = 'sending'")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
     }
 }

@@ -1,5 +1,45 @@
 //! The behaviour every `Store` implementation must show, written once against
 //! `&dyn Store` so each backend's test file runs the same checks.
+//!
+//! A backend's test file calls [`contract_tests!`] once; a new contract test
+//! is added to that macro's list below, and so runs on every backend.
+
+/// Defines one `#[tokio::test]` per contract test. `$fresh` is an async
+/// function returning `Option<G>` where `G` has a `store` field (a fresh,
+/// migrated store kept alive by the guard `G`); `None` skips the test.
+macro_rules! contract_tests {
+    ($fresh:ident) => {
+        $crate::contract::contract_tests!(
+            @each $fresh;
+            objects_of_one_tenant_are_invisible_to_another,
+            records_round_trip_unchanged,
+            keyset_pages_cover_everything_once_in_both_orders,
+            api_keys_are_found_by_hash_until_revoked,
+            missing_event_types_ignores_other_tenants_and_archived_ones,
+            settings_keep_their_first_value,
+            updates_lose_to_a_concurrent_change,
+            unique_violations_name_their_constraint,
+            attempts_move_deliveries_through_their_states,
+            due_deliveries_are_claimed_once_until_their_lease_ends,
+            concurrent_claimers_never_share_a_delivery,
+            concurrent_writes_all_succeed,
+            released_claims_are_due_again_at_their_own_time,
+            attempt_listings_filter_and_stay_in_their_tenant,
+            listings_filter_by_channel_event_type_and_time,
+            manual_attempts_are_requested_through_the_outbox,
+        );
+    };
+    (@each $fresh:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some(fresh) = $fresh().await else { return };
+                crate::contract::$name(&fresh.store).await;
+            }
+        )*
+    };
+}
+pub(crate) use contract_tests;
 
 use chrono::Utc;
 use herald_core::{
@@ -9,7 +49,7 @@ use herald_core::{
 use herald_store::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, Cursor, DeliveryCounts,
     DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointSecrets,
-    EventType, ListQuery, Message, Ordering, Store, Tenant,
+    EventType, ListQuery, Message, MessageFilter, Ordering, Store, Tenant,
 };
 
 pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
@@ -774,4 +814,398 @@ pub async fn manual_attempts_are_requested_through_the_outbox(store: &dyn Store)
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].delivery.endpoint_id, b.id);
     assert!(recovered[0].delivery.manual);
+}
+
+pub async fn unique_violations_name_their_constraint(store: &dyn Store) {
+    // The API tells these conflicts apart by constraint name, so every store
+    // reports the names PostgreSQL gives them.
+    let t = tenant(store, "t").await;
+    let app = application(Some("app-uid"));
+    store.insert_application(&t, &app).await.unwrap();
+    let err = store
+        .insert_application(&t, &application(Some("app-uid")))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict_on("application_tenant_id_uid_key"), "{err}");
+
+    let ep = endpoint(&app.id, Some("ep-uid"));
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let err = store
+        .insert_endpoint(&t, &endpoint(&app.id, Some("ep-uid")))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict_on("endpoint_app_id_uid_key"), "{err}");
+    let mut other = endpoint(&app.id, Some("other-uid"));
+    store.insert_endpoint(&t, &other).await.unwrap();
+    let stale = other.updated_at;
+    other.uid = Some(Uid::parse("ep-uid").unwrap());
+    other.updated_at = stale + chrono::Duration::microseconds(1);
+    let err = store.update_endpoint(&t, &other, stale).await.unwrap_err();
+    assert!(err.is_conflict_on("endpoint_app_id_uid_key"), "{err}");
+
+    let now = herald_store::now();
+    let event_type = EventType {
+        name: EventTypeName::parse("user.created").unwrap(),
+        description: String::new(),
+        archived: false,
+        deprecated: false,
+        feature_flag: None,
+        schemas: Some(serde_json::json!({"1": {"type": "object"}})),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_event_type(&t, &event_type).await.unwrap();
+    let err = store.insert_event_type(&t, &event_type).await.unwrap_err();
+    assert!(err.is_conflict_on("event_type_pkey"), "{err}");
+    let stored = store
+        .event_type(&t, &event_type.name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.schemas, event_type.schemas);
+
+    let mut first = message(&app.id);
+    first.event_id = Some(Uid::parse("evt-1").unwrap());
+    store
+        .insert_message(&t, &first, std::slice::from_ref(&ep.id))
+        .await
+        .unwrap();
+    let mut again = message(&app.id);
+    again.event_id = first.event_id.clone();
+    let err = store
+        .insert_message(&t, &again, std::slice::from_ref(&ep.id))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict_on("message_app_id_event_id_key"), "{err}");
+    // The refused message left nothing behind, and the store still writes.
+    assert!(store
+        .deliveries_of_message(&t, &again.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let found = store
+        .message(&t, &app.id, &id_ref("evt-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, first.id);
+    assert_eq!(found.payload, first.payload);
+    assert_eq!(found.created_at, first.created_at);
+    store
+        .insert_message(&t, &message(&app.id), std::slice::from_ref(&ep.id))
+        .await
+        .unwrap();
+}
+
+pub async fn concurrent_claimers_never_share_a_delivery(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let (a, b) = (endpoint(&app.id, None), endpoint(&app.id, None));
+    store.insert_endpoint(&t, &a).await.unwrap();
+    store.insert_endpoint(&t, &b).await.unwrap();
+    for _ in 0..20 {
+        store
+            .insert_message(&t, &message(&app.id), &[a.id.clone(), b.id.clone()])
+            .await
+            .unwrap();
+    }
+    let now = herald_store::now() + chrono::Duration::seconds(1);
+    let lease = chrono::Duration::seconds(30);
+    let claimers = (0..6).map(|_| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store.claim_due_deliveries(now, lease, 3).await.unwrap();
+            if batch.is_empty() {
+                return mine;
+            }
+            mine.extend(batch.into_iter().map(|c| {
+                (
+                    c.delivery.msg_id.to_string(),
+                    c.delivery.endpoint_id.to_string(),
+                )
+            }));
+        }
+    });
+    let claimed: Vec<(String, String)> = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let distinct: std::collections::HashSet<_> = claimed.iter().collect();
+    assert_eq!(claimed.len(), 40, "every delivery is claimed");
+    assert_eq!(distinct.len(), 40, "no delivery is claimed twice");
+}
+
+pub async fn concurrent_writes_all_succeed(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let (t, app, ep) = (&t, &app, &ep);
+    let writers = (0..32).map(|i| async move {
+        let msg = message(&app.id);
+        store
+            .insert_message(t, &msg, std::slice::from_ref(&ep.id))
+            .await
+            .unwrap();
+        let attempt = attempt_of(&msg, ep, 200, AttemptTrigger::Scheduled);
+        store
+            .record_attempt(t, &attempt, &finished(DeliveryState::Succeeded))
+            .await
+            .unwrap();
+        store
+            .setting_or_insert(&format!("s{}", i % 4), "v")
+            .await
+            .unwrap();
+        assert!(store
+            .message(t, &app.id, &id_ref(msg.id.as_str()))
+            .await
+            .unwrap()
+            .is_some());
+    });
+    futures::future::join_all(writers).await;
+    let page = store
+        .list_messages(t, &app.id, &ListQuery::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 32);
+    let since = herald_store::now() - chrono::Duration::hours(1);
+    let until = herald_store::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        store
+            .endpoint_delivery_counts(t, &app.id, &ep.id, since, until)
+            .await
+            .unwrap()
+            .success,
+        32
+    );
+}
+
+pub async fn released_claims_are_due_again_at_their_own_time(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let endpoints: Vec<Endpoint> = (0..3).map(|_| endpoint(&app.id, None)).collect();
+    for ep in &endpoints {
+        store.insert_endpoint(&t, ep).await.unwrap();
+    }
+    let (lost, retrying, done) = (&endpoints[0], &endpoints[1], &endpoints[2]);
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let msg = message(&app.id);
+    store.insert_message(&t, &msg, &ids).await.unwrap();
+    let now = herald_store::now() + chrono::Duration::seconds(1);
+    let lease = chrono::Duration::hours(2);
+    assert_eq!(
+        store
+            .claim_due_deliveries(now, lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // One was handed out and lost, one waits for its retry in the delay
+    // ladder, one succeeded.
+    let retry_at = now + chrono::Duration::hours(1);
+    store
+        .update_delivery(
+            &t,
+            &msg.id,
+            &retrying.id,
+            &DeliveryUpdate {
+                state: DeliveryState::Sending,
+                next_attempt_at: Some(retry_at),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            &t,
+            &attempt_of(&msg, done, 200, AttemptTrigger::Scheduled),
+            &finished(DeliveryState::Succeeded),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(store.release_claims().await.unwrap(), 2);
+    let delivery = |ep: &Endpoint| {
+        let (t, msg, id) = (&t, &msg, ep.id.clone());
+        async move { store.delivery(t, &msg.id, &id).await.unwrap().unwrap() }
+    };
+    let released = delivery(lost).await;
+    assert_eq!(released.state, DeliveryState::Pending);
+    assert_eq!(released.next_attempt_at, Some(now));
+    let waiting = delivery(retrying).await;
+    assert_eq!(waiting.state, DeliveryState::Pending);
+    assert_eq!(waiting.next_attempt_at, Some(retry_at));
+    assert_eq!(delivery(done).await.state, DeliveryState::Succeeded);
+
+    // The lost one is due at once, the retry only at its time, lease or not.
+    let again = store.claim_due_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.endpoint_id, lost.id);
+    let before_retry = retry_at - chrono::Duration::seconds(1);
+    assert!(store
+        .claim_due_deliveries(before_retry, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let at_retry = store
+        .claim_due_deliveries(retry_at, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(at_retry.len(), 1);
+    assert_eq!(at_retry[0].delivery.endpoint_id, retrying.id);
+    assert_eq!(store.release_claims().await.unwrap(), 2);
+}
+
+pub async fn listings_filter_by_channel_event_type_and_time(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let base = herald_store::now() - chrono::Duration::minutes(10);
+    let message_at = |minute: i64, event_type: &str, channels: Option<&[&str]>| {
+        let mut msg = message(&app.id);
+        msg.created_at = base + chrono::Duration::minutes(minute);
+        msg.event_type = EventTypeName::parse(event_type).unwrap();
+        msg.channels = channels.map(|cs| {
+            cs.iter()
+                .map(|c| herald_core::ChannelName::parse(*c).unwrap())
+                .collect()
+        });
+        msg
+    };
+    let early = message_at(0, "a.b", Some(&["c1", "c2"]));
+    let middle = message_at(1, "x.y", Some(&["c2"]));
+    let late = message_at(2, "a.b", None);
+    for msg in [&early, &middle, &late] {
+        store.insert_message(&t, msg, &[]).await.unwrap();
+    }
+    let listed = |filter: MessageFilter| {
+        let (t, app) = (&t, &app);
+        async move {
+            let page = store
+                .list_messages(t, &app.id, &ListQuery::default(), &filter)
+                .await
+                .unwrap();
+            let mut ids: Vec<String> = page.items.iter().map(|m| m.id.to_string()).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let ids = |msgs: &[&Message]| {
+        let mut ids: Vec<String> = msgs.iter().map(|m| m.id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let channel = |c: &str| Some(herald_core::ChannelName::parse(c).unwrap());
+    let types = |names: &[&str]| {
+        Some(
+            names
+                .iter()
+                .map(|n| EventTypeName::parse(*n).unwrap())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let at = |minute: i64| Some(base + chrono::Duration::minutes(minute));
+
+    assert_eq!(
+        listed(MessageFilter::default()).await,
+        ids(&[&early, &middle, &late])
+    );
+    let on = |c: &str| MessageFilter {
+        channel: channel(c),
+        ..MessageFilter::default()
+    };
+    assert_eq!(listed(on("c2")).await, ids(&[&early, &middle]));
+    assert_eq!(listed(on("c1")).await, ids(&[&early]));
+    // A channel matches whole, never as a part of another.
+    assert_eq!(listed(on("c")).await, ids(&[]));
+    let of = |names: &[&str]| MessageFilter {
+        event_types: types(names),
+        ..MessageFilter::default()
+    };
+    assert_eq!(listed(of(&["a.b"])).await, ids(&[&early, &late]));
+    assert_eq!(
+        listed(of(&["a.b", "x.y"])).await,
+        ids(&[&early, &middle, &late])
+    );
+    assert_eq!(listed(of(&["none"])).await, ids(&[]));
+    assert_eq!(
+        listed(MessageFilter {
+            channel: channel("c2"),
+            event_types: types(&["a.b"]),
+            ..MessageFilter::default()
+        })
+        .await,
+        ids(&[&early])
+    );
+    // Time bounds are exclusive, to the microsecond.
+    let window = |before, after| MessageFilter {
+        before,
+        after,
+        ..MessageFilter::default()
+    };
+    assert_eq!(listed(window(at(1), None)).await, ids(&[&early]));
+    assert_eq!(listed(window(None, at(1))).await, ids(&[&late]));
+    assert_eq!(listed(window(at(2), at(0))).await, ids(&[&middle]));
+    let just_after = early.created_at + chrono::Duration::microseconds(1);
+    assert_eq!(listed(window(Some(just_after), None)).await, ids(&[&early]));
+    assert_eq!(listed(window(Some(early.created_at), None)).await, ids(&[]));
+
+    // Event type names list bytewise ("Z" sorts before "a"), archived ones
+    // only when asked for.
+    let now = herald_store::now();
+    for (name, archived) in [("b.live", false), ("a.old", true), ("Z.upper", false)] {
+        store
+            .insert_event_type(
+                &t,
+                &EventType {
+                    name: EventTypeName::parse(name).unwrap(),
+                    description: String::new(),
+                    archived,
+                    deprecated: false,
+                    feature_flag: None,
+                    schemas: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let names = |include_archived: bool| {
+        let t = &t;
+        async move {
+            store
+                .list_event_types(t, &ListQuery::default(), include_archived)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(false).await, ["Z.upper", "b.live"]);
+    assert_eq!(names(true).await, ["Z.upper", "a.old", "b.live"]);
+
+    // Tenants and endpoints page like everything else.
+    let tenants = store.list_tenants(&ListQuery::default()).await.unwrap();
+    assert!(tenants.items.iter().any(|x| x.id == t));
+    for _ in 0..2 {
+        store
+            .insert_endpoint(&t, &endpoint(&app.id, None))
+            .await
+            .unwrap();
+    }
+    let one = ListQuery {
+        limit: 1,
+        ..ListQuery::default()
+    };
+    let page = store.list_endpoints(&t, &app.id, &one).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(!page.done);
 }
