@@ -63,10 +63,70 @@ pub fn herald_bin() -> PathBuf {
     bin
 }
 
-/// A PostgreSQL database that exists for one test and is dropped after it.
+/// Which backends a test's server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL, plus RabbitMQ and Redis when a test asks for them: the
+    /// production topology. Skips (or fails) when the services are missing.
+    Services,
+    /// The embedded mode: one process on a SQLite file, the in-process queue
+    /// and in-memory idempotency records. Needs nothing installed.
+    Embedded,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+impl Backend {
+    /// The backend of the running test: the one [`e2e_tests!`] set, else
+    /// `Services`.
+    pub fn current() -> Self {
+        BACKEND.try_with(|b| *b).unwrap_or(Backend::Services)
+    }
+
+    /// Runs `test` with this backend as [`Backend::current`].
+    pub async fn scope<F: std::future::Future>(self, test: F) -> F::Output {
+        BACKEND.scope(self, test).await
+    }
+}
+
+/// Declares end-to-end tests that run twice, as `<name>::services` and
+/// `<name>::embedded`: the same checks against both backends. Each test is an
+/// `async fn name() { … }` that starts its server with [`Herald::start`] or
+/// [`Herald::start_with`], which read [`Backend::current`].
+#[macro_export]
+macro_rules! e2e_tests {
+    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                $(#[$meta])*
+                async fn e2e_test_body() $body
+
+                #[tokio::test]
+                async fn services() {
+                    $crate::Backend::Services.scope(e2e_test_body()).await
+                }
+
+                #[tokio::test]
+                async fn embedded() {
+                    $crate::Backend::Embedded.scope(e2e_test_body()).await
+                }
+            }
+        )*
+    };
+}
+
+/// A database that exists for one test and is dropped after it: a PostgreSQL
+/// database, or a SQLite file for the embedded backend.
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// The SQLite file, for the embedded backend.
+    pub sqlite_path: Option<PathBuf>,
 }
 
 fn with_database(admin_url: &str, name: &str) -> String {
@@ -112,7 +172,43 @@ impl TestDatabase {
             .as_secs();
         let name = format!("herald_e2e_{now}_{}", uuid::Uuid::new_v4().simple());
         let url = with_database(&admin_url, &name);
-        Some(Self { name, url })
+        Some(Self {
+            name,
+            url,
+            sqlite_path: None,
+        })
+    }
+
+    /// A fresh database of [`Backend::current`], or `None` when the services
+    /// are missing and optional.
+    pub async fn for_current_backend() -> Option<Self> {
+        match Backend::current() {
+            Backend::Services => Self::create().await,
+            Backend::Embedded => Some(Self::sqlite()),
+        }
+    }
+
+    /// A SQLite file in the temporary directory that does not exist yet (the
+    /// server creates it); removed with its WAL files afterwards.
+    pub fn sqlite() -> Self {
+        let name = format!("herald_e2e_{}", uuid::Uuid::new_v4().simple());
+        let path = std::env::temp_dir().join(format!("{name}.db"));
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            name,
+            sqlite_path: Some(path),
+        }
+    }
+
+    /// Opens a connection to this database (PostgreSQL or SQLite), for tests
+    /// that check what was stored. Queries use `$1` placeholders, which both
+    /// accept.
+    pub async fn connect(&self) -> sqlx::AnyConnection {
+        static DRIVERS: std::sync::Once = std::sync::Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
     }
 }
 
@@ -144,6 +240,14 @@ async fn sweep_stale_databases(conn: &mut sqlx::PgConnection) {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if let Some(path) = &self.sqlite_path {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+            return;
+        }
         let name = self.name.clone();
         // Drop runs outside async context guarantees; a private runtime on its own
         // thread works whether or not the test's runtime is still alive.
@@ -216,9 +320,22 @@ impl Herald {
         Self::start_with(Options::default()).await
     }
 
+    /// Starts a server on [`Backend::current`]. On the embedded backend,
+    /// `redis` and `rabbit` are ignored: it has neither.
     pub async fn start_with(options: Options) -> Option<Self> {
-        let db = TestDatabase::create().await?;
+        let backend = Backend::current();
+        let db = TestDatabase::for_current_backend().await?;
         let mut env = options.env.clone();
+        let options = match backend {
+            Backend::Services => options,
+            Backend::Embedded => Options {
+                redis: false,
+                rabbit: false,
+                ..options
+            },
+        };
+        // Tenants come from the admin API, as in production.
+        env.insert(0, ("HERALD_DEFAULT_TENANT".into(), "false".into()));
         if options.redis {
             let prefix = format!("herald-e2e-{}:", uuid::Uuid::new_v4().simple());
             if !redis_reachable().await {
@@ -416,11 +533,14 @@ impl Herald {
             .await
     }
 
+    /// A connection to this server's database, PostgreSQL or SQLite.
+    pub async fn db(&self) -> sqlx::AnyConnection {
+        self.db.connect().await
+    }
+
     /// Counts rows of a table in this server's database (to prove nothing was stored).
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let mut conn = sqlx::PgConnection::connect(&self.db.url)
-            .await
-            .expect("connect test db");
+        let mut conn = self.db().await;
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&mut conn)
             .await

@@ -932,133 +932,135 @@ async fn check(herald: &Herald, f: &Fixture, case: &Case) -> Result<(), String> 
     Ok(())
 }
 
-#[tokio::test]
-async fn bad_requests_get_a_4xx_with_code_and_detail_and_store_nothing() {
-    let Some(mut herald) = Herald::start().await else {
-        return;
-    };
-    let f = fixture(&herald).await;
-    let cases = cases(&f);
-    let mut failures = Vec::new();
-    for case in &cases {
-        let counts_before = counts(&herald).await;
-        let before = snapshot(&herald, &f).await;
-        if let Err(failure) = check(&herald, &f, case).await {
-            failures.push(failure);
-        }
-        let counts_after = counts(&herald).await;
-        if counts_after != counts_before {
-            failures.push(format!(
-                "case '{}': stored something: rows before {counts_before:?}, after {counts_after:?}",
-                case.name
-            ));
-        }
-        let after = snapshot(&herald, &f).await;
-        for (section, was) in before.as_object().into_iter().flatten() {
-            let now = &after[section];
-            if now != was {
+herald_e2e::e2e_tests! {
+    async fn bad_requests_get_a_4xx_with_code_and_detail_and_store_nothing() {
+        let Some(mut herald) = Herald::start().await else {
+            return;
+        };
+        let f = fixture(&herald).await;
+        let cases = cases(&f);
+        let mut failures = Vec::new();
+        for case in &cases {
+            let counts_before = counts(&herald).await;
+            let before = snapshot(&herald, &f).await;
+            if let Err(failure) = check(&herald, &f, case).await {
+                failures.push(failure);
+            }
+            let counts_after = counts(&herald).await;
+            if counts_after != counts_before {
                 failures.push(format!(
-                    "case '{}': changed the existing {section}:\n    before {was}\n    after  {now}",
+                    "case '{}': stored something: rows before {counts_before:?}, after {counts_after:?}",
                     case.name
                 ));
             }
+            let after = snapshot(&herald, &f).await;
+            for (section, was) in before.as_object().into_iter().flatten() {
+                let now = &after[section];
+                if now != was {
+                    failures.push(format!(
+                        "case '{}': changed the existing {section}:\n    before {was}\n    after  {now}",
+                        case.name
+                    ));
+                }
+            }
+            assert!(
+                herald.is_running(),
+                "case '{}' crashed the server; its log:\n{}",
+                case.name,
+                herald.log()
+            );
         }
         assert!(
-            herald.is_running(),
-            "case '{}' crashed the server; its log:\n{}",
-            case.name,
-            herald.log()
+            failures.is_empty(),
+            "{} of {} bad-input cases failed:\n\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n\n")
         );
+        let health = herald.get("/api/v1/health").await;
+        assert_eq!(health.status, 204, "health after the bad input: {health:?}");
+        assert!(herald.is_running());
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} bad-input cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
-    let health = herald.get("/api/v1/health").await;
-    assert_eq!(health.status, 204, "health after the bad input: {health:?}");
-    assert!(herald.is_running());
 }
 
-#[tokio::test]
-async fn another_tenants_id_gets_a_404_byte_identical_to_an_id_that_never_existed() {
-    let Some(mut herald) = Herald::start().await else {
-        return;
-    };
-    let f = fixture(&herald).await;
-    let key = bearer(&f.tenant.key);
-    let get = |path: String| {
-        let key = key.clone();
-        let herald = &herald;
-        async move { send(herald, Method::GET, &path, Some(&key), &Body::None, &[]).await }
-    };
-    let never = "app_1srOrx2ZWZBpBUvZwXKQmoEYga2";
-    let never_ep = "ep_1srOrx2ZWZBpBUvZwXKQmoEYga2";
-    let reference = get(format!("/api/v1/app/{never}")).await;
-    assert_eq!(
-        reference.status, 404,
-        "an id that never existed: {reference}"
-    );
-    assert_eq!(reference.body["code"], "not_found", "{reference}");
-    assert!(reference.body["detail"].is_string(), "{reference}");
-
-    let pairs = [
-        (
-            "another tenant's app id",
-            format!("/api/v1/app/{}", f.other_app_id),
-        ),
-        (
-            "another tenant's app uid",
-            "/api/v1/app/other-app".to_owned(),
-        ),
-        (
-            "a uid that never existed",
-            "/api/v1/app/never-existed".to_owned(),
-        ),
-        (
-            "another tenant's endpoint under its app",
-            format!("/api/v1/app/{}/endpoint/{}", f.other_app_id, f.other_ep_id),
-        ),
-        (
-            "another tenant's endpoint under my app",
-            format!("/api/v1/app/{}/endpoint/{}", f.app_id, f.other_ep_id),
-        ),
-        (
-            "an endpoint that never existed under my app",
-            format!("/api/v1/app/{}/endpoint/{never_ep}", f.app_id),
-        ),
-        (
-            "another tenant's endpoint secret",
-            format!(
-                "/api/v1/app/{}/endpoint/{}/secret",
-                f.other_app_id, f.other_ep_id
-            ),
-        ),
-        (
-            "another tenant's endpoint list",
-            format!("/api/v1/app/{}/endpoint", f.other_app_id),
-        ),
-        (
-            "another tenant's event type",
-            "/api/v1/event-type/other.only".to_owned(),
-        ),
-        (
-            "an event type that never existed",
-            "/api/v1/event-type/never.existed".to_owned(),
-        ),
-    ];
-    for (what, path) in pairs {
-        let answer = get(path.clone()).await;
+herald_e2e::e2e_tests! {
+    async fn another_tenants_id_gets_a_404_byte_identical_to_an_id_that_never_existed() {
+        let Some(mut herald) = Herald::start().await else {
+            return;
+        };
+        let f = fixture(&herald).await;
+        let key = bearer(&f.tenant.key);
+        let get = |path: String| {
+            let key = key.clone();
+            let herald = &herald;
+            async move { send(herald, Method::GET, &path, Some(&key), &Body::None, &[]).await }
+        };
+        let never = "app_1srOrx2ZWZBpBUvZwXKQmoEYga2";
+        let never_ep = "ep_1srOrx2ZWZBpBUvZwXKQmoEYga2";
+        let reference = get(format!("/api/v1/app/{never}")).await;
         assert_eq!(
-            (answer.status, &answer.content_type, &answer.bytes),
-            (reference.status, &reference.content_type, &reference.bytes),
-            "{what} ({path}) must be indistinguishable from an id that never existed\n    \
-             reply:     {answer}\n    reference: {reference}"
+            reference.status, 404,
+            "an id that never existed: {reference}"
         );
+        assert_eq!(reference.body["code"], "not_found", "{reference}");
+        assert!(reference.body["detail"].is_string(), "{reference}");
+
+        let pairs = [
+            (
+                "another tenant's app id",
+                format!("/api/v1/app/{}", f.other_app_id),
+            ),
+            (
+                "another tenant's app uid",
+                "/api/v1/app/other-app".to_owned(),
+            ),
+            (
+                "a uid that never existed",
+                "/api/v1/app/never-existed".to_owned(),
+            ),
+            (
+                "another tenant's endpoint under its app",
+                format!("/api/v1/app/{}/endpoint/{}", f.other_app_id, f.other_ep_id),
+            ),
+            (
+                "another tenant's endpoint under my app",
+                format!("/api/v1/app/{}/endpoint/{}", f.app_id, f.other_ep_id),
+            ),
+            (
+                "an endpoint that never existed under my app",
+                format!("/api/v1/app/{}/endpoint/{never_ep}", f.app_id),
+            ),
+            (
+                "another tenant's endpoint secret",
+                format!(
+                    "/api/v1/app/{}/endpoint/{}/secret",
+                    f.other_app_id, f.other_ep_id
+                ),
+            ),
+            (
+                "another tenant's endpoint list",
+                format!("/api/v1/app/{}/endpoint", f.other_app_id),
+            ),
+            (
+                "another tenant's event type",
+                "/api/v1/event-type/other.only".to_owned(),
+            ),
+            (
+                "an event type that never existed",
+                "/api/v1/event-type/never.existed".to_owned(),
+            ),
+        ];
+        for (what, path) in pairs {
+            let answer = get(path.clone()).await;
+            assert_eq!(
+                (answer.status, &answer.content_type, &answer.bytes),
+                (reference.status, &reference.content_type, &reference.bytes),
+                "{what} ({path}) must be indistinguishable from an id that never existed\n    \
+                 reply:     {answer}\n    reference: {reference}"
+            );
+        }
+        assert!(herald.is_running());
     }
-    assert!(herald.is_running());
 }
 
 /// A JSON application body of exactly `size` bytes.
@@ -1107,82 +1109,83 @@ async fn chunked_post(herald: &Herald, path: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(&reply).into_owned()
 }
 
-#[tokio::test]
-async fn a_body_over_the_configured_limit_gets_413_and_stores_nothing() {
-    let options = Options {
-        env: vec![("HERALD_MAX_BODY_BYTES".into(), "2048".into())],
-        ..Default::default()
-    };
-    let Some(mut herald) = Herald::start_with(options).await else {
-        return;
-    };
-    let key = herald.tenant.key.clone();
-    let apps_before = herald.count_rows("application").await;
+herald_e2e::e2e_tests! {
+    async fn a_body_over_the_configured_limit_gets_413_and_stores_nothing() {
+        let options = Options {
+            env: vec![("HERALD_MAX_BODY_BYTES".into(), "2048".into())],
+            ..Default::default()
+        };
+        let Some(mut herald) = Herald::start_with(options).await else {
+            return;
+        };
+        let key = herald.tenant.key.clone();
+        let apps_before = herald.count_rows("application").await;
 
-    let big = app_body_of_size(4096);
-    for (method, path) in [
-        (Method::POST, "/api/v1/app"),
-        (Method::PUT, "/api/v1/app/too-big"),
-        (Method::POST, "/api/v1/auth/app-portal-access/too-big"),
-    ] {
-        let reply = herald
-            .request_raw(
-                method.clone(),
-                path,
-                Some(&key),
-                "application/json",
-                big.clone(),
-            )
-            .await;
-        assert_eq!(reply.status, 413, "{method} {path} with 4 KiB: {reply:?}");
-        assert_eq!(
-            reply.body["code"], "payload_too_large",
-            "{method} {path}: {reply:?}"
+        let big = app_body_of_size(4096);
+        for (method, path) in [
+            (Method::POST, "/api/v1/app"),
+            (Method::PUT, "/api/v1/app/too-big"),
+            (Method::POST, "/api/v1/auth/app-portal-access/too-big"),
+        ] {
+            let reply = herald
+                .request_raw(
+                    method.clone(),
+                    path,
+                    Some(&key),
+                    "application/json",
+                    big.clone(),
+                )
+                .await;
+            assert_eq!(reply.status, 413, "{method} {path} with 4 KiB: {reply:?}");
+            assert_eq!(
+                reply.body["code"], "payload_too_large",
+                "{method} {path}: {reply:?}"
+            );
+            assert!(
+                reply.body["detail"].is_string(),
+                "{method} {path}: {reply:?}"
+            );
+        }
+
+        let chunked = chunked_post(&herald, "/api/v1/app", &big).await;
+        let status_line = chunked.lines().next().unwrap_or_default();
+        assert!(
+            status_line.contains(" 413"),
+            "a chunked 4 KiB body must get 413 too; reply:\n{chunked}"
         );
         assert!(
-            reply.body["detail"].is_string(),
-            "{method} {path}: {reply:?}"
+            chunked.contains("payload_too_large"),
+            "chunked reply:\n{chunked}"
         );
+
+        assert_eq!(
+            herald.count_rows("application").await,
+            apps_before,
+            "an oversized body stored an application"
+        );
+        assert!(
+            herald.is_running(),
+            "oversized bodies crashed the server:\n{}",
+            herald.log()
+        );
+
+        // The limit is the reason: the same request under the limit succeeds.
+        let small = app_body_of_size(1024);
+        let reply = herald
+            .request_raw(
+                Method::POST,
+                "/api/v1/app",
+                Some(&key),
+                "application/json",
+                small,
+            )
+            .await;
+        assert_eq!(
+            reply.status, 201,
+            "a 1 KiB app under a 2 KiB limit: {reply:?}"
+        );
+        assert_eq!(herald.count_rows("application").await, apps_before + 1);
+        let health = herald.get("/api/v1/health").await;
+        assert_eq!(health.status, 204, "{health:?}");
     }
-
-    let chunked = chunked_post(&herald, "/api/v1/app", &big).await;
-    let status_line = chunked.lines().next().unwrap_or_default();
-    assert!(
-        status_line.contains(" 413"),
-        "a chunked 4 KiB body must get 413 too; reply:\n{chunked}"
-    );
-    assert!(
-        chunked.contains("payload_too_large"),
-        "chunked reply:\n{chunked}"
-    );
-
-    assert_eq!(
-        herald.count_rows("application").await,
-        apps_before,
-        "an oversized body stored an application"
-    );
-    assert!(
-        herald.is_running(),
-        "oversized bodies crashed the server:\n{}",
-        herald.log()
-    );
-
-    // The limit is the reason: the same request under the limit succeeds.
-    let small = app_body_of_size(1024);
-    let reply = herald
-        .request_raw(
-            Method::POST,
-            "/api/v1/app",
-            Some(&key),
-            "application/json",
-            small,
-        )
-        .await;
-    assert_eq!(
-        reply.status, 201,
-        "a 1 KiB app under a 2 KiB limit: {reply:?}"
-    );
-    assert_eq!(herald.count_rows("application").await, apps_before + 1);
-    let health = herald.get("/api/v1/health").await;
-    assert_eq!(health.status, 204, "{health:?}");
 }

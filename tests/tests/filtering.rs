@@ -107,201 +107,202 @@ const CASES: &[Case] = &[
     },
 ];
 
-#[tokio::test]
-async fn each_message_reaches_exactly_the_matching_endpoints() {
-    let Some(herald) = Herald::start_with(Options {
-        worker: true,
-        rabbit: true,
-        ..Options::default()
-    })
-    .await
-    else {
-        return;
-    };
-    let receiver = Receiver::start().await;
-    for name in ["invoice.paid", "invoice.void", "user.signup"] {
-        let reply = herald
+herald_e2e::e2e_tests! {
+    async fn each_message_reaches_exactly_the_matching_endpoints() {
+        let Some(herald) = Herald::start_with(Options {
+            worker: true,
+            rabbit: true,
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        let receiver = Receiver::start().await;
+        for name in ["invoice.paid", "invoice.void", "user.signup"] {
+            let reply = herald
+                .post(
+                    "/api/v1/event-type",
+                    json!({"name": name, "description": name}),
+                )
+                .await;
+            assert_eq!(reply.status, 201, "{reply:?}");
+        }
+        let app = herald
+            .post("/api/v1/app", json!({"name": "Filters", "uid": "filters"}))
+            .await;
+        assert_eq!(app.status, 201, "{app:?}");
+
+        // path -> endpoint id
+        let mut endpoint_ids = BTreeMap::new();
+        for (i, (path, types, channels)) in ENDPOINTS.iter().enumerate() {
+            let mut body = json!({"url": receiver.url(path), "uid": path});
+            if let Some(types) = types {
+                // Svix SDKs send `filterTypes`; Herald also accepts `eventTypes`.
+                let field = if i % 2 == 0 {
+                    "filterTypes"
+                } else {
+                    "eventTypes"
+                };
+                body[field] = json!(types);
+            }
+            if let Some(channels) = channels {
+                body["channels"] = json!(channels);
+            }
+            let reply = herald.post("/api/v1/app/filters/endpoint", body).await;
+            assert_eq!(reply.status, 201, "endpoint {path}: {reply:?}");
+            endpoint_ids.insert(*path, reply.body["id"].as_str().unwrap().to_owned());
+        }
+        // A disabled endpoint without filters would match everything; it gets nothing.
+        let disabled = herald
             .post(
-                "/api/v1/event-type",
-                json!({"name": name, "description": name}),
+                "/api/v1/app/filters/endpoint",
+                json!({"url": receiver.url("disabled"), "disabled": true}),
             )
             .await;
-        assert_eq!(reply.status, 201, "{reply:?}");
-    }
-    let app = herald
-        .post("/api/v1/app", json!({"name": "Filters", "uid": "filters"}))
-        .await;
-    assert_eq!(app.status, 201, "{app:?}");
+        assert_eq!(disabled.status, 201, "{disabled:?}");
+        let disabled_id = disabled.body["id"].as_str().unwrap().to_owned();
 
-    // path -> endpoint id
-    let mut endpoint_ids = BTreeMap::new();
-    for (i, (path, types, channels)) in ENDPOINTS.iter().enumerate() {
-        let mut body = json!({"url": receiver.url(path), "uid": path});
-        if let Some(types) = types {
-            // Svix SDKs send `filterTypes`; Herald also accepts `eventTypes`.
-            let field = if i % 2 == 0 {
-                "filterTypes"
-            } else {
-                "eventTypes"
-            };
-            body[field] = json!(types);
+        // msg id -> case
+        let mut messages = Vec::new();
+        for case in CASES {
+            let mut body = json!({"eventType": case.event_type, "payload": {"case": case.name}});
+            if let Some(channels) = case.channels {
+                body["channels"] = json!(channels);
+            }
+            let reply = herald.post("/api/v1/app/filters/msg", body).await;
+            assert_eq!(reply.status, 202, "{}: {reply:?}", case.name);
+            messages.push((reply.body["id"].as_str().unwrap().to_owned(), case));
         }
-        if let Some(channels) = channels {
-            body["channels"] = json!(channels);
-        }
-        let reply = herald.post("/api/v1/app/filters/endpoint", body).await;
-        assert_eq!(reply.status, 201, "endpoint {path}: {reply:?}");
-        endpoint_ids.insert(*path, reply.body["id"].as_str().unwrap().to_owned());
-    }
-    // A disabled endpoint without filters would match everything; it gets nothing.
-    let disabled = herald
-        .post(
-            "/api/v1/app/filters/endpoint",
-            json!({"url": receiver.url("disabled"), "disabled": true}),
-        )
-        .await;
-    assert_eq!(disabled.status, 201, "{disabled:?}");
-    let disabled_id = disabled.body["id"].as_str().unwrap().to_owned();
 
-    // msg id -> case
-    let mut messages = Vec::new();
-    for case in CASES {
-        let mut body = json!({"eventType": case.event_type, "payload": {"case": case.name}});
-        if let Some(channels) = case.channels {
-            body["channels"] = json!(channels);
-        }
-        let reply = herald.post("/api/v1/app/filters/msg", body).await;
-        assert_eq!(reply.status, 202, "{}: {reply:?}", case.name);
-        messages.push((reply.body["id"].as_str().unwrap().to_owned(), case));
-    }
-
-    // What each endpoint must receive: path -> msg ids.
-    let mut expected: BTreeMap<&str, BTreeSet<String>> = ENDPOINTS
-        .iter()
-        .map(|(path, _, _)| (*path, BTreeSet::new()))
-        .collect();
-    expected.insert("disabled", BTreeSet::new());
-    for (msg_id, case) in &messages {
-        for path in case.expect {
-            expected
-                .get_mut(path)
-                .unwrap_or_else(|| panic!("{}: unknown endpoint {path}", case.name))
-                .insert(msg_id.clone());
-        }
-    }
-
-    // Wait for every expected delivery, then give stray ones time to show up
-    // (the relay polls every 100 ms, a retry would come after 1 s).
-    for (path, ids) in &expected {
-        receiver
-            .wait_for(path, ids.len(), Duration::from_secs(30))
-            .await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let mut failures = Vec::new();
-    let case_of = |msg_id: &str| {
-        messages
+        // What each endpoint must receive: path -> msg ids.
+        let mut expected: BTreeMap<&str, BTreeSet<String>> = ENDPOINTS
             .iter()
-            .find(|(id, _)| id == msg_id)
-            .map_or("an unknown message", |(_, case)| case.name)
-    };
-    for (path, want) in &expected {
-        let got: Vec<String> = receiver
-            .received(path)
-            .iter()
-            .map(|r| {
-                r.headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("<no webhook-id>")
-                    .to_owned()
-            })
+            .map(|(path, _, _)| (*path, BTreeSet::new()))
             .collect();
-        let got_set: BTreeSet<String> = got.iter().cloned().collect();
-        for missing in want.difference(&got_set) {
-            failures.push(format!(
-                "endpoint {path} did not receive '{}' ({missing})",
-                case_of(missing)
-            ));
+        expected.insert("disabled", BTreeSet::new());
+        for (msg_id, case) in &messages {
+            for path in case.expect {
+                expected
+                    .get_mut(path)
+                    .unwrap_or_else(|| panic!("{}: unknown endpoint {path}", case.name))
+                    .insert(msg_id.clone());
+            }
         }
-        for extra in got_set.difference(want) {
-            failures.push(format!(
-                "endpoint {path} received '{}' ({extra}) although it does not match",
-                case_of(extra)
-            ));
-        }
-        if got.len() != got_set.len() {
-            failures.push(format!("endpoint {path} received duplicates: {got:?}"));
-        }
-    }
 
-    // The database agrees: exactly one delivery (succeeded) and one 2xx
-    // attempt per matching pair, nothing for the others.
-    let mut db = common::db(&herald).await;
-    let id_to_path: BTreeMap<String, &str> = endpoint_ids
-        .iter()
-        .map(|(path, id)| (id.clone(), *path))
-        .chain([(disabled_id.clone(), "disabled")])
-        .collect();
-    for (msg_id, case) in &messages {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT endpoint_id, state FROM delivery WHERE msg_id = $1")
-                .bind(msg_id)
-                .fetch_all(&mut db)
-                .await
-                .unwrap();
-        let got: BTreeMap<&str, String> = rows
-            .into_iter()
-            .map(|(ep, state)| {
-                (
-                    id_to_path.get(&ep).copied().unwrap_or("<unknown endpoint>"),
-                    state,
-                )
-            })
-            .collect();
-        let want: BTreeMap<&str, String> = case
-            .expect
-            .iter()
-            .map(|p| (*p, "succeeded".to_owned()))
-            .collect();
-        if got != want {
-            failures.push(format!(
-                "'{}': delivery rows {got:?}, expected {want:?}",
-                case.name
-            ));
+        // Wait for every expected delivery, then give stray ones time to show up
+        // (the relay polls every 100 ms, a retry would come after 1 s).
+        for (path, ids) in &expected {
+            receiver
+                .wait_for(path, ids.len(), Duration::from_secs(30))
+                .await;
         }
-        let attempts: Vec<(String, i32)> = sqlx::query_as(
-            "SELECT endpoint_id, status_code FROM message_attempt WHERE msg_id = $1 ORDER BY endpoint_id",
-        )
-        .bind(msg_id)
-        .fetch_all(&mut db)
-        .await
-        .unwrap();
-        let mut got: Vec<(&str, i32)> = attempts
-            .iter()
-            .map(|(ep, status)| {
-                (
-                    id_to_path.get(ep).copied().unwrap_or("<unknown endpoint>"),
-                    *status,
-                )
-            })
-            .collect();
-        got.sort();
-        let mut want: Vec<(&str, i32)> = case.expect.iter().map(|p| (*p, 200)).collect();
-        want.sort();
-        if got != want {
-            failures.push(format!(
-                "'{}': attempts {got:?}, expected {want:?}",
-                case.name
-            ));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let mut failures = Vec::new();
+        let case_of = |msg_id: &str| {
+            messages
+                .iter()
+                .find(|(id, _)| id == msg_id)
+                .map_or("an unknown message", |(_, case)| case.name)
+        };
+        for (path, want) in &expected {
+            let got: Vec<String> = receiver
+                .received(path)
+                .iter()
+                .map(|r| {
+                    r.headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("<no webhook-id>")
+                        .to_owned()
+                })
+                .collect();
+            let got_set: BTreeSet<String> = got.iter().cloned().collect();
+            for missing in want.difference(&got_set) {
+                failures.push(format!(
+                    "endpoint {path} did not receive '{}' ({missing})",
+                    case_of(missing)
+                ));
+            }
+            for extra in got_set.difference(want) {
+                failures.push(format!(
+                    "endpoint {path} received '{}' ({extra}) although it does not match",
+                    case_of(extra)
+                ));
+            }
+            if got.len() != got_set.len() {
+                failures.push(format!("endpoint {path} received duplicates: {got:?}"));
+            }
         }
+
+        // The database agrees: exactly one delivery (succeeded) and one 2xx
+        // attempt per matching pair, nothing for the others.
+        let mut db = common::db(&herald).await;
+        let id_to_path: BTreeMap<String, &str> = endpoint_ids
+            .iter()
+            .map(|(path, id)| (id.clone(), *path))
+            .chain([(disabled_id.clone(), "disabled")])
+            .collect();
+        for (msg_id, case) in &messages {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT endpoint_id, state FROM delivery WHERE msg_id = $1")
+                    .bind(msg_id)
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+            let got: BTreeMap<&str, String> = rows
+                .into_iter()
+                .map(|(ep, state)| {
+                    (
+                        id_to_path.get(&ep).copied().unwrap_or("<unknown endpoint>"),
+                        state,
+                    )
+                })
+                .collect();
+            let want: BTreeMap<&str, String> = case
+                .expect
+                .iter()
+                .map(|p| (*p, "succeeded".to_owned()))
+                .collect();
+            if got != want {
+                failures.push(format!(
+                    "'{}': delivery rows {got:?}, expected {want:?}",
+                    case.name
+                ));
+            }
+            let attempts: Vec<(String, i32)> = sqlx::query_as(
+                "SELECT endpoint_id, status_code FROM message_attempt WHERE msg_id = $1 ORDER BY endpoint_id",
+            )
+            .bind(msg_id)
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+            let mut got: Vec<(&str, i32)> = attempts
+                .iter()
+                .map(|(ep, status)| {
+                    (
+                        id_to_path.get(ep).copied().unwrap_or("<unknown endpoint>"),
+                        *status,
+                    )
+                })
+                .collect();
+            got.sort();
+            let mut want: Vec<(&str, i32)> = case.expect.iter().map(|p| (*p, 200)).collect();
+            want.sort();
+            if got != want {
+                failures.push(format!(
+                    "'{}': attempts {got:?}, expected {want:?}",
+                    case.name
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} filtering failures:\n  {}\n--- server log ---\n{}",
+            failures.len(),
+            failures.join("\n  "),
+            herald.log()
+        );
     }
-    assert!(
-        failures.is_empty(),
-        "{} filtering failures:\n  {}\n--- server log ---\n{}",
-        failures.len(),
-        failures.join("\n  "),
-        herald.log()
-    );
 }

@@ -240,14 +240,16 @@ async fn all_scenarios(herald: &Herald) {
     invalid_keys_are_refused(herald).await;
 }
 
-#[tokio::test]
-async fn idempotency_keys_work_with_the_in_memory_store() {
-    let Some(herald) = Herald::start().await else {
-        return;
-    };
-    all_scenarios(&herald).await;
+herald_e2e::e2e_tests! {
+    async fn idempotency_keys_work_with_the_in_memory_store() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        all_scenarios(&herald).await;
+    }
 }
 
+// Redis exists only in the services topology, so this one is not run embedded.
 #[tokio::test]
 async fn idempotency_keys_work_with_the_redis_store() {
     let Some(herald) = Herald::start_with(Options {

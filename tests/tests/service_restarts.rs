@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,16 @@ const BURST: usize = 1500;
 const POST_CONCURRENCY: usize = 16;
 /// The service is restarted once this many deliveries have arrived.
 const DISRUPT_AFTER: usize = BURST / 10;
+/// Bound on every message arriving (and on the deliveries finishing) after
+/// the service is back.
+const DELIVERY_LIMIT: Duration = Duration::from_secs(120);
+/// Bound on each service command (stop, start, status).
+const COMMAND_LIMIT: Duration = Duration::from_secs(90);
+
+/// The local cluster, as `pg_ctlcluster` names it (the version directory and `main`).
+const PG_CLUSTER: &str =
+    "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql | head -n 1)\" main";
+
 /// How long the service stays down after the stop command returned. For
 /// PostgreSQL a little longer than the API's pool acquire timeout (5 s), so
 /// that posts waiting for a connection time out too, not only the ones whose
@@ -46,15 +55,6 @@ fn downtime(service: Service) -> Duration {
         Service::Rabbit => Duration::from_secs(3),
     }
 }
-/// Bound on every message arriving (and on the deliveries finishing) after
-/// the service is back.
-const DELIVERY_LIMIT: Duration = Duration::from_secs(120);
-/// Bound on each service command (stop, start, status).
-const COMMAND_LIMIT: Duration = Duration::from_secs(90);
-
-/// The local cluster, as `pg_ctlcluster` names it (the version directory and `main`).
-const PG_CLUSTER: &str =
-    "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql | head -n 1)\" main";
 
 /// A short lease, so that deliveries whose tasks a restart lost come back soon.
 fn options() -> TopologyOptions {
@@ -323,15 +323,11 @@ struct Post {
 /// Every post's outcome, in the order they were answered.
 #[derive(Default)]
 struct PostLog {
-    accepted: AtomicUsize,
     posts: Mutex<Vec<Post>>,
 }
 
 impl PostLog {
     fn record(&self, post: Post) {
-        if post.status == Some(202) {
-            self.accepted.fetch_add(1, Ordering::Relaxed);
-        }
         self.posts
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -2,11 +2,12 @@
 
 use herald_e2e::Herald;
 
-#[tokio::test]
-async fn health_answers_204_when_the_database_is_up() {
-    let Some(herald) = Herald::start().await else {
-        return;
-    };
-    let reply = herald.get("/api/v1/health").await;
-    assert_eq!(reply.status, 204);
+herald_e2e::e2e_tests! {
+    async fn health_answers_204_when_the_database_is_up() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        let reply = herald.get("/api/v1/health").await;
+        assert_eq!(reply.status, 204);
+    }
 }

@@ -20,7 +20,8 @@ pub struct Config {
     /// Base URL clients use to reach the API, for links Herald hands out
     /// (`HERALD_PUBLIC_URL`); defaults to `http://<listen_addr>`.
     pub public_url: Option<String>,
-    /// Database URL (`HERALD_DATABASE_URL`); `postgres://…` is supported.
+    /// Database URL (`HERALD_DATABASE_URL`): `sqlite://PATH` (the embedded
+    /// mode, the default: `./herald.db`) or `postgres://…`.
     pub database_url: String,
     /// Most connections the API keeps to the database (`HERALD_DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
@@ -60,6 +61,9 @@ pub struct Config {
     /// on first start and stored in the database, shared by every process.
     #[serde(skip_serializing)]
     pub jwt_secret: Option<SecretString>,
+    /// On the first start of an embedded (SQLite) server, create a tenant
+    /// named `default` and print its API key (`HERALD_DEFAULT_TENANT`).
+    pub default_tenant: bool,
     /// Largest request body accepted, in bytes (`HERALD_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Log filter in tracing `EnvFilter` syntax (`HERALD_LOG`).
@@ -88,6 +92,7 @@ impl Default for Config {
             delivery_lease: 300,
             admin_token: None,
             jwt_secret: None,
+            default_tenant: true,
             max_body_bytes: 1024 * 1024,
             log: "info,sqlx=warn".into(),
             log_format: "text".into(),
@@ -208,6 +213,11 @@ impl Config {
                     .with_context(|| format!("invalid CIDR '{cidr}' in HERALD_SSRF_ALLOW"))
             })
             .collect()
+    }
+
+    /// Whether the database is the embedded SQLite one.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
     }
 
     /// The roles named by `roles`, refusing ones this build does not have.

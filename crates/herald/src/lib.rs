@@ -16,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use herald_api::{ApiConfig, AppState, JwtKeys};
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use herald_queue::{MemoryQueue, Queue, RabbitQueue};
-use herald_store::{PgStore, Store};
+use herald_store::{PgStore, SqliteStore, Store};
 use herald_worker::{Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
 
 pub use config::{Config, Role};
 
-/// Opens the store named by `database_url`.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store named by `database_url`: a PostgreSQL pool (connected
+/// lazily, so a server can start before its database), or the embedded
+/// SQLite file (created if missing).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PgStore::connect_lazy(url, config.database_max_connections)
@@ -30,12 +32,12 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("sqlite:") {
-        bail!(
-            "HERALD_DATABASE_URL={url}: the SQLite store (embedded mode) is not part of this \
-             version yet; set HERALD_DATABASE_URL=postgres://…"
-        );
+        let store = SqliteStore::connect(url, config.database_max_connections)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {url}"))?;
+        return Ok(Arc::new(store));
     }
-    bail!("HERALD_DATABASE_URL must start with postgres://");
+    bail!("HERALD_DATABASE_URL must start with sqlite:// or postgres://");
 }
 
 /// Applies migrations, retrying with backoff while the database is unreachable,
@@ -123,6 +125,21 @@ async fn start_worker(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Arc<dyn Queue>, tokio::task::JoinHandle<()>)> {
     let queue = open_queue(config).await?;
+    if config.amqp_url.is_none() {
+        // With the in-process queue this process is the only worker on the
+        // database (the embedded mode): whatever the previous one had in
+        // flight died with it, so it is due again now, not after a lease.
+        let released = store
+            .release_claims()
+            .await
+            .context("failed to release the previous process's claims")?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "deliveries in flight at the last stop are due again"
+            );
+        }
+    }
     let sender = Sender::new(SenderConfig {
         timeout: Duration::from_secs(config.delivery_timeout),
         ssrf: SsrfPolicy::new(config.ssrf_allow()?),
@@ -170,6 +187,59 @@ async fn start_worker(
     Ok((queue, both))
 }
 
+/// On the first start of an embedded server (no tenant yet), creates the
+/// tenant `default` and prints its API key: the one time it is shown.
+async fn create_default_tenant(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    if !config.is_embedded() || !config.default_tenant {
+        return Ok(());
+    }
+    let any = store
+        .list_tenants(&herald_store::ListQuery {
+            limit: 1,
+            ..herald_store::ListQuery::default()
+        })
+        .await
+        .context("failed to list tenants")?;
+    if !any.items.is_empty() {
+        return Ok(());
+    }
+    let created = herald_api::admin::create_tenant_with_key(store, "default")
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to create the default tenant: {e}"))?;
+    println!(
+        "herald: created tenant 'default' ({}); its API key, shown only this once:\n\n    {}\n",
+        created.tenant_id, created.key
+    );
+    Ok(())
+}
+
+/// One line naming the backends in use, on stdout and in the log.
+fn announce_backends(config: &Config) {
+    let store = if config.is_embedded() {
+        format!(
+            "sqlite ({})",
+            config.database_url.trim_start_matches("sqlite://")
+        )
+    } else {
+        "postgres".to_owned()
+    };
+    let queue = if config.amqp_url.is_some() {
+        "rabbitmq"
+    } else {
+        "in-process"
+    };
+    let cache = if config.redis_url.is_some() {
+        "redis"
+    } else {
+        "memory"
+    };
+    tracing::info!(%store, queue, cache, roles = %config.roles, "backends selected");
+    println!(
+        "herald: store {store}, queue {queue}, idempotency cache {cache}, roles {}",
+        config.roles
+    );
+}
+
 /// Runs the configured roles until `shutdown` is cancelled. `listener` is
 /// required when the roles include `api`.
 pub async fn run(
@@ -178,8 +248,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let roles = config.roles()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
+    announce_backends(&config);
     migrate(&config, store.as_ref(), &shutdown, None).await?;
+    if roles.contains(&Role::Api) {
+        create_default_tenant(&config, store.as_ref()).await?;
+    }
     let worker = if roles.contains(&Role::Worker) {
         Some(start_worker(&config, store.clone(), &shutdown).await?)
     } else {
@@ -207,15 +281,6 @@ async fn serve_api(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let idempotency = idempotency_store(config).await?;
-    tracing::info!(
-        store = "postgres",
-        idempotency = if config.redis_url.is_some() {
-            "redis"
-        } else {
-            "memory"
-        },
-        "backends selected"
-    );
     let address = listener.local_addr()?;
     let state = AppState {
         jwt: jwt_keys(config, store.as_ref()).await?,

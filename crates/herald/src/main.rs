@@ -133,13 +133,13 @@ async fn main() -> anyhow::Result<()> {
             run(config, listener, shutdown).await
         }
         Command::Migrate => {
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Tenant { command } => {
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             tenant_command(store.as_ref(), command).await
         }

@@ -10,13 +10,10 @@ pub mod python;
 use std::time::Duration;
 
 use herald_e2e::Herald;
-use sqlx::Connection;
 
 /// A connection to the server's own database.
-pub async fn db(herald: &Herald) -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&herald.db.url)
-        .await
-        .expect("connect to the test database")
+pub async fn db(herald: &Herald) -> sqlx::AnyConnection {
+    herald.db().await
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
