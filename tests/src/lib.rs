@@ -37,7 +37,13 @@ pub fn skip_or_fail<T>(service: &str, why: &str) -> Option<T> {
     if services_required() {
         panic!("{service} is required (HERALD_REQUIRE_SERVICES=1) but unusable: {why}");
     }
-    eprintln!("\n*** SKIPPED: {service} is not reachable ({why}); set HERALD_REQUIRE_SERVICES=1 to fail instead ***\n");
+    // Straight to stderr, not `eprintln!`, which libtest captures and hides
+    // when the test passes: a skip must be seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "*** SKIPPED: {service} is not reachable ({why}); set HERALD_REQUIRE_SERVICES=1 to fail instead ***"
+    );
     None
 }
 

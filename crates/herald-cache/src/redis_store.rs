@@ -123,7 +123,12 @@ mod tests {
         if std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("Redis at {url} is required (HERALD_REQUIRE_SERVICES=1): {why}");
         }
-        eprintln!("SKIPPED: Redis at {url} is not reachable ({why})");
+        // Straight to stderr: libtest hides `eprintln!` output of passing tests.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "*** SKIPPED: Redis at {url} is not reachable ({why}) ***"
+        );
         None
     }
 
