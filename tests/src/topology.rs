@@ -103,6 +103,47 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Waits (at most `limit`) until every message of `ids` reached `path` at
+    /// least once, then (at most a minute) until no delivery is unfinished;
+    /// fails with the logs otherwise. Returns the arrivals per message id and
+    /// the deliveries by state.
+    pub async fn wait_for_every_message(
+        &self,
+        receiver: &crate::receiver::Receiver,
+        path: &str,
+        ids: &HashSet<String>,
+        limit: Duration,
+    ) -> (HashMap<String, usize>, HashMap<String, i64>) {
+        let deadline = Instant::now() + limit;
+        let counts = loop {
+            let counts = count_by_message(&receiver.received(path));
+            if missing(ids, &counts).is_empty() || Instant::now() > deadline {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let lost = missing(ids, &counts);
+        assert!(
+            lost.is_empty(),
+            "{} of {} messages never arrived (e.g. {:?}); deliveries by state: {:?}; logs:\n{}",
+            lost.len(),
+            ids.len(),
+            &lost[..lost.len().min(5)],
+            self.delivery_states().await,
+            self.logs()
+        );
+        let states = self
+            .wait_until_deliveries_finished(Duration::from_secs(60))
+            .await;
+        assert_eq!(
+            unfinished(&states),
+            0,
+            "deliveries left unfinished: {states:?}; logs:\n{}",
+            self.logs()
+        );
+        (counts, states)
+    }
+
     /// Starts the API process and one worker, or returns `None` (after a
     /// notice) when PostgreSQL or RabbitMQ is unreachable and services are
     /// optional.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use herald_e2e::receiver::Receiver;
 use herald_e2e::topology::{
-    count_by_message, create_app, missing, post_messages, unfinished, Topology, TopologyOptions,
+    count_by_message, create_app, missing, post_messages, Topology, TopologyOptions,
 };
 use serde_json::json;
 
@@ -303,33 +303,10 @@ async fn every_message_of_a_burst_arrives_although_the_worker_is_killed_in_the_m
 
     // Tasks held by the killed worker come back from RabbitMQ at once; claimed
     // deliveries it had not published yet come back when their lease (20 s) ends.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let counts = loop {
-        let counts = count_by_message(&receiver.received("fast"));
-        if missing(&ids, &counts).is_empty() || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let lost = missing(&ids, &counts);
-    assert!(
-        lost.is_empty(),
-        "{} of {BURST} messages never arrived (e.g. {:?}); deliveries by state: {:?}; logs:\n{}",
-        lost.len(),
-        &lost[..lost.len().min(5)],
-        topology.delivery_states().await,
-        topology.logs()
-    );
-    let all_in = started.elapsed();
-    let states = topology
-        .wait_until_deliveries_finished(Duration::from_secs(60))
+    let (counts, states) = topology
+        .wait_for_every_message(&receiver, "fast", &ids, Duration::from_secs(120))
         .await;
-    assert_eq!(
-        unfinished(&states),
-        0,
-        "deliveries left unfinished: {states:?}; logs:\n{}",
-        topology.logs()
-    );
+    let all_in = started.elapsed();
     assert_eq!(
         states.get("succeeded").copied(),
         Some(BURST as i64),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use herald_e2e::receiver::Receiver;
 use herald_e2e::skip_or_fail;
 use herald_e2e::topology::{
-    count_by_message, create_app, missing, post_messages, unfinished, Topology, TopologyOptions,
+    count_by_message, create_app, post_messages, Topology, TopologyOptions,
 };
 
 const BURST: usize = 3000;
@@ -100,33 +100,10 @@ async fn every_message_of_a_burst_arrives_although_rabbitmq_drops_every_connecti
 
     // Unacknowledged tasks come back from RabbitMQ when the worker's consumer
     // reconnects; deliveries whose tasks were lost come back after the lease (20 s).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let counts = loop {
-        let counts = count_by_message(&receiver.received("fast"));
-        if missing(&ids, &counts).is_empty() || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let lost = missing(&ids, &counts);
-    assert!(
-        lost.is_empty(),
-        "{} of {BURST} messages never arrived (e.g. {:?}); deliveries by state: {:?}; logs:\n{}",
-        lost.len(),
-        &lost[..lost.len().min(5)],
-        topology.delivery_states().await,
-        topology.logs()
-    );
-    let all_in = started.elapsed();
-    let states = topology
-        .wait_until_deliveries_finished(Duration::from_secs(60))
+    let (counts, _) = topology
+        .wait_for_every_message(&receiver, "fast", &ids, Duration::from_secs(120))
         .await;
-    assert_eq!(
-        unfinished(&states),
-        0,
-        "deliveries left unfinished: {states:?}; logs:\n{}",
-        topology.logs()
-    );
+    let all_in = started.elapsed();
     let total: usize = counts.values().sum();
     eprintln!(
         "connections closed at (arrived, posted) {cuts:?} of {BURST}; all posted after \

@@ -393,6 +393,17 @@ async fn post_one(
         Ok(response) => {
             let reply = Herald::reply(response).await;
             let status = reply.status.as_u16();
+            if status == 503 {
+                // A refusal says when to come back.
+                assert_eq!(
+                    reply
+                        .headers
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                    Some("1"),
+                    "a 503 without Retry-After: {reply:?}"
+                );
+            }
             Post {
                 at: Instant::now(),
                 status: Some(status),

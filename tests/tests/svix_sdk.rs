@@ -23,104 +23,74 @@ const PINS: Pins = &[("svix", "2.9.1"), ("standardwebhooks", "1.1.0")];
 /// Longest one script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Runs `tests/python/{script}` against `herald` and returns its stdout, or
+/// `None` (after a notice) when Python or the pinned packages are unusable and
+/// services are optional. Fails unless the script exits 0 and prints `ok_line`.
+async fn run_script(herald: &Herald, script: &str, ok_line: &str) -> Option<String> {
+    let python = match python_with(PINS).await {
+        Ok(python) => python,
+        Err(why) => return skip_or_fail("Python svix + standardwebhooks", &why),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    assert!(path.exists(), "{} is missing", path.display());
+    let mut command = Command::new(&python);
+    command
+        .arg(&path)
+        // Only what the script needs: no proxies or PYTHON* settings of the
+        // developer's shell can change how it talks to the local server.
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("HERALD_URL", &herald.url)
+        .env("HERALD_TOKEN", &herald.tenant.key);
+    let output = match run(&mut command, SCRIPT_TIMEOUT).await {
+        Ok(output) => output,
+        Err(e) => panic!("{e}\n--- server log ---\n{}", herald.log()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && stdout.lines().any(|l| l.trim() == ok_line),
+        "{script} failed against {}: {}\n--- server log ---\n{}",
+        herald.url,
+        describe(&output),
+        herald.log()
+    );
+    Some(stdout)
+}
+
+/// A server with the worker, delivering to loopback receivers the scripts run.
+async fn start() -> Option<Herald> {
+    Herald::start_with(Options {
+        worker: true,
+        rabbit: true,
+        ..Options::default()
+    })
+    .await
+}
+
 herald_e2e::e2e_tests! {
     async fn the_official_svix_python_sdk_works_against_herald() {
         // With the worker: the script checks the attempt log of real deliveries
         // to a receiver it runs on 127.0.0.1.
-        let Some(herald) = Herald::start_with(Options {
-            worker: true,
-            rabbit: true,
-            ..Options::default()
-        })
-        .await
-        else {
+        let Some(herald) = start().await else {
             return;
         };
-        let python = match python_with(PINS).await {
-            Ok(python) => python,
-            Err(why) => {
-                skip_or_fail::<()>("Python svix SDK", &why);
-                return;
-            }
-        };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("python")
-            .join("svix_compat.py");
-        assert!(script.exists(), "{} is missing", script.display());
-
-        let mut command = Command::new(&python);
-        command
-            .arg(&script)
-            // Only what the script needs: no proxies or PYTHON* settings of the
-            // developer's shell can change how it talks to the local server.
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("HERALD_URL", &herald.url)
-            .env("HERALD_TOKEN", &herald.tenant.key);
-        let outcome = run(&mut command, SCRIPT_TIMEOUT).await;
-        let output = match outcome {
-            Ok(output) => output,
-            Err(e) => panic!("{e}\n--- server log ---\n{}", herald.log()),
-        };
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.lines().any(|l| l.trim() == "svix sdk compat: ok"),
-            "svix_compat.py failed against {}: {}\n--- server log ---\n{}",
-            herald.url,
-            describe(&output),
-            herald.log()
-        );
+        run_script(&herald, "svix_compat.py", "svix sdk compat: ok").await;
     }
 }
 
 herald_e2e::e2e_tests! {
     async fn sdk_messages_arrive_byte_identical_and_verify_before_and_after_rotation() {
-        let Some(herald) = Herald::start_with(Options {
-            worker: true,
-            rabbit: true,
-            ..Options::default()
-        })
-        .await
-        else {
+        let Some(herald) = start().await else {
             return;
         };
-        let python = match python_with(PINS).await {
-            Ok(python) => python,
-            Err(why) => {
-                skip_or_fail::<()>("Python svix + standardwebhooks", &why);
-                return;
-            }
+        let Some(stdout) = run_script(&herald, "svix_delivery.py", "svix delivery: ok").await else {
+            return;
         };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("python")
-            .join("svix_delivery.py");
-        assert!(script.exists(), "{} is missing", script.display());
-
-        let mut command = Command::new(&python);
-        command
-            .arg(&script)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("HERALD_URL", &herald.url)
-            .env("HERALD_TOKEN", &herald.tenant.key);
-        let output = match run(&mut command, SCRIPT_TIMEOUT).await {
-            Ok(output) => output,
-            Err(e) => panic!("{e}\n--- server log ---\n{}", herald.log()),
-        };
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.lines().any(|l| l.trim() == "svix delivery: ok"),
-            "svix_delivery.py failed against {}: {}\n--- server log ---\n{}",
-            herald.url,
-            describe(&output),
-            herald.log()
-        );
 
         // The server's own record agrees: each message was delivered once, at the
         // first attempt, with a 2xx.

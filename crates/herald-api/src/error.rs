@@ -181,11 +181,17 @@ impl IntoResponse for ApiError {
             ),
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
-                error_body(
+                let mut response = error_body(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
                     "a backing service is unavailable; retry later".into(),
-                )
+                );
+                // Backing services come back within seconds when they restart.
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                response
             }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
