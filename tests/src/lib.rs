@@ -281,8 +281,8 @@ impl Drop for TestDatabase {
 pub struct Options {
     /// Keep idempotency records in the local Redis instead of memory.
     pub redis: bool,
-    /// Also run the worker role (in-process queue unless `rabbit`), allowed to
-    /// deliver to loopback, retrying every second.
+    /// Also run the worker and stats roles (in-process queue unless
+    /// `rabbit`), allowed to deliver to loopback, retrying every second.
     pub worker: bool,
     /// With `worker`: deliver through RabbitMQ (a queue prefix of its own,
     /// deleted afterwards) instead of the in-process queue.
@@ -366,7 +366,7 @@ impl Herald {
         let mut roles = vec![("HERALD_ROLES".to_owned(), "api".to_owned())];
         if options.worker {
             roles = vec![
-                ("HERALD_ROLES".to_owned(), "api,worker".to_owned()),
+                ("HERALD_ROLES".to_owned(), "api,worker,stats".to_owned()),
                 ("HERALD_SSRF_ALLOW".to_owned(), "127.0.0.0/8,::1".to_owned()),
                 ("HERALD_RETRY_SCHEDULE".to_owned(), "1,1".to_owned()),
             ];

@@ -25,6 +25,7 @@ pub struct Received {
 struct Inner {
     scripts: HashMap<String, Vec<u16>>,
     delays: HashMap<String, Duration>,
+    plans: HashMap<String, Vec<(u16, Duration)>>,
     received: Vec<Received>,
 }
 
@@ -67,6 +68,12 @@ impl Receiver {
     /// The request is recorded when it arrives, before the delay.
     pub fn delay(&self, path: &str, delay: Duration) {
         self.lock().delays.insert(path.to_owned(), delay);
+    }
+
+    /// Answers the n-th request on `path` with entry `n % plan.len()`: a
+    /// status after a delay (an endpoint with a known latency distribution).
+    pub fn plan(&self, path: &str, plan: &[(u16, Duration)]) {
+        self.lock().plans.insert(path.to_owned(), plan.to_vec());
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -121,11 +128,16 @@ async fn receive(
             body,
             at: Instant::now(),
         });
-        let status = match inner.scripts.get(&path) {
-            Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
-            _ => 200,
-        };
-        (status, inner.delays.get(&path).copied())
+        if let Some(plan) = inner.plans.get(&path).filter(|p| !p.is_empty()) {
+            let (status, delay) = plan[seen % plan.len()];
+            (status, Some(delay))
+        } else {
+            let status = match inner.scripts.get(&path) {
+                Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
+                _ => 200,
+            };
+            (status, inner.delays.get(&path).copied())
+        }
     };
     // Not under the lock: other requests are received while this one waits.
     if let Some(delay) = delay {

@@ -3,11 +3,12 @@
 //! of the real binary, sharing one fresh test database and delivering through
 //! RabbitMQ under a prefix no other test uses.
 //!
-//! Everything the topology declared on the broker (`{prefix}.work`,
-//! `{prefix}.deliveries`, `{prefix}.dead`, `{prefix}.delay.*`) is deleted when
-//! the [`Topology`] is dropped, also when the test panics; topologies left by
-//! killed test processes are swept after two hours. Without a reachable broker
-//! the tests skip, or fail under `HERALD_REQUIRE_SERVICES=1`.
+//! Everything the topology declared on the broker (the exchanges
+//! `{prefix}.work` and `{prefix}.attempts`, the queues `{prefix}.deliveries`,
+//! `{prefix}.dead`, `{prefix}.stats` and `{prefix}.delay.*`) is deleted when the
+//! [`Topology`] is dropped, also when the test panics; topologies left by killed
+//! test processes are swept after two hours. Without a reachable broker the
+//! tests skip, or fail under `HERALD_REQUIRE_SERVICES=1`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -180,6 +181,19 @@ impl Topology {
     /// Starts another worker process and waits until it has connected to
     /// RabbitMQ (its log says "worker started").
     pub async fn start_worker(&self) {
+        self.start_process("worker", "worker started").await;
+    }
+
+    /// Starts a stats process (`HERALD_ROLES=stats`) and waits until its
+    /// aggregator consumes events. [`Topology::kill_worker`] kills it like a
+    /// worker when it is the latest process started.
+    pub async fn start_stats(&self) {
+        self.start_process("stats", "stats aggregator started")
+            .await;
+    }
+
+    /// Starts a `herald serve` with these roles and waits for `ready` in its log.
+    async fn start_process(&self, roles: &str, ready: &str) {
         let number = self.lock_workers().len() + 1;
         let log_path =
             std::env::temp_dir().join(format!("{}-worker{number}.log", self.api.db.name));
@@ -189,7 +203,7 @@ impl Topology {
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HERALD_ROLES", "worker")
+            .env("HERALD_ROLES", roles)
             .env("HERALD_DATABASE_URL", &self.api.db.url)
             .env("HERALD_DATABASE_MAX_CONNECTIONS", "10")
             .env("HERALD_AMQP_URL", &self.amqp_url)
@@ -204,7 +218,10 @@ impl Topology {
                 "HERALD_DELIVERY_LEASE",
                 self.options.delivery_lease.to_string(),
             )
-            .env("HERALD_LOG", "warn,herald=info,herald_queue=info")
+            .env(
+                "HERALD_LOG",
+                "warn,herald=info,herald_queue=info,herald_stats=info",
+            )
             .envs(self.options.worker_env.clone())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -219,7 +236,7 @@ impl Topology {
         let deadline = Instant::now() + WORKER_START_LIMIT;
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if log.contains("worker started") {
+            if log.contains(ready) {
                 return;
             }
             let exited = {
@@ -522,7 +539,7 @@ async fn open_channel(url: &str) -> Result<(Connection, Channel), lapin::Error> 
     Ok((connection, channel))
 }
 
-/// Deletes every queue and the exchange of the topology with `prefix`.
+/// Deletes every queue and exchange of the topology with `prefix`.
 async fn delete_topology(url: &str, prefix: &str) -> Result<(), String> {
     let names = herald_queue::Topology::new(prefix);
     let (connection, mut channel) = open_channel(url).await.map_err(|e| e.to_string())?;
@@ -540,14 +557,17 @@ async fn delete_topology(url: &str, prefix: &str) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    if let Err(e) = channel
-        .exchange_delete(
-            names.work_exchange.as_str().into(),
-            ExchangeDeleteOptions::default(),
-        )
-        .await
-    {
-        failures.push(format!("exchange {}: {e}", names.work_exchange));
+    for exchange in names.exchanges() {
+        if let Err(e) = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await
+        {
+            failures.push(format!("exchange {exchange}: {e}"));
+            channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
     let _ = connection.close(200, "test cleanup".into()).await;
     if failures.is_empty() {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod list;
+pub mod metrics;
 pub mod openapi;
 pub mod v1;
 
@@ -36,6 +37,8 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Bearer token `/metrics` requires; `None` leaves it open.
+    pub metrics_token: Option<String>,
 }
 
 /// What every handler can reach.
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(admin::router())
+        .merge(metrics::routes(state.config.metrics_token.clone()))
         .route(
             "/api/v1/openapi.json",
             get(|| async {
@@ -72,6 +76,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        // After every route and the fallback, so each request's matched path
+        // (its route template) is known to the middleware.
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod id;
 pub mod retry;
 pub mod secret;
+pub mod stats;
 pub mod value;
 
 pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TaskId, TenantId};

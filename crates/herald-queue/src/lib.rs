@@ -6,8 +6,14 @@
 //! Delivery is at least once: a task stays in the queue until a consumer acks
 //! it, and a task whose consumer goes away unacked is delivered again. Consumers
 //! therefore must tolerate duplicates. Delays are described in [`delay`].
+//!
+//! Next to the task queue both implementations carry the event bus
+//! ([`EventBus`]): the worker publishes an [`AttemptCompleted`] per recorded
+//! attempt and the stats service consumes them, with the same at-least-once
+//! rules. See [`events`].
 
 pub mod delay;
+pub mod events;
 mod memory;
 mod rabbit;
 
@@ -17,8 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use events::{AttemptCompleted, EventBus, EventConsumer, ReceivedEvent};
 pub use memory::{MemoryQueue, MemoryQueueOptions};
-pub use rabbit::{RabbitOptions, RabbitQueue, Topology};
+pub use rabbit::{RabbitOptions, RabbitQueue, Topology, DEFAULT_STATS_MAX_LENGTH};
 
 /// How many times a task may be returned to the queue (requeued, or its
 /// consumer lost) before it is dead-lettered as poison.
@@ -59,8 +66,9 @@ pub struct DeadLetter {
 /// Errors at the boundary of the queue crate.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The broker could not be reached or did not confirm in time; the operation
-    /// may be retried later.
+    /// The broker could not be reached, did not confirm in time, or refused the
+    /// message (for an event: the stats queue is full); the operation may be
+    /// retried later.
     #[error("queue unavailable: {0}")]
     Unavailable(String),
     /// Declaring queues or exchanges failed, usually because they already exist
@@ -106,7 +114,8 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Shuts the queue down: consumers' [`Consumer::next`] returns `None`, later
     /// publishes fail with [`QueueError::Closed`]. Call it last, after in-flight
-    /// tasks were acked or requeued.
+    /// tasks were acked or requeued. It closes the implementation's
+    /// [`EventBus`] as well.
     async fn close(&self);
 }
 

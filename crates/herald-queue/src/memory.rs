@@ -3,9 +3,14 @@
 //! them; the database (the source of truth) and its reconciler cover that.
 //!
 //! Timing uses `tokio::time`, so tests with a paused clock work.
+//!
+//! It also carries the [`EventBus`]: an unbounded FIFO of [`AttemptCompleted`]
+//! events with acks, separate from the tasks. Nothing bounds it, so a process
+//! that publishes events must also consume them (the embedded mode runs the
+//! stats service in the same process).
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,9 +18,10 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::events::EventAcker;
 use crate::{
-    Acker, Consumer, DeadLetter, DeliveryTask, Queue, QueueError, Received, DEFAULT_DELIVERY_LIMIT,
-    REASON_DELIVERY_LIMIT,
+    Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus, EventConsumer, Queue,
+    QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT, REASON_DELIVERY_LIMIT,
 };
 
 /// Settings of a [`MemoryQueue`].
@@ -35,7 +41,8 @@ impl Default for MemoryQueueOptions {
 }
 
 /// An in-process queue ordered by due time, with acks, requeues, a delivery
-/// limit and a readable dead-letter list. Cloning shares the queue.
+/// limit and a readable dead-letter list, plus the event stream of its
+/// [`EventBus`]. Cloning shares the queue.
 #[derive(Clone, Debug)]
 pub struct MemoryQueue {
     shared: Arc<Shared>,
@@ -46,6 +53,8 @@ struct Shared {
     state: Mutex<State>,
     /// Woken on every change a waiting consumer might care about.
     changed: Notify,
+    /// The same for event consumers.
+    events_changed: Notify,
     delivery_limit: u32,
 }
 
@@ -58,8 +67,45 @@ struct State {
     /// Number of in-flight tasks per live consumer, for prefetch.
     consumers: HashMap<u64, usize>,
     dead: Vec<DeadLetter>,
+    /// The event stream.
+    events: EventState,
     next_id: u64,
     closed: bool,
+}
+
+/// The events of the [`EventBus`], in publish order.
+#[derive(Debug, Default)]
+struct EventState {
+    /// Events waiting for a consumer, by publish sequence number; a returned
+    /// event goes back to its place, so it comes before anything published after it.
+    ready: VecDeque<(u64, AttemptCompleted)>,
+    /// Events handed out and not yet acked, by delivery id.
+    in_flight: HashMap<u64, InFlightEvent>,
+    /// Number of in-flight events per live event consumer, for prefetch.
+    consumers: HashMap<u64, usize>,
+}
+
+#[derive(Debug)]
+struct InFlightEvent {
+    consumer: u64,
+    seq: u64,
+    event: AttemptCompleted,
+}
+
+impl EventState {
+    /// Puts an event handed out and not acked back in its place.
+    fn return_event(&mut self, in_flight: InFlightEvent) {
+        let at = self.ready.partition_point(|(seq, _)| *seq < in_flight.seq);
+        self.ready.insert(at, (in_flight.seq, in_flight.event));
+    }
+
+    fn take_in_flight(&mut self, delivery: u64) -> Option<InFlightEvent> {
+        let in_flight = self.in_flight.remove(&delivery)?;
+        if let Some(count) = self.consumers.get_mut(&in_flight.consumer) {
+            *count = count.saturating_sub(1);
+        }
+        Some(in_flight)
+    }
 }
 
 #[derive(Debug)]
@@ -163,6 +209,7 @@ impl MemoryQueue {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
+                events_changed: Notify::new(),
                 delivery_limit: options.delivery_limit,
             }),
         }
@@ -251,6 +298,36 @@ impl Queue for MemoryQueue {
     async fn close(&self) {
         self.shared.lock().closed = true;
         self.shared.changed.notify_waiters();
+        self.shared.events_changed.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryQueue {
+    async fn publish_attempt(&self, event: &AttemptCompleted) -> Result<(), QueueError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        let seq = state.next_id();
+        state.events.ready.push_back((seq, event.clone()));
+        drop(state);
+        self.shared.events_changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn consume_attempts(&self, prefetch: u16) -> Result<Box<dyn EventConsumer>, QueueError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        let id = state.next_id();
+        state.events.consumers.insert(id, 0);
+        Ok(Box::new(MemoryEventConsumer {
+            shared: Arc::clone(&self.shared),
+            id,
+            prefetch: usize::from(prefetch),
+        }))
     }
 }
 
@@ -399,6 +476,123 @@ fn stale() -> QueueError {
     QueueError::StaleDelivery("its consumer was dropped and the task was returned".to_owned())
 }
 
+struct MemoryEventConsumer {
+    shared: Arc<Shared>,
+    id: u64,
+    /// 0 means unlimited, as in AMQP's `basic.qos`.
+    prefetch: usize,
+}
+
+enum EventPoll {
+    // Boxed: an event is much larger than the other variants.
+    Ready(Box<ReceivedEvent>),
+    Wait,
+    Closed,
+}
+
+impl MemoryEventConsumer {
+    fn poll(&self) -> EventPoll {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return EventPoll::Closed;
+        }
+        let held = state.events.consumers.get(&self.id).copied().unwrap_or(0);
+        if self.prefetch != 0 && held >= self.prefetch {
+            return EventPoll::Wait;
+        }
+        let Some((seq, event)) = state.events.ready.pop_front() else {
+            return EventPoll::Wait;
+        };
+        let delivery = state.next_id();
+        state.events.in_flight.insert(
+            delivery,
+            InFlightEvent {
+                consumer: self.id,
+                seq,
+                event: event.clone(),
+            },
+        );
+        *state.events.consumers.entry(self.id).or_insert(0) += 1;
+        EventPoll::Ready(Box::new(ReceivedEvent::new(
+            event,
+            EventAcker::Memory(MemoryEventAcker {
+                shared: Arc::clone(&self.shared),
+                delivery,
+            }),
+        )))
+    }
+}
+
+#[async_trait]
+impl EventConsumer for MemoryEventConsumer {
+    async fn next(&mut self) -> Option<ReceivedEvent> {
+        loop {
+            // Registered before looking, so a change in between is not missed.
+            let changed = self.shared.events_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.poll() {
+                EventPoll::Ready(received) => return Some(*received),
+                EventPoll::Closed => return None,
+                EventPoll::Wait => changed.await,
+            }
+        }
+    }
+}
+
+impl Drop for MemoryEventConsumer {
+    /// A consumer that goes away returns its unacked events, like a closed AMQP
+    /// channel does.
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.events.consumers.remove(&self.id);
+        let mine: Vec<u64> = state
+            .events
+            .in_flight
+            .iter()
+            .filter(|(_, in_flight)| in_flight.consumer == self.id)
+            .map(|(delivery, _)| *delivery)
+            .collect();
+        for delivery in mine {
+            if let Some(in_flight) = state.events.in_flight.remove(&delivery) {
+                state.events.return_event(in_flight);
+            }
+        }
+        drop(state);
+        self.shared.events_changed.notify_waiters();
+    }
+}
+
+/// Acknowledges one event delivery of a [`MemoryQueue`].
+pub(crate) struct MemoryEventAcker {
+    shared: Arc<Shared>,
+    delivery: u64,
+}
+
+impl MemoryEventAcker {
+    pub(crate) fn ack(self) -> Result<(), QueueError> {
+        let taken = self.shared.lock().events.take_in_flight(self.delivery);
+        self.shared.events_changed.notify_waiters();
+        match taken {
+            Some(_) => Ok(()),
+            None => Err(QueueError::StaleDelivery(
+                "its consumer was dropped and the event was returned".to_owned(),
+            )),
+        }
+    }
+
+    /// Called when the `ReceivedEvent` is dropped unacked: the event goes back to
+    /// its place in the stream. Nothing to do when its consumer already returned it.
+    pub(crate) fn release(self) {
+        let mut state = self.shared.lock();
+        if let Some(in_flight) = state.events.take_in_flight(self.delivery) {
+            state.events.return_event(in_flight);
+        }
+        drop(state);
+        self.shared.events_changed.notify_waiters();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +650,52 @@ mod tests {
         first.ack().await.unwrap();
         let second = consumer.next().await.unwrap();
         assert_eq!(second.task, task(2));
+    }
+
+    fn event(n: u32) -> AttemptCompleted {
+        AttemptCompleted {
+            attempt_id: format!("atmpt_{n}"),
+            tenant_id: "tnt_1".into(),
+            app_id: "app_1".into(),
+            endpoint_id: "ep_1".into(),
+            event_type: "user.created".into(),
+            success: true,
+            status_code: 200,
+            error_class: None,
+            duration_us: 10,
+            at_us: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn returned_events_go_back_to_the_front_in_order() {
+        let queue = MemoryQueue::new();
+        for n in 1..=4 {
+            queue.publish_attempt(&event(n)).await.unwrap();
+        }
+        let mut first = queue.consume_attempts(0).await.unwrap();
+        let one = first.next().await.unwrap();
+        let two = first.next().await.unwrap();
+        let three = first.next().await.unwrap();
+        drop(two);
+        one.ack().await.unwrap();
+        // The consumer goes away holding event 3; event 2 was dropped before.
+        drop(first);
+        assert!(matches!(
+            three.ack().await,
+            Err(QueueError::StaleDelivery(_))
+        ));
+
+        let mut second = queue.consume_attempts(0).await.unwrap();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let received = second.next().await.unwrap();
+            order.push(received.event.attempt_id.clone());
+            received.ack().await.unwrap();
+        }
+        assert_eq!(order, ["atmpt_2", "atmpt_3", "atmpt_4"]);
+        assert!(queue.shared.lock().events.ready.is_empty());
+        assert!(queue.shared.lock().events.in_flight.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,22 @@
 //! | `{prefix}.deliveries` | quorum queue, key `deliveries` | the work queue; `x-delivery-limit` dead-letters poison tasks to key `dead` |
 //! | `{prefix}.dead` | quorum queue, key `dead` | dead letters, read by operators and redrive |
 //! | `{prefix}.delay.{1s…10h}` | quorum queues, key `delay.{rung}` | the delay ladder (see [`crate::delay`]); TTL expiry dead-letters to key `deliveries` |
+//! | `{prefix}.attempts` | fanout exchange | the [`EventBus`]: every [`AttemptCompleted`] goes here |
+//! | `{prefix}.stats` | quorum queue bound to `{prefix}.attempts` | the stats service's events; `x-max-length` with `x-overflow: reject-publish` |
+//!
+//! The event side is a fanout exchange so that other consumers can later bind
+//! queues of their own and each get every event; the stats service's queue is
+//! one such binding, shared by competing stats processes. It is bounded
+//! ([`RabbitOptions::stats_max_length`], default [`DEFAULT_STATS_MAX_LENGTH`]):
+//! with the stats service down, events pile up only to that length, after which
+//! the broker refuses (nacks) new ones and `publish_attempt` fails at once with
+//! [`QueueError::Unavailable`] rather than retrying — those events are not
+//! counted, but the broker's memory and disk are safe and the worker is not
+//! held up. (Quorum queues apply the limit approximately: they start refusing
+//! once over it, and accept again once the backlog has shrunk.) The queue has no
+//! dead-letter exchange and no delivery limit: an event goes away only when a
+//! stats consumer acks it, and one that is not an event is dropped with an error
+//! in the log.
 //!
 //! Queue types: the broker here is RabbitMQ 3.10, the first release whose quorum
 //! queues support message TTL and at-least-once dead-lettering
@@ -46,9 +62,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::delay::{self, DUE_HEADER};
+use crate::events::EventAcker;
 use crate::{
-    backoff_delay, Acker, Consumer, DeadLetter, DeliveryTask, Queue, QueueError, Received,
-    DEFAULT_DELIVERY_LIMIT,
+    backoff_delay, Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus,
+    EventConsumer, Queue, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
 };
 
 /// Routing key of the work queue.
@@ -59,6 +76,12 @@ const KEY_DEAD: &str = "dead";
 const REASON_HEADER: &str = "x-herald-dead-reason";
 /// AMQP reply code for a normal close.
 const REPLY_SUCCESS: u16 = 200;
+/// Routing key of events; the fanout exchange ignores it.
+const KEY_ATTEMPT: &str = "attempt.completed";
+
+/// Default `x-max-length` of `{prefix}.stats`: at a few hundred bytes per event,
+/// a backlog of well under a gigabyte.
+pub const DEFAULT_STATS_MAX_LENGTH: u32 = 1_000_000;
 
 /// Settings of a [`RabbitQueue`].
 #[derive(Clone, Debug)]
@@ -71,6 +94,11 @@ pub struct RabbitOptions {
     /// broker dead-letters it. Changing it for existing queues needs a policy or
     /// re-creating them, since RabbitMQ refuses to re-declare with other arguments.
     pub delivery_limit: u32,
+    /// `x-max-length` of the stats queue `{prefix}.stats`: events it holds
+    /// before the broker refuses new ones (see [`crate::events`]). Like
+    /// `delivery_limit`, changing it for an existing queue needs a policy or
+    /// re-creating the queue.
+    pub stats_max_length: u32,
     /// How long a publish keeps retrying over reconnects before it fails.
     pub publish_timeout: Duration,
     /// Longest wait for a TCP connection and AMQP handshake.
@@ -88,6 +116,7 @@ impl RabbitOptions {
             url: url.into(),
             prefix: "herald".to_owned(),
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            stats_max_length: DEFAULT_STATS_MAX_LENGTH,
             publish_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(100),
@@ -107,6 +136,10 @@ pub struct Topology {
     pub dead: String,
     /// The delay ladder, shortest rung first: `{prefix}.delay.1s` … `{prefix}.delay.10h`.
     pub delay_queues: Vec<String>,
+    /// The fanout exchange events are published to: `{prefix}.attempts`.
+    pub attempts_exchange: String,
+    /// The stats service's event queue, bound to `attempts_exchange`: `{prefix}.stats`.
+    pub stats: String,
 }
 
 impl Topology {
@@ -120,14 +153,25 @@ impl Topology {
                 .iter()
                 .map(|rung| format!("{prefix}.delay.{}", delay::rung_label(*rung)))
                 .collect(),
+            attempts_exchange: format!("{prefix}.attempts"),
+            stats: format!("{prefix}.stats"),
         }
     }
 
     /// Every queue name, work queue first.
     pub fn queues(&self) -> impl Iterator<Item = &str> {
-        [self.deliveries.as_str(), self.dead.as_str()]
-            .into_iter()
-            .chain(self.delay_queues.iter().map(String::as_str))
+        [
+            self.deliveries.as_str(),
+            self.dead.as_str(),
+            self.stats.as_str(),
+        ]
+        .into_iter()
+        .chain(self.delay_queues.iter().map(String::as_str))
+    }
+
+    /// Every exchange name: the work exchange, then the events' exchange.
+    pub fn exchanges(&self) -> impl Iterator<Item = &str> {
+        [self.work_exchange.as_str(), self.attempts_exchange.as_str()].into_iter()
     }
 }
 
@@ -156,21 +200,45 @@ struct PublisherLink {
     generation: u64,
 }
 
+/// The exchange a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exchange {
+    /// `{prefix}.work`: tasks.
+    Work,
+    /// `{prefix}.attempts`: events.
+    Attempts,
+}
+
 /// One message ready to publish.
 struct Outgoing {
+    exchange: Exchange,
     routing_key: String,
     body: Vec<u8>,
     headers: FieldTable,
-    msg_id: String,
+    /// What the message carries, for logs: a task's message id or an event's attempt id.
+    id: String,
 }
 
 impl Outgoing {
+    /// A task for the work exchange.
     fn new(task: &DeliveryTask, routing_key: String) -> Result<Self, QueueError> {
         Ok(Self {
+            exchange: Exchange::Work,
             routing_key,
             body: serde_json::to_vec(task).map_err(|e| QueueError::Encode(e.to_string()))?,
             headers: FieldTable::default(),
-            msg_id: task.msg_id.clone(),
+            id: task.msg_id.clone(),
+        })
+    }
+
+    /// An event for the attempts exchange.
+    fn event(event: &AttemptCompleted) -> Result<Self, QueueError> {
+        Ok(Self {
+            exchange: Exchange::Attempts,
+            routing_key: KEY_ATTEMPT.to_owned(),
+            body: serde_json::to_vec(event).map_err(|e| QueueError::Encode(e.to_string()))?,
+            headers: FieldTable::default(),
+            id: event.attempt_id.clone(),
         })
     }
 
@@ -314,6 +382,42 @@ impl Inner {
                 .await
                 .map_err(|e| to_topology(&name, e))?;
         }
+
+        // The event side: a fanout exchange and the stats service's bounded queue.
+        channel
+            .exchange_declare(
+                topology.attempts_exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| to_topology(&topology.attempts_exchange, e))?;
+        let stats_arguments = quorum_arguments()
+            .insert_chain(
+                "x-max-length",
+                AMQPValue::LongInt(
+                    i32::try_from(self.options.stats_max_length).unwrap_or(i32::MAX),
+                ),
+            )
+            .insert_chain("x-overflow", AMQPValue::LongString("reject-publish".into()));
+        channel
+            .queue_declare(topology.stats.as_str().into(), durable, stats_arguments)
+            .await
+            .map_err(|e| to_topology(&topology.stats, e))?;
+        channel
+            .queue_bind(
+                topology.stats.as_str().into(),
+                topology.attempts_exchange.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| to_topology(&topology.stats, e))?;
         Ok(())
     }
 
@@ -382,8 +486,14 @@ impl Inner {
     }
 
     /// Publishes every message and waits for all confirms, retrying the ones not
-    /// confirmed on a fresh channel until `publish_timeout` has passed.
-    async fn publish_all(&self, outgoing: &[Outgoing]) -> Result<(), QueueError> {
+    /// confirmed on a fresh channel until `publish_timeout` has passed. With
+    /// `refusal_is_final`, a message the broker nacks (for events: the bounded
+    /// stats queue is full) fails the publish at once instead of being retried.
+    async fn publish_all(
+        &self,
+        outgoing: &[Outgoing],
+        refusal_is_final: bool,
+    ) -> Result<(), QueueError> {
         let deadline = Instant::now() + self.options.publish_timeout;
         let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
         let mut failures = 0u32;
@@ -402,16 +512,23 @@ impl Inner {
                 });
             let error = match publisher {
                 Ok((channel, generation)) => {
-                    let (unconfirmed, error, broken) =
-                        self.publish_on(&channel, &pending, deadline).await;
-                    if unconfirmed.is_empty() {
+                    let round = self.publish_on(&channel, &pending, deadline).await;
+                    if round.unconfirmed.is_empty() {
                         return Ok(());
                     }
-                    if broken {
+                    if round.broken {
                         self.invalidate_publisher(generation).await;
                     }
-                    pending = unconfirmed;
-                    error
+                    if round.refused && refusal_is_final {
+                        tracing::warn!(
+                            refused = round.unconfirmed.len(),
+                            error = %round.error,
+                            "rabbitmq refused a publish"
+                        );
+                        return Err(round.error);
+                    }
+                    pending = round.unconfirmed;
+                    round.error
                 }
                 Err(e) => e,
             };
@@ -442,17 +559,17 @@ impl Inner {
         }
     }
 
-    /// One round of [`Inner::publish_all`] on `channel`: returns the messages not
-    /// confirmed, the last error, and whether the channel looks broken.
+    /// One round of [`Inner::publish_all`] on `channel`.
     async fn publish_on<'a>(
         &self,
         channel: &Channel,
         pending: &[&'a Outgoing],
         deadline: Instant,
-    ) -> (Vec<&'a Outgoing>, QueueError, bool) {
+    ) -> PublishRound<'a> {
         let mut unconfirmed = Vec::new();
         let mut error = QueueError::Unavailable("publish not confirmed".to_owned());
         let mut broken = false;
+        let mut refused = false;
         let mut confirms = Vec::with_capacity(pending.len());
         for (index, message) in pending.iter().enumerate() {
             let properties = BasicProperties::default()
@@ -461,7 +578,7 @@ impl Inner {
                 .with_headers(message.headers.clone());
             let sent = channel
                 .basic_publish(
-                    self.topology.work_exchange.as_str().into(),
+                    self.exchange_name(message.exchange).into(),
                     message.routing_key.as_str().into(),
                     // Mandatory: an unroutable message (queue deleted) comes back
                     // instead of being confirmed and silently dropped.
@@ -495,7 +612,16 @@ impl Inner {
                     broken = true;
                     format!("message returned as unroutable: {}", returned.reply_text)
                 }
-                Ok(Ok(Confirmation::Nack(_))) => "broker refused the message (nack)".to_owned(),
+                Ok(Ok(Confirmation::Nack(_))) => {
+                    refused = true;
+                    match message.exchange {
+                        Exchange::Work => "broker refused the message (nack)".to_owned(),
+                        Exchange::Attempts => format!(
+                            "broker refused the event (nack); is {} full?",
+                            self.topology.stats
+                        ),
+                    }
+                }
                 Ok(Ok(Confirmation::NotRequested)) => {
                     broken = true;
                     "channel is not in confirm mode".to_owned()
@@ -509,11 +635,23 @@ impl Inner {
                     "timed out waiting for publish confirm".to_owned()
                 }
             };
-            tracing::debug!(msg_id = %message.msg_id, routing_key = %message.routing_key, %failure, "publish not confirmed");
+            tracing::debug!(id = %message.id, routing_key = %message.routing_key, %failure, "publish not confirmed");
             error = QueueError::Unavailable(failure);
             unconfirmed.push(message);
         }
-        (unconfirmed, error, broken)
+        PublishRound {
+            unconfirmed,
+            error,
+            broken,
+            refused,
+        }
+    }
+
+    fn exchange_name(&self, exchange: Exchange) -> &str {
+        match exchange {
+            Exchange::Work => &self.topology.work_exchange,
+            Exchange::Attempts => &self.topology.attempts_exchange,
+        }
     }
 
     async fn take_dead_letters(
@@ -549,6 +687,18 @@ impl Inner {
         }
         Ok(letters)
     }
+}
+
+/// What one round of publishing left over.
+struct PublishRound<'a> {
+    /// Messages not confirmed, to retry.
+    unconfirmed: Vec<&'a Outgoing>,
+    /// The last failure.
+    error: QueueError,
+    /// Whether the channel looks broken, so the next round needs a fresh one.
+    broken: bool,
+    /// Whether the broker nacked a message.
+    refused: bool,
 }
 
 trait InsertChain {
@@ -602,7 +752,9 @@ impl Queue for RabbitQueue {
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     async fn publish(&self, task: &DeliveryTask) -> Result<(), QueueError> {
         let message = Outgoing::new(task, KEY_DELIVERIES.to_owned())?;
-        self.inner.publish_all(std::slice::from_ref(&message)).await
+        self.inner
+            .publish_all(std::slice::from_ref(&message), false)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(tasks = tasks.len()))]
@@ -611,7 +763,7 @@ impl Queue for RabbitQueue {
             .iter()
             .map(|task| Outgoing::new(task, KEY_DELIVERIES.to_owned()))
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner.publish_all(&messages).await
+        self.inner.publish_all(&messages, false).await
     }
 
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt, delay_ms = delay.as_millis() as u64))]
@@ -626,27 +778,24 @@ impl Queue for RabbitQueue {
         let due_ms = delay::due_unix_ms(delay);
         let message = Outgoing::new(task, delay_key(delay::rung_for(delay)))?
             .header(DUE_HEADER, AMQPValue::LongLongInt(due_ms));
-        self.inner.publish_all(std::slice::from_ref(&message)).await
+        self.inner
+            .publish_all(std::slice::from_ref(&message), false)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError> {
         let message = Outgoing::new(task, KEY_DEAD.to_owned())?
             .header(REASON_HEADER, AMQPValue::LongString(reason.into()));
-        self.inner.publish_all(std::slice::from_ref(&message)).await
+        self.inner
+            .publish_all(std::slice::from_ref(&message), false)
+            .await
     }
 
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
-        if self.inner.shutdown.is_cancelled() {
-            return Err(QueueError::Closed);
-        }
-        let link = ConsumerLink::open(&self.inner, prefetch).await?;
-        Ok(Box::new(RabbitConsumer {
-            inner: Arc::clone(&self.inner),
-            prefetch,
-            link: Some(link),
-            failures: 0,
-        }))
+        let queue = self.inner.topology.deliveries.clone();
+        let subscription = Subscription::open(&self.inner, queue, "consumer", prefetch).await?;
+        Ok(Box::new(RabbitConsumer { subscription }))
     }
 
     async fn close(&self) {
@@ -662,14 +811,19 @@ impl Queue for RabbitQueue {
 struct ConsumerLink {
     stream: lapin::Consumer,
     // Held so the channel and connection stay open; dropping the link closes
-    // them, which makes the broker redeliver the unacked tasks.
+    // them, which makes the broker redeliver the unacked messages.
     _channel: Channel,
     _connection: Connection,
 }
 
 impl ConsumerLink {
-    async fn open(inner: &Inner, prefetch: u16) -> Result<Self, QueueError> {
-        let connection = inner.open_connection("consumer").await?;
+    async fn open(
+        inner: &Inner,
+        queue: &str,
+        role: &str,
+        prefetch: u16,
+    ) -> Result<Self, QueueError> {
+        let connection = inner.open_connection(role).await?;
         let unavailable =
             |what: &str, e: lapin::Error| QueueError::Unavailable(format!("failed to {what}: {e}"));
         let channel = connection
@@ -683,7 +837,7 @@ impl ConsumerLink {
         inner.declare_topology(&channel).await?;
         let stream = channel
             .basic_consume(
-                inner.topology.deliveries.as_str().into(),
+                queue.into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -698,15 +852,43 @@ impl ConsumerLink {
     }
 }
 
-struct RabbitConsumer {
+/// A subscription to one queue on a connection of its own, re-opened with
+/// capped backoff whenever it is lost. Both the task consumer and the event
+/// consumer are built on it.
+struct Subscription {
     inner: Arc<Inner>,
+    /// The queue consumed.
+    queue: String,
+    /// Names the connection (`herald-queue {prefix} {role}`) and the logs.
+    role: &'static str,
     prefetch: u16,
     link: Option<ConsumerLink>,
     /// Consecutive failed reconnects, for backoff.
     failures: u32,
 }
 
-impl RabbitConsumer {
+impl Subscription {
+    /// Subscribes now; fails if the broker is unreachable or the queue is closed.
+    async fn open(
+        inner: &Arc<Inner>,
+        queue: String,
+        role: &'static str,
+        prefetch: u16,
+    ) -> Result<Self, QueueError> {
+        if inner.shutdown.is_cancelled() {
+            return Err(QueueError::Closed);
+        }
+        let link = ConsumerLink::open(inner, &queue, role, prefetch).await?;
+        Ok(Self {
+            inner: Arc::clone(inner),
+            queue,
+            role,
+            prefetch,
+            link: Some(link),
+            failures: 0,
+        })
+    }
+
     /// Re-opens the link, waiting out the backoff first after failures. Returns
     /// false on shutdown.
     async fn reconnect(&mut self) -> bool {
@@ -722,23 +904,64 @@ impl RabbitConsumer {
             }
         }
         let opened = tokio::select! {
-            opened = ConsumerLink::open(&self.inner, self.prefetch) => opened,
+            opened = ConsumerLink::open(&self.inner, &self.queue, self.role, self.prefetch) => opened,
             () = self.inner.shutdown.cancelled() => return false,
         };
         match opened {
             Ok(link) => {
-                tracing::info!(prefix = %self.inner.options.prefix, after_failures = self.failures, "consumer resubscribed");
+                tracing::info!(prefix = %self.inner.options.prefix, role = self.role, after_failures = self.failures, "consumer resubscribed");
                 self.link = Some(link);
                 self.failures = 0;
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
-                tracing::warn!(error = %e, failures = self.failures, "consumer reconnect failed");
+                tracing::warn!(error = %e, role = self.role, failures = self.failures, "consumer reconnect failed");
             }
         }
         true
     }
 
+    /// The next message from the broker, resubscribing as often as needed;
+    /// `None` only on shutdown.
+    async fn next_delivery(&mut self) -> Option<Delivery> {
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return None;
+            }
+            let Some(link) = self.link.as_mut() else {
+                if !self.reconnect().await {
+                    return None;
+                }
+                continue;
+            };
+            let item = tokio::select! {
+                item = link.stream.next() => item,
+                () = self.inner.shutdown.cancelled() => return None,
+            };
+            match item {
+                Some(Ok(delivery)) => return Some(delivery),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, role = self.role, "consumer connection lost; resubscribing");
+                    self.link = None;
+                }
+                None => {
+                    tracing::warn!(
+                        role = self.role,
+                        "consumer cancelled by the broker; resubscribing"
+                    );
+                    self.link = None;
+                }
+            }
+        }
+    }
+}
+
+/// The task consumer: due tasks from `{prefix}.deliveries`.
+struct RabbitConsumer {
+    subscription: Subscription,
+}
+
+impl RabbitConsumer {
     /// Turns a delivery into a [`Received`], or handles it here and returns
     /// `None`: malformed bodies are rejected (the broker dead-letters them) and
     /// tasks that are not yet due go back onto the delay ladder.
@@ -782,7 +1005,12 @@ impl RabbitConsumer {
             rung = %delay::rung_label(rung),
             "task not due yet; delaying the remainder"
         );
-        match self.inner.publish_all(std::slice::from_ref(&message)).await {
+        match self
+            .subscription
+            .inner
+            .publish_all(std::slice::from_ref(&message), false)
+            .await
+        {
             Ok(()) => {
                 if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
                     tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to ack a re-delayed task; it may be delivered twice");
@@ -805,32 +1033,64 @@ impl RabbitConsumer {
 impl Consumer for RabbitConsumer {
     async fn next(&mut self) -> Option<Received> {
         loop {
-            if self.inner.shutdown.is_cancelled() {
-                return None;
+            let delivery = self.subscription.next_delivery().await?;
+            if let Some(received) = self.accept(delivery).await {
+                return Some(received);
             }
-            let Some(link) = self.link.as_mut() else {
-                if !self.reconnect().await {
-                    return None;
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for RabbitQueue {
+    #[tracing::instrument(skip_all, fields(attempt_id = %event.attempt_id, endpoint_id = %event.endpoint_id))]
+    async fn publish_attempt(&self, event: &AttemptCompleted) -> Result<(), QueueError> {
+        let message = Outgoing::event(event)?;
+        // A refusal means the bounded stats queue is full: retrying would only
+        // hold the worker up, so it fails at once.
+        self.inner
+            .publish_all(std::slice::from_ref(&message), true)
+            .await
+    }
+
+    async fn consume_attempts(&self, prefetch: u16) -> Result<Box<dyn EventConsumer>, QueueError> {
+        let queue = self.inner.topology.stats.clone();
+        let subscription =
+            Subscription::open(&self.inner, queue, "stats consumer", prefetch).await?;
+        Ok(Box::new(RabbitEventConsumer { subscription }))
+    }
+}
+
+/// The event consumer: events from `{prefix}.stats`.
+struct RabbitEventConsumer {
+    subscription: Subscription,
+}
+
+#[async_trait]
+impl EventConsumer for RabbitEventConsumer {
+    async fn next(&mut self) -> Option<ReceivedEvent> {
+        loop {
+            let delivery = self.subscription.next_delivery().await?;
+            match serde_json::from_slice::<AttemptCompleted>(&delivery.data) {
+                Ok(event) => {
+                    return Some(ReceivedEvent::new(
+                        event,
+                        EventAcker::Rabbit(RabbitAcker {
+                            acker: delivery.acker,
+                        }),
+                    ))
                 }
-                continue;
-            };
-            let item = tokio::select! {
-                item = link.stream.next() => item,
-                () = self.inner.shutdown.cancelled() => return None,
-            };
-            match item {
-                Some(Ok(delivery)) => {
-                    if let Some(received) = self.accept(delivery).await {
-                        return Some(received);
+                Err(e) => {
+                    // The stats queue has no dead-letter exchange: this drops it.
+                    tracing::error!(
+                        error = %e,
+                        body = %String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(512)]),
+                        "dropping a message on the stats queue that is not an attempt event"
+                    );
+                    let reject = BasicRejectOptions { requeue: false };
+                    if let Err(e) = delivery.acker.reject(reject).await {
+                        tracing::warn!(error = %e, "failed to reject a malformed event");
                     }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer connection lost; resubscribing");
-                    self.link = None;
-                }
-                None => {
-                    tracing::warn!("consumer cancelled by the broker; resubscribing");
-                    self.link = None;
                 }
             }
         }
@@ -855,8 +1115,9 @@ impl RabbitAcker {
         settled(self.acker.nack(nack).await)
     }
 
-    /// Called when the `Received` is dropped unacked: requeue in the background.
-    /// Without a runtime the channel's closing returns the task instead.
+    /// Called when a `Received` or `ReceivedEvent` is dropped unacked: requeue in
+    /// the background. Without a runtime the channel's closing returns the
+    /// message instead.
     pub(crate) fn release(self) {
         if !self.acker.usable() {
             return;
@@ -875,7 +1136,7 @@ fn settled(outcome: Result<bool, lapin::Error>) -> Result<(), QueueError> {
     match outcome {
         Ok(true) => Ok(()),
         Ok(false) => Err(QueueError::StaleDelivery(
-            "its channel is closed; the broker redelivers the task".to_owned(),
+            "its channel is closed; the broker redelivers the message".to_owned(),
         )),
         Err(e) => Err(QueueError::StaleDelivery(e.to_string())),
     }
@@ -899,6 +1160,13 @@ mod tests {
             topology.delay_queues.last().map(String::as_str),
             Some("herald.delay.10h")
         );
-        assert_eq!(topology.queues().count(), 12);
+        assert_eq!(topology.queues().count(), 13);
+        assert_eq!(topology.attempts_exchange, "herald.attempts");
+        assert_eq!(topology.stats, "herald.stats");
+        assert!(topology.queues().any(|queue| queue == "herald.stats"));
+        assert_eq!(
+            topology.exchanges().collect::<Vec<_>>(),
+            ["herald.work", "herald.attempts"]
+        );
     }
 }

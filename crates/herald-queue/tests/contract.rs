@@ -1,16 +1,19 @@
-//! The queue contract, written once against `&dyn Queue` (through a small
-//! harness for reading dead letters) and run against both implementations:
-//! `memory::*` against [`MemoryQueue`](herald_queue::MemoryQueue) and `rabbit::*`
-//! against a real RabbitMQ.
+//! The queue contract, written once against `&dyn Queue` and `&dyn EventBus`
+//! (through a small harness for reading dead letters) and run against both
+//! implementations: `memory::*` against [`MemoryQueue`](herald_queue::MemoryQueue)
+//! and `rabbit::*` against a real RabbitMQ.
 
 mod support;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use herald_queue::{AttemptCompleted, EventConsumer};
 use support::{
-    assert_no_task, drain_until_seen, next_task, task, wait_for_dead_letters, Harness, EVENTUALLY,
-    TEST_DELIVERY_LIMIT,
+    assert_no_event, assert_no_task, attempt, drain_events_until_seen, drain_until_seen,
+    next_event, next_task, task, wait_for_dead_letters, Harness, EVENTUALLY, TEST_DELIVERY_LIMIT,
 };
 use tokio::time::Instant;
 
@@ -220,6 +223,231 @@ mod contract {
             "publish after close: {refused:?}"
         );
     }
+
+    // The event bus.
+
+    pub async fn published_events_are_consumed_with_identical_content(harness: &dyn Harness) {
+        let bus = harness.bus();
+        let mut events: Vec<_> = (1..=4).map(attempt).collect();
+        // Edge values survive the trip too.
+        events.push(AttemptCompleted {
+            attempt_id: "atmpt_edge".to_owned(),
+            tenant_id: "tnt_ünïcödé".to_owned(),
+            app_id: "app_\"quoted\"".to_owned(),
+            endpoint_id: "ep_edge".to_owned(),
+            event_type: "invoice.paid.✓".to_owned(),
+            success: false,
+            status_code: 0,
+            error_class: Some("timeout".to_owned()),
+            duration_us: u64::MAX,
+            at_us: i64::MIN,
+        });
+        for event in &events {
+            bus.publish_attempt(event).await.expect("publish event");
+        }
+        let mut consumer = bus.consume_attempts(10).await.expect("consume events");
+        let mut got = Vec::new();
+        for _ in 0..events.len() {
+            let received = next_event(&mut consumer).await;
+            got.push(received.event.clone());
+            received.ack().await.expect("ack");
+        }
+        assert_eq!(
+            got, events,
+            "one publisher, one consumer: in order and unchanged"
+        );
+        assert_no_event(&mut consumer, QUIET).await;
+    }
+
+    pub async fn events_and_tasks_are_separate_streams(harness: &dyn Harness) {
+        harness
+            .queue()
+            .publish(&task(1))
+            .await
+            .expect("publish task");
+        harness
+            .bus()
+            .publish_attempt(&attempt(1))
+            .await
+            .expect("publish event");
+
+        let mut events = harness
+            .bus()
+            .consume_attempts(10)
+            .await
+            .expect("consume events");
+        let mut tasks = harness.queue().consume(10).await.expect("consume tasks");
+        let event = next_event(&mut events).await;
+        assert_eq!(event.event, attempt(1));
+        event.ack().await.expect("ack event");
+        let received = next_task(&mut tasks).await;
+        assert_eq!(received.task, task(1));
+        received.ack().await.expect("ack task");
+        assert_no_event(&mut events, QUIET).await;
+        assert_no_task(&mut tasks, QUIET).await;
+    }
+
+    pub async fn dropped_unacked_event_is_redelivered(harness: &dyn Harness) {
+        let bus = harness.bus();
+        bus.publish_attempt(&attempt(1)).await.expect("publish");
+        let mut consumer = bus.consume_attempts(10).await.expect("consume");
+
+        let first = next_event(&mut consumer).await;
+        assert_eq!(first.event, attempt(1));
+        drop(first);
+        let again = next_event(&mut consumer).await;
+        assert_eq!(again.event, attempt(1));
+        again.ack().await.expect("ack");
+        assert_no_event(&mut consumer, QUIET).await;
+    }
+
+    pub async fn acked_events_are_not_redelivered(harness: &dyn Harness) {
+        let bus = harness.bus();
+        bus.publish_attempt(&attempt(1)).await.expect("publish");
+        bus.publish_attempt(&attempt(2)).await.expect("publish");
+        let mut consumer = bus.consume_attempts(10).await.expect("consume");
+        for _ in 0..2 {
+            next_event(&mut consumer).await.ack().await.expect("ack");
+        }
+        assert_no_event(&mut consumer, QUIET).await;
+
+        // Not to a new consumer either.
+        drop(consumer);
+        let mut consumer = bus.consume_attempts(10).await.expect("consume again");
+        assert_no_event(&mut consumer, QUIET).await;
+    }
+
+    pub async fn prefetch_bounds_unacked_events(harness: &dyn Harness) {
+        let bus = harness.bus();
+        bus.publish_attempt(&attempt(1)).await.expect("publish");
+        bus.publish_attempt(&attempt(2)).await.expect("publish");
+        let mut consumer = bus.consume_attempts(1).await.expect("consume");
+
+        let first = next_event(&mut consumer).await;
+        assert_eq!(first.event, attempt(1));
+        assert_no_event(&mut consumer, QUIET).await;
+        first.ack().await.expect("ack");
+        let second = next_event(&mut consumer).await;
+        assert_eq!(second.event, attempt(2));
+        second.ack().await.expect("ack");
+    }
+
+    pub async fn competing_consumers_see_every_event_exactly_once(harness: &dyn Harness) {
+        const EVENTS: usize = 100;
+        let bus = harness.bus();
+        // Both subscribe first, so both compete for the whole stream.
+        let first = bus.consume_attempts(5).await.expect("consume");
+        let second = bus.consume_attempts(5).await.expect("consume");
+        for n in 1..=EVENTS as u32 {
+            bus.publish_attempt(&attempt(n)).await.expect("publish");
+        }
+
+        let acked = Arc::new(AtomicUsize::new(0));
+        let drain = |mut consumer: Box<dyn EventConsumer>| {
+            let acked = Arc::clone(&acked);
+            tokio::spawn(async move {
+                let deadline = Instant::now() + EVENTUALLY;
+                let mut seen = Vec::new();
+                while acked.load(Ordering::SeqCst) < EVENTS {
+                    assert!(
+                        Instant::now() < deadline,
+                        "only {} of {EVENTS} events acked",
+                        acked.load(Ordering::SeqCst)
+                    );
+                    let next =
+                        tokio::time::timeout(Duration::from_millis(100), consumer.next()).await;
+                    let Ok(next) = next else { continue };
+                    let received = next.expect("event consumer ended");
+                    // Counting takes a moment, so the other consumer gets its turn.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    seen.push(received.event.attempt_id.clone());
+                    received.ack().await.expect("ack");
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                (consumer, seen)
+            })
+        };
+        let (first, second) = (drain(first), drain(second));
+        let (mut first, seen_first) = first.await.expect("first consumer");
+        let (mut second, seen_second) = second.await.expect("second consumer");
+
+        assert!(
+            !seen_first.is_empty() && !seen_second.is_empty(),
+            "the stream is shared: {} and {} events",
+            seen_first.len(),
+            seen_second.len()
+        );
+        let all: Vec<&String> = seen_first.iter().chain(&seen_second).collect();
+        let distinct: HashSet<&String> = all.iter().copied().collect();
+        assert_eq!(all.len(), EVENTS, "every event exactly once");
+        assert_eq!(distinct.len(), EVENTS, "no event twice");
+        assert_no_event(&mut first, QUIET).await;
+        assert_no_event(&mut second, QUIET).await;
+    }
+
+    pub async fn events_survive_a_consumer_reconnect(harness: &dyn Harness) {
+        let bus = harness.bus();
+        for n in 1..=6 {
+            bus.publish_attempt(&attempt(n)).await.expect("publish");
+        }
+        let mut first = bus.consume_attempts(10).await.expect("consume");
+        let mut acked = HashSet::new();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            let received = next_event(&mut first).await;
+            if acked.len() < 3 {
+                acked.insert(received.event.attempt_id.clone());
+                received.ack().await.expect("ack");
+            } else {
+                held.push(received);
+            }
+        }
+        // The stats process dies holding three unacked events, and more events
+        // are published while no consumer runs.
+        drop(first);
+        for n in 7..=9 {
+            bus.publish_attempt(&attempt(n)).await.expect("publish");
+        }
+
+        let mut second = bus.consume_attempts(10).await.expect("consume again");
+        let expected: HashSet<String> = (1..=9)
+            .map(|n| attempt(n).attempt_id)
+            .filter(|id| !acked.contains(id))
+            .collect();
+        let deliveries = drain_events_until_seen(&mut second, &expected).await;
+        assert_eq!(
+            deliveries,
+            expected.len(),
+            "acked events are not delivered again"
+        );
+
+        // The old deliveries are stale now; acking them changes nothing.
+        for old in held {
+            let _ = old.ack().await;
+        }
+        assert_no_event(&mut second, QUIET).await;
+    }
+
+    pub async fn close_ends_event_consumers_and_refuses_event_publishes(harness: &dyn Harness) {
+        let mut consumer = harness.bus().consume_attempts(10).await.expect("consume");
+        harness.queue().close().await;
+
+        let ended = tokio::time::timeout(EVENTUALLY, consumer.next()).await;
+        assert!(
+            matches!(ended, Ok(None)),
+            "event consumer still running after close"
+        );
+        let refused = harness.bus().publish_attempt(&attempt(1)).await;
+        assert!(
+            matches!(refused, Err(herald_queue::QueueError::Closed)),
+            "publish after close: {refused:?}"
+        );
+        let consume = harness.bus().consume_attempts(10).await;
+        assert!(
+            matches!(consume, Err(herald_queue::QueueError::Closed)),
+            "consume after close succeeded"
+        );
+    }
 }
 
 /// Generates one test per contract function for each implementation.
@@ -259,4 +487,12 @@ contract_tests!(
     publish_many_delivers_every_task,
     task_requeued_past_the_delivery_limit_is_dead_lettered,
     close_ends_consumers_and_refuses_publishes,
+    published_events_are_consumed_with_identical_content,
+    events_and_tasks_are_separate_streams,
+    dropped_unacked_event_is_redelivered,
+    acked_events_are_not_redelivered,
+    prefetch_bounds_unacked_events,
+    competing_consumers_see_every_event_exactly_once,
+    events_survive_a_consumer_reconnect,
+    close_ends_event_consumers_and_refuses_event_publishes,
 );

@@ -13,6 +13,7 @@ pub mod model;
 pub mod page;
 pub mod postgres;
 pub mod sqlite;
+mod stats;
 
 use async_trait::async_trait;
 use herald_core::{
@@ -362,4 +363,35 @@ pub trait Store: Send + Sync + 'static {
     /// owns the database (the embedded mode): at its start, whatever was in
     /// flight was lost with the previous process. Not tenant-scoped.
     async fn release_claims(&self) -> StoreResult<u64>;
+
+    // Delivery statistics.
+    /// Counts the samples not counted before (by attempt id, remembered in
+    /// `stats_seen`) into their endpoint's minute bucket (start = `at`
+    /// truncated to the minute), all in one transaction, so a batch delivered
+    /// again after a crash is never counted twice; returns how many were new
+    /// (an id repeated within the batch counts once). Safe under concurrent
+    /// callers touching the same buckets. Not tenant-scoped: samples carry
+    /// their tenant.
+    async fn record_stats(&self, samples: &[StatsSample]) -> StoreResult<usize>;
+    /// The buckets of one endpoint (or of every endpoint of the application
+    /// when `endpoint_id` is `None`) whose start is in `[since, until)`, minute
+    /// and hour buckets both, ordered by start (then endpoint, minute first).
+    async fn stats_buckets(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: Option<&EndpointId>,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<StatsBucket>>;
+    /// Merges the minute buckets that start before `minutes_before` into hour
+    /// buckets (start truncated to the hour; an existing hour bucket is merged
+    /// into) and deletes them, in one transaction; forgets the `stats_seen`
+    /// entries recorded before `seen_before`. Returns how many minute buckets
+    /// were rolled up. Not tenant-scoped.
+    async fn roll_up_stats(
+        &self,
+        minutes_before: chrono::DateTime<chrono::Utc>,
+        seen_before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64>;
 }

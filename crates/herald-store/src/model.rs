@@ -198,9 +198,17 @@ pub struct Attempt {
     pub status_code: u16,
     pub error_class: Option<String>,
     pub response_body: Option<String>,
-    pub duration_ms: u32,
+    /// How long the attempt took, in microseconds.
+    pub duration_us: u64,
     pub trigger: AttemptTrigger,
     pub created_at: DateTime<Utc>,
+}
+
+impl Attempt {
+    /// The duration in whole milliseconds, as the API reports it.
+    pub fn duration_ms(&self) -> u32 {
+        u32::try_from(self.duration_us / 1000).unwrap_or(u32::MAX)
+    }
 }
 
 /// The state a delivery moves to together with an attempt.
@@ -272,6 +280,65 @@ pub struct MessageFilter {
     pub event_types: Option<Vec<EventTypeName>>,
     pub before: Option<DateTime<Utc>>,
     pub after: Option<DateTime<Utc>>,
+}
+
+/// One attempt as the stats service counts it.
+#[derive(Debug, Clone)]
+pub struct StatsSample {
+    pub attempt_id: AttemptId,
+    pub tenant_id: TenantId,
+    pub app_id: ApplicationId,
+    pub endpoint_id: EndpointId,
+    pub success: bool,
+    /// Why it failed (the worker's error class); `None` for a success.
+    pub error_class: Option<String>,
+    pub duration_us: u64,
+    /// When the attempt was made: picks its minute bucket.
+    pub at: DateTime<Utc>,
+}
+
+/// How long a stored stats bucket spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsGranularity {
+    Minute,
+    Hour,
+}
+
+impl StatsGranularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "minute" => Some(Self::Minute),
+            "hour" => Some(Self::Hour),
+            _ => None,
+        }
+    }
+
+    /// The start of the bucket of this granularity that holds `at`.
+    pub fn truncate(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let span = match self {
+            Self::Minute => 60,
+            Self::Hour => 3600,
+        };
+        let seconds = at.timestamp().div_euclid(span) * span;
+        DateTime::from_timestamp(seconds, 0).unwrap_or(at)
+    }
+}
+
+/// A stored bucket: the attempts of one endpoint that started in
+/// `[start, start + granularity)`.
+#[derive(Debug, Clone)]
+pub struct StatsBucket {
+    pub endpoint_id: EndpointId,
+    pub granularity: StatsGranularity,
+    pub start: DateTime<Utc>,
+    pub bucket: herald_core::stats::Bucket,
 }
 
 /// An endpoint's current signing secret and the previous ones that stay valid
@@ -398,6 +465,27 @@ mod tests {
             secrets.rotate(EndpointSecret::generate(), chrono::Duration::hours(1), now);
         }
         assert_eq!(secrets.previous.len(), EndpointSecrets::MAX_PREVIOUS);
+    }
+
+    #[test]
+    fn stats_granularities_truncate_to_their_start() {
+        let at = DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let minute = StatsGranularity::Minute.truncate(at);
+        let hour = StatsGranularity::Hour.truncate(at);
+        assert_eq!(minute.to_rfc3339(), "2024-05-06T07:08:00+00:00");
+        assert_eq!(hour.to_rfc3339(), "2024-05-06T07:00:00+00:00");
+        assert_eq!(StatsGranularity::Minute.truncate(minute), minute);
+        let before_epoch = DateTime::from_timestamp(-1, 0).unwrap();
+        assert_eq!(
+            StatsGranularity::Minute.truncate(before_epoch).timestamp(),
+            -60
+        );
+        for g in [StatsGranularity::Minute, StatsGranularity::Hour] {
+            assert_eq!(StatsGranularity::parse(g.as_str()), Some(g));
+        }
+        assert_eq!(StatsGranularity::parse("day"), None);
     }
 
     #[test]

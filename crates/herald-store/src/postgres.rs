@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use herald_core::{
@@ -13,9 +13,11 @@ use herald_core::{
 use crate::model::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery, DeliveredMessage,
     Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate,
-    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StoredSecrets, Tenant,
+    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StatsBucket, StatsGranularity,
+    StatsSample, StoredSecrets, Tenant,
 };
 use crate::page::{Cursor, ListQuery, Page};
+use crate::stats::{self as shared, COUNTER_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
 /// Migrations for PostgreSQL, embedded in the binary.
@@ -324,7 +326,11 @@ fn attempt_from_row(row: &PgRow) -> StoreResult<Attempt> {
         status_code: u16::try_from(row.try_get::<i32, _>("status_code")?).unwrap_or(0),
         error_class: row.try_get("error_class")?,
         response_body: row.try_get("response_body")?,
-        duration_ms: u32::try_from(row.try_get::<i32, _>("duration_ms")?).unwrap_or(0),
+        // Rows written before durations were kept in microseconds have 0 there.
+        duration_us: match u64::try_from(row.try_get::<i64, _>("duration_us")?).unwrap_or(0) {
+            0 => u64::try_from(row.try_get::<i32, _>("duration_ms")?).unwrap_or(0) * 1000,
+            us => us,
+        },
         trigger: AttemptTrigger::parse(&trigger)
             .ok_or_else(|| corrupt("message_attempt.trigger", &trigger))?,
         created_at: row.try_get("created_at")?,
@@ -338,6 +344,79 @@ fn page_of<T>(
 ) -> StoreResult<Page<T>> {
     let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
     Ok(Page::from_scan(items, query))
+}
+
+fn stats_bucket_from_row(row: &PgRow) -> StoreResult<StatsBucket> {
+    let granularity: String = row.try_get("granularity")?;
+    Ok(StatsBucket {
+        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
+            .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
+        granularity: StatsGranularity::parse(&granularity)
+            .ok_or_else(|| corrupt("endpoint_stats.granularity", &granularity))?,
+        start: row.try_get("bucket_start")?,
+        bucket: shared::bucket_from_row(row)?,
+    })
+}
+
+/// Merges `owned` into the stored bucket at `key` (creating it), holding the
+/// stored row's lock (`FOR UPDATE`) from read to write, so concurrent merges
+/// into one bucket serialise instead of losing counts.
+async fn merge_stats_bucket(
+    conn: &mut PgConnection,
+    granularity: StatsGranularity,
+    (endpoint_id, start): &shared::BucketKey,
+    owned: &shared::OwnedBucket,
+) -> StoreResult<()> {
+    loop {
+        let row = sqlx::query(&format!(
+            "SELECT {COUNTER_COLUMNS}, latency FROM endpoint_stats \
+             WHERE endpoint_id = $1 AND granularity = $2 AND bucket_start = $3 FOR UPDATE"
+        ))
+        .bind(endpoint_id.as_str())
+        .bind(granularity.as_str())
+        .bind(start)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (merged, statement) = match row {
+            Some(row) => {
+                let mut stored = shared::bucket_from_row(&row)?;
+                stored.merge(&owned.bucket);
+                (
+                    stored,
+                    "UPDATE endpoint_stats SET attempts = $6, successes = $7, timeout = $8, \
+                         connect = $9, dns = $10, tls = $11, blocked = $12, http3xx = $13, \
+                         http4xx = $14, http5xx = $15, other = $16, latency = $17 \
+                     WHERE endpoint_id = $1 AND granularity = $2 AND bucket_start = $3",
+                )
+            }
+            // Absent: insert it, unless a concurrent writer did first (then
+            // its row is locked and merged into on the next round).
+            None => (
+                owned.bucket.clone(),
+                "INSERT INTO endpoint_stats (endpoint_id, granularity, bucket_start, tenant_id, \
+                     app_id, attempts, successes, timeout, connect, dns, tls, blocked, http3xx, \
+                     http4xx, http5xx, other, latency) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                 ON CONFLICT (endpoint_id, granularity, bucket_start) DO NOTHING",
+            ),
+        };
+        let mut query = sqlx::query(statement)
+            .bind(endpoint_id.as_str())
+            .bind(granularity.as_str())
+            .bind(start)
+            .bind(owned.tenant_id.as_str())
+            .bind(owned.app_id.as_str());
+        for counter in shared::counters(merged.counts()) {
+            query = query.bind(counter);
+        }
+        let written = query
+            .bind(merged.latency_bytes())
+            .execute(&mut *conn)
+            .await?;
+        if written.rows_affected() == 1 {
+            return Ok(());
+        }
+    }
 }
 
 const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, disabled, \
@@ -894,8 +973,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
-             error_class, response_body, duration_ms, trigger, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             error_class, response_body, duration_ms, trigger, created_at, duration_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(attempt.id.as_str())
         .bind(tenant_id.as_str())
@@ -906,9 +985,10 @@ impl Store for PgStore {
         .bind(i32::from(attempt.status_code))
         .bind(&attempt.error_class)
         .bind(&attempt.response_body)
-        .bind(i32::try_from(attempt.duration_ms).unwrap_or(i32::MAX))
+        .bind(i32::try_from(attempt.duration_ms()).unwrap_or(i32::MAX))
         .bind(attempt.trigger.as_str())
         .bind(attempt.created_at)
+        .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         // A scheduled attempt finishing while a manual one is requested leaves
@@ -1275,5 +1355,123 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected())
+    }
+
+    async fn record_stats(&self, samples: &[StatsSample]) -> StoreResult<usize> {
+        if samples.is_empty() {
+            return Ok(0);
+        }
+        let ids = shared::sorted_attempt_ids(samples);
+        let mut tx = self.pool.begin().await?;
+        // Concurrent batches with common ids insert them in the same (sorted)
+        // order, and a second inserter of an id waits for the first to commit
+        // and then skips it: every id is new to exactly one transaction.
+        let new: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO stats_seen (attempt_id, seen_at) \
+             SELECT id, $2 FROM unnest($1::text[]) AS t(id) ORDER BY id COLLATE \"C\" \
+             ON CONFLICT (attempt_id) DO NOTHING RETURNING attempt_id",
+        )
+        .bind(&ids)
+        .bind(crate::now())
+        .fetch_all(&mut *tx)
+        .await?;
+        let counted = new.len();
+        // Buckets are locked in key order, so concurrent writers never deadlock.
+        for (key, owned) in shared::minute_buckets(samples, new.into_iter().collect()) {
+            merge_stats_bucket(&mut tx, StatsGranularity::Minute, &key, &owned).await?;
+        }
+        tx.commit().await?;
+        Ok(counted)
+    }
+
+    async fn stats_buckets(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: Option<&EndpointId>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<StatsBucket>> {
+        let mut builder = QueryBuilder::new(format!(
+            "SELECT endpoint_id, granularity, bucket_start, {COUNTER_COLUMNS}, latency \
+             FROM endpoint_stats WHERE tenant_id = "
+        ));
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND app_id = ");
+        builder.push_bind(app_id.as_str());
+        if let Some(endpoint_id) = endpoint_id {
+            builder.push(" AND endpoint_id = ");
+            builder.push_bind(endpoint_id.as_str());
+        }
+        builder.push(" AND bucket_start >= ");
+        builder.push_bind(since);
+        builder.push(" AND bucket_start < ");
+        builder.push_bind(until);
+        // 'minute' < 'hour' is false, so order minute first explicitly.
+        builder.push(" ORDER BY bucket_start, endpoint_id, granularity = 'hour'");
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        rows.iter().map(stats_bucket_from_row).collect()
+    }
+
+    async fn roll_up_stats(
+        &self,
+        minutes_before: DateTime<Utc>,
+        seen_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        // Locked in key order (as `record_stats` locks), so a concurrent batch
+        // or roll-up waits rather than deadlocks; one that committed first is
+        // seen (a row it deleted is skipped, one it merged into is re-read).
+        let rows = sqlx::query(&format!(
+            "SELECT tenant_id, app_id, endpoint_id, bucket_start, {COUNTER_COLUMNS}, latency \
+             FROM endpoint_stats WHERE granularity = 'minute' AND bucket_start < $1 \
+             ORDER BY endpoint_id, bucket_start FOR UPDATE"
+        ))
+        .bind(minutes_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let keys = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    EndpointId::parse(row.try_get("endpoint_id")?)
+                        .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
+                    row.try_get::<DateTime<Utc>, _>("bucket_start")?,
+                ))
+            })
+            .collect::<StoreResult<Vec<shared::BucketKey>>>()?;
+        // One hour at a time: a decoded histogram is a few tens of kilobytes.
+        for (hour, range) in shared::hour_runs(&keys) {
+            let first = &rows[range.start];
+            let mut owned = shared::OwnedBucket {
+                tenant_id: TenantId::parse(first.try_get("tenant_id")?)
+                    .map_err(|e| corrupt("endpoint_stats.tenant_id", e))?,
+                app_id: ApplicationId::parse(first.try_get("app_id")?)
+                    .map_err(|e| corrupt("endpoint_stats.app_id", e))?,
+                bucket: herald_core::stats::Bucket::new(),
+            };
+            for row in &rows[range] {
+                owned.bucket.merge(&shared::bucket_from_row(row)?);
+            }
+            merge_stats_bucket(&mut tx, StatsGranularity::Hour, &hour, &owned).await?;
+        }
+        // Exactly the rows merged: a minute bucket created meanwhile stays.
+        let (endpoints, starts): (Vec<&str>, Vec<DateTime<Utc>>) =
+            keys.iter().map(|(e, s)| (e.as_str(), *s)).unzip();
+        sqlx::query(
+            "DELETE FROM endpoint_stats WHERE granularity = 'minute' \
+             AND (endpoint_id, bucket_start) IN \
+                 (SELECT * FROM unnest($1::text[], $2::timestamptz[]))",
+        )
+        .bind(&endpoints)
+        .bind(&starts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM stats_seen WHERE seen_at < $1")
+            .bind(seen_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(keys.len() as u64)
     }
 }

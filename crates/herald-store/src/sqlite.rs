@@ -41,7 +41,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use herald_core::{
     ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl,
@@ -51,9 +51,11 @@ use herald_core::{
 use crate::model::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery, DeliveredMessage,
     Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate,
-    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StoredSecrets, Tenant,
+    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StatsBucket, StatsGranularity,
+    StatsSample, StoredSecrets, Tenant,
 };
 use crate::page::{Cursor, ListQuery, Page};
+use crate::stats::{self as shared, COUNTER_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
 /// Migrations for SQLite, embedded in the binary.
@@ -495,7 +497,11 @@ fn attempt_from_row(row: &SqliteRow) -> StoreResult<Attempt> {
         status_code: u16::try_from(row.try_get::<i64, _>("status_code")?).unwrap_or(0),
         error_class: row.try_get("error_class")?,
         response_body: row.try_get("response_body")?,
-        duration_ms: u32::try_from(row.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
+        // Rows written before durations were kept in microseconds have 0 there.
+        duration_us: match u64::try_from(row.try_get::<i64, _>("duration_us")?).unwrap_or(0) {
+            0 => u64::try_from(row.try_get::<i64, _>("duration_ms")?).unwrap_or(0) * 1000,
+            us => us,
+        },
         trigger: AttemptTrigger::parse(&trigger)
             .ok_or_else(|| corrupt("message_attempt.trigger", &trigger))?,
         created_at: time_at(row, "created_at")?,
@@ -509,6 +515,70 @@ fn page_of<T>(
 ) -> StoreResult<Page<T>> {
     let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
     Ok(Page::from_scan(items, query))
+}
+
+fn stats_bucket_from_row(row: &SqliteRow) -> StoreResult<StatsBucket> {
+    let granularity: String = row.try_get("granularity")?;
+    Ok(StatsBucket {
+        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
+            .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
+        granularity: StatsGranularity::parse(&granularity)
+            .ok_or_else(|| corrupt("endpoint_stats.granularity", &granularity))?,
+        start: time_at(row, "bucket_start")?,
+        bucket: shared::bucket_from_row(row)?,
+    })
+}
+
+/// Merges `owned` into the stored bucket at `key` (creating it). Runs inside
+/// a write transaction, which no other writer can interleave with.
+async fn merge_stats_bucket(
+    conn: &mut SqliteConnection,
+    granularity: StatsGranularity,
+    (endpoint_id, start): &shared::BucketKey,
+    owned: &shared::OwnedBucket,
+) -> StoreResult<()> {
+    let row = sqlx::query(&format!(
+        "SELECT {COUNTER_COLUMNS}, latency FROM endpoint_stats \
+         WHERE endpoint_id = $1 AND granularity = $2 AND bucket_start = $3"
+    ))
+    .bind(endpoint_id.as_str())
+    .bind(granularity.as_str())
+    .bind(micros(*start))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let merged = match row {
+        Some(row) => {
+            let mut stored = shared::bucket_from_row(&row)?;
+            stored.merge(&owned.bucket);
+            stored
+        }
+        None => owned.bucket.clone(),
+    };
+    let mut query = sqlx::query(
+        "INSERT INTO endpoint_stats (endpoint_id, granularity, bucket_start, tenant_id, \
+             app_id, attempts, successes, timeout, connect, dns, tls, blocked, http3xx, \
+             http4xx, http5xx, other, latency) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (endpoint_id, granularity, bucket_start) DO UPDATE SET \
+             attempts = excluded.attempts, successes = excluded.successes, \
+             timeout = excluded.timeout, connect = excluded.connect, dns = excluded.dns, \
+             tls = excluded.tls, blocked = excluded.blocked, http3xx = excluded.http3xx, \
+             http4xx = excluded.http4xx, http5xx = excluded.http5xx, other = excluded.other, \
+             latency = excluded.latency",
+    )
+    .bind(endpoint_id.as_str())
+    .bind(granularity.as_str())
+    .bind(micros(*start))
+    .bind(owned.tenant_id.as_str())
+    .bind(owned.app_id.as_str());
+    for counter in shared::counters(merged.counts()) {
+        query = query.bind(counter);
+    }
+    query
+        .bind(merged.latency_bytes())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, disabled, \
@@ -1069,8 +1139,8 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin_with(BEGIN_IMMEDIATE).await?;
         sqlx::query(
             "INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
-             error_class, response_body, duration_ms, trigger, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             error_class, response_body, duration_ms, trigger, created_at, duration_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(attempt.id.as_str())
         .bind(tenant_id.as_str())
@@ -1081,9 +1151,10 @@ impl Store for SqliteStore {
         .bind(i64::from(attempt.status_code))
         .bind(&attempt.error_class)
         .bind(&attempt.response_body)
-        .bind(i64::from(attempt.duration_ms))
+        .bind(i64::from(attempt.duration_ms()))
         .bind(attempt.trigger.as_str())
         .bind(micros(attempt.created_at))
+        .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         // A scheduled attempt finishing while a manual one is requested leaves
@@ -1450,6 +1521,113 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(result.rows_affected())
+    }
+
+    async fn record_stats(&self, samples: &[StatsSample]) -> StoreResult<usize> {
+        if samples.is_empty() {
+            return Ok(0);
+        }
+        let ids = shared::sorted_attempt_ids(samples);
+        // One write transaction: concurrent batches of this process queue for
+        // the writer connection, another process's wait for the file lock.
+        let mut tx = self.writer.begin_with(BEGIN_IMMEDIATE).await?;
+        let new: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO stats_seen (attempt_id, seen_at) \
+             SELECT value, $2 FROM json_each($1) WHERE true \
+             ON CONFLICT (attempt_id) DO NOTHING RETURNING attempt_id",
+        )
+        .bind(json_array(ids))
+        .bind(micros(crate::now()))
+        .fetch_all(&mut *tx)
+        .await?;
+        let counted = new.len();
+        for (key, owned) in shared::minute_buckets(samples, new.into_iter().collect()) {
+            merge_stats_bucket(&mut tx, StatsGranularity::Minute, &key, &owned).await?;
+        }
+        tx.commit().await?;
+        Ok(counted)
+    }
+
+    async fn stats_buckets(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: Option<&EndpointId>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<StatsBucket>> {
+        let mut builder = QueryBuilder::new(format!(
+            "SELECT endpoint_id, granularity, bucket_start, {COUNTER_COLUMNS}, latency \
+             FROM endpoint_stats WHERE tenant_id = "
+        ));
+        builder.push_bind(tenant_id.as_str());
+        builder.push(" AND app_id = ");
+        builder.push_bind(app_id.as_str());
+        if let Some(endpoint_id) = endpoint_id {
+            builder.push(" AND endpoint_id = ");
+            builder.push_bind(endpoint_id.as_str());
+        }
+        builder.push(" AND bucket_start >= ");
+        builder.push_bind(micros(since));
+        builder.push(" AND bucket_start < ");
+        builder.push_bind(micros(until));
+        builder.push(" ORDER BY bucket_start, endpoint_id, granularity = 'hour'");
+        let rows = builder.build().fetch_all(&self.reader).await?;
+        rows.iter().map(stats_bucket_from_row).collect()
+    }
+
+    async fn roll_up_stats(
+        &self,
+        minutes_before: DateTime<Utc>,
+        seen_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.writer.begin_with(BEGIN_IMMEDIATE).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT tenant_id, app_id, endpoint_id, bucket_start, {COUNTER_COLUMNS}, latency \
+             FROM endpoint_stats WHERE granularity = 'minute' AND bucket_start < $1 \
+             ORDER BY endpoint_id, bucket_start"
+        ))
+        .bind(micros(minutes_before))
+        .fetch_all(&mut *tx)
+        .await?;
+        let keys = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    EndpointId::parse(row.try_get("endpoint_id")?)
+                        .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
+                    time_at(row, "bucket_start")?,
+                ))
+            })
+            .collect::<StoreResult<Vec<shared::BucketKey>>>()?;
+        // One hour at a time: a decoded histogram is a few tens of kilobytes.
+        for (hour, range) in shared::hour_runs(&keys) {
+            let first = &rows[range.start];
+            let mut owned = shared::OwnedBucket {
+                tenant_id: TenantId::parse(first.try_get("tenant_id")?)
+                    .map_err(|e| corrupt("endpoint_stats.tenant_id", e))?,
+                app_id: ApplicationId::parse(first.try_get("app_id")?)
+                    .map_err(|e| corrupt("endpoint_stats.app_id", e))?,
+                bucket: herald_core::stats::Bucket::new(),
+            };
+            for row in &rows[range] {
+                owned.bucket.merge(&shared::bucket_from_row(row)?);
+            }
+            merge_stats_bucket(&mut tx, StatsGranularity::Hour, &hour, &owned).await?;
+        }
+        // Nothing was written since the read: the transaction holds the lock.
+        sqlx::query(
+            "DELETE FROM endpoint_stats WHERE granularity = 'minute' AND bucket_start < $1",
+        )
+        .bind(micros(minutes_before))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM stats_seen WHERE seen_at < $1")
+            .bind(micros(seen_before))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(keys.len() as u64)
     }
 }
 

@@ -19,7 +19,7 @@ use url::Url;
 
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
-use herald_queue::{DeliveryTask, Queue};
+use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue};
 use herald_signature::SignatureScheme;
 use herald_store::{Attempt, AttemptTrigger, DeliveryState, DeliveryUpdate, Store, StoreError};
 
@@ -80,6 +80,8 @@ pub struct Dispatcher {
     sender: Sender,
     config: WorkerConfig,
     busy: EndpointSlots,
+    /// Where finished attempts are announced for the stats role, if anywhere.
+    events: Option<Arc<dyn EventBus>>,
 }
 
 /// Counts attempts in flight per endpoint, so one slow endpoint cannot take
@@ -139,7 +141,14 @@ impl Dispatcher {
             sender,
             config,
             busy: EndpointSlots::default(),
+            events: None,
         }
+    }
+
+    /// Announces every recorded attempt on `events` (for the stats role).
+    pub fn with_events(mut self, events: Arc<dyn EventBus>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     fn lease(&self) -> chrono::Duration {
@@ -177,6 +186,7 @@ impl Dispatcher {
             .claim_due_deliveries(herald_store::now(), self.lease(), self.config.relay_batch)
             .await?;
         if claimed.is_empty() {
+            crate::metrics::relayed(0);
             return Ok(0);
         }
         let tasks: Vec<DeliveryTask> = claimed
@@ -193,6 +203,7 @@ impl Dispatcher {
         // If this fails the claims simply expire and the next round retries.
         self.queue.publish_many(&tasks).await?;
         tracing::debug!(count = tasks.len(), "relayed due deliveries");
+        crate::metrics::relayed(tasks.len());
         Ok(tasks.len())
     }
 
@@ -344,7 +355,9 @@ impl Dispatcher {
             scheme: SignatureScheme::default(),
             headers: endpoint.headers.as_map().clone(),
         };
+        let in_flight = crate::metrics::in_flight();
         let outcome = self.sender.send(request).await;
+        drop(in_flight);
         let attempt_number = delivery.attempts + 1;
         let decision = self.config.schedule.decide(
             &FinishedAttempt {
@@ -395,7 +408,7 @@ impl Dispatcher {
             status_code: outcome.status_code,
             error_class: outcome.error_class.map(|c| c.as_str().to_owned()),
             response_body: Some(outcome.response_body.clone()),
-            duration_ms: u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX),
+            duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             trigger: if manual {
                 AttemptTrigger::Manual
             } else {
@@ -406,15 +419,19 @@ impl Dispatcher {
         self.store
             .record_attempt(&tenant_id, &attempt, &update)
             .await?;
+        self.announce(&tenant_id, &message.event_type, &attempt, outcome.success)
+            .await;
+        crate::metrics::attempt_recorded(&outcome);
         tracing::info!(
             status = outcome.status_code,
             success = outcome.success,
-            duration_ms = attempt.duration_ms,
+            duration_ms = attempt.duration_ms(),
             "delivery attempt recorded"
         );
 
         match decision {
             Decision::RetryAfter(delay) => {
+                crate::metrics::retry_scheduled();
                 let next = DeliveryTask {
                     attempt: attempt_number + 1,
                     manual: false,
@@ -427,6 +444,7 @@ impl Dispatcher {
             }
             Decision::Exhausted if manual => {}
             Decision::Exhausted => {
+                crate::metrics::dead_lettered();
                 if let Err(error) = self.queue.dead_letter(task, "attempts exhausted").await {
                     tracing::warn!(%error, "could not dead-letter the task; the database says dead");
                 }
@@ -438,6 +456,34 @@ impl Dispatcher {
             Decision::Succeeded => {}
         }
         Ok(())
+    }
+
+    /// Publishes the recorded attempt for the stats role. Stats are not worth
+    /// failing a delivery for: a lost event is logged and leaves the stats one
+    /// attempt short, never the delivery undone.
+    async fn announce(
+        &self,
+        tenant_id: &TenantId,
+        event_type: &herald_core::EventTypeName,
+        attempt: &Attempt,
+        success: bool,
+    ) {
+        let Some(events) = &self.events else { return };
+        let event = AttemptCompleted {
+            attempt_id: attempt.id.to_string(),
+            tenant_id: tenant_id.to_string(),
+            app_id: attempt.app_id.to_string(),
+            endpoint_id: attempt.endpoint_id.to_string(),
+            event_type: event_type.as_str().to_owned(),
+            success,
+            status_code: attempt.status_code,
+            error_class: attempt.error_class.clone(),
+            duration_us: attempt.duration_us,
+            at_us: attempt.created_at.timestamp_micros(),
+        };
+        if let Err(error) = events.publish_attempt(&event).await {
+            tracing::warn!(%error, attempt_id = %attempt.id, "could not publish the attempt for stats");
+        }
     }
 
     /// 410 Gone: the receiver asked not to be called again.

@@ -3,12 +3,15 @@
 //! [`send`] makes one signed delivery attempt and classifies its outcome;
 //! [`ssrf`] decides which addresses an attempt may connect to; [`dispatch`] is
 //! the delivery loop built on them (outbox relay, task consumer, attempt
-//! records, retry and dead-letter decisions).
+//! records, retry and dead-letter decisions); [`metrics`] names the series it
+//! records.
 //!
 //! Architecture invariant: this crate never depends on axum; the API process
-//! never talks to endpoint URLs and the worker never serves HTTP.
+//! never talks to endpoint URLs and the worker serves no HTTP (the `herald`
+//! binary serves its metrics on `HERALD_METRICS_ADDR`).
 
 pub mod dispatch;
+pub mod metrics;
 pub mod send;
 pub mod ssrf;
 

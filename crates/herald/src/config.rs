@@ -70,6 +70,15 @@ pub struct Config {
     pub log: String,
     /// `text` or `json` (`HERALD_LOG_FORMAT`).
     pub log_format: String,
+    /// Address of a second listener serving only `/metrics` and `/health`
+    /// (`HERALD_METRICS_ADDR`): how a process without the api role is
+    /// scraped; unset = none. The API serves `/metrics` on its own listener
+    /// either way.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (`HERALD_METRICS_TOKEN`, at least 16
+    /// characters); unset = `/metrics` is open.
+    #[serde(skip_serializing)]
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Default for Config {
@@ -81,7 +90,7 @@ impl Default for Config {
             database_max_connections: 20,
             redis_url: None,
             redis_prefix: "herald:".into(),
-            roles: "api,worker".into(),
+            roles: "api,worker,stats".into(),
             amqp_url: None,
             amqp_prefix: "herald".into(),
             retry_schedule: "5,300,1800,7200,18000,36000,36000".into(),
@@ -96,6 +105,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             log: "info,sqlx=warn".into(),
             log_format: "text".into(),
+            metrics_addr: None,
+            metrics_token: None,
         }
     }
 }
@@ -105,6 +116,7 @@ impl Default for Config {
 pub enum Role {
     Api,
     Worker,
+    Stats,
 }
 
 impl Config {
@@ -139,6 +151,9 @@ impl Config {
         }
         if self.jwt_secret.as_ref().is_some_and(blank) {
             self.jwt_secret = None;
+        }
+        if self.metrics_token.as_ref().is_some_and(blank) {
+            self.metrics_token = None;
         }
         for url in [
             &mut self.redis_url,
@@ -194,6 +209,13 @@ impl Config {
         {
             bail!("HERALD_JWT_SECRET must be at least 32 characters long");
         }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+        {
+            bail!("HERALD_METRICS_TOKEN must be at least 16 characters long");
+        }
         Ok(())
     }
 
@@ -232,8 +254,8 @@ impl Config {
             match name {
                 "api" => roles.push(Role::Api),
                 "worker" => roles.push(Role::Worker),
-                "stats" => bail!("role 'stats' is not part of this version of Herald yet"),
-                other => bail!("unknown role '{other}' (known: api, worker)"),
+                "stats" => roles.push(Role::Stats),
+                other => bail!("unknown role '{other}' (known: api, worker, stats)"),
             }
         }
         if roles.is_empty() {
@@ -269,6 +291,11 @@ impl figment::Provider for HeraldEnv {
                 continue;
             };
             let name = name.to_lowercase();
+            // An empty optional setting is unset (`HERALD_METRICS_ADDR=` must
+            // not fail to parse as an address).
+            if raw.trim().is_empty() && defaults.get(&name).is_some_and(|d| d.is_null()) {
+                continue;
+            }
             let typed = defaults
                 .get(&name)
                 .is_some_and(|d| d.is_number() || d.is_boolean());
@@ -300,7 +327,11 @@ mod tests {
             .cloned()
             .collect();
         // Secrets are never serialized, so name them here.
-        names.extend(["admin_token".to_owned(), "jwt_secret".to_owned()]);
+        names.extend([
+            "admin_token".to_owned(),
+            "jwt_secret".to_owned(),
+            "metrics_token".to_owned(),
+        ]);
         for name in names {
             let variable = format!("`HERALD_{}`", name.to_uppercase());
             assert!(
@@ -334,6 +365,37 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the error type.
+    fn metrics_settings_are_read_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_METRICS_ADDR", "");
+            jail.set_env("HERALD_METRICS_TOKEN", "");
+            let config = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(config.metrics_addr, None);
+            assert!(config.metrics_token.is_none());
+
+            jail.set_env("HERALD_METRICS_ADDR", "127.0.0.1:9464");
+            jail.set_env("HERALD_METRICS_TOKEN", "scrape-0123456789");
+            let config = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(
+                config.metrics_addr,
+                Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+            );
+            assert_eq!(
+                config
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                Some("scrape-0123456789".to_owned())
+            );
+
+            jail.set_env("HERALD_METRICS_TOKEN", "short");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_roles_are_refused() {
         let config = Config {
             roles: "api,mailer".into(),
@@ -345,6 +407,6 @@ mod tests {
             roles: "stats".into(),
             ..Config::default()
         };
-        assert!(stats.roles().is_err());
+        assert_eq!(stats.roles().unwrap(), vec![Role::Stats]);
     }
 }

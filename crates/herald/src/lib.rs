@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use herald_api::{ApiConfig, AppState, JwtKeys};
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
-use herald_queue::{MemoryQueue, Queue, RabbitQueue};
+use herald_queue::{EventBus, MemoryQueue, Queue, RabbitQueue};
 use herald_store::{PgStore, SqliteStore, Store};
 use herald_worker::{Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
 
@@ -105,26 +105,65 @@ async fn idempotency_store(config: &Config) -> anyhow::Result<Arc<dyn Idempotenc
     }
 }
 
-/// Opens the delivery queue: RabbitMQ when configured, else in process.
-async fn open_queue(config: &Config) -> anyhow::Result<Arc<dyn Queue>> {
+/// The delivery queue and the attempt-event bus of this process: RabbitMQ
+/// when configured, else one in-process queue that the worker and the stats
+/// role share.
+#[derive(Clone)]
+struct Broker {
+    queue: Arc<dyn Queue>,
+    events: Arc<dyn EventBus>,
+}
+
+async fn open_broker(config: &Config) -> anyhow::Result<Broker> {
     match &config.amqp_url {
         Some(url) => {
-            let queue = RabbitQueue::connect(url, &config.amqp_prefix)
-                .await
-                .context("failed to connect to RabbitMQ")?;
-            Ok(Arc::new(queue))
+            let rabbit = Arc::new(
+                RabbitQueue::connect(url, &config.amqp_prefix)
+                    .await
+                    .context("failed to connect to RabbitMQ")?,
+            );
+            Ok(Broker {
+                queue: rabbit.clone(),
+                events: rabbit,
+            })
         }
-        None => Ok(Arc::new(MemoryQueue::new())),
+        None => {
+            let memory = Arc::new(MemoryQueue::new());
+            Ok(Broker {
+                queue: memory.clone(),
+                events: memory,
+            })
+        }
     }
+}
+
+/// Starts the stats role: the aggregator that counts attempt events.
+fn start_stats(
+    store: Arc<dyn Store>,
+    broker: &Broker,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let events = broker.events.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let config = herald_stats::AggregatorConfig::default();
+        if let Err(error) = herald_stats::run(store, events, config, shutdown).await {
+            tracing::error!(%error, "stats aggregator stopped");
+        }
+    })
 }
 
 /// Starts the worker role: the outbox relay and the task consumer.
 async fn start_worker(
     config: &Config,
     store: Arc<dyn Store>,
+    broker: &Broker,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Arc<dyn Queue>, tokio::task::JoinHandle<()>)> {
-    let queue = open_queue(config).await?;
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let queue = broker.queue.clone();
+    // Attempt events go to RabbitMQ whether or not a stats process runs yet
+    // (its queue keeps them); in process, only to a stats role in this process.
+    let publish_events = config.amqp_url.is_some() || config.roles()?.contains(&Role::Stats);
     if config.amqp_url.is_none() {
         // With the in-process queue this process is the only worker on the
         // database (the embedded mode): whatever the previous one had in
@@ -146,7 +185,7 @@ async fn start_worker(
         ..SenderConfig::default()
     })
     .context("failed to build the HTTP client")?;
-    let dispatcher = Arc::new(Dispatcher::new(
+    let mut dispatcher = Dispatcher::new(
         store,
         queue.clone(),
         sender,
@@ -157,7 +196,11 @@ async fn start_worker(
             schedule: config.retry_schedule()?,
             ..WorkerConfig::default()
         },
-    ));
+    );
+    if publish_events {
+        dispatcher = dispatcher.with_events(broker.events.clone());
+    }
+    let dispatcher = Arc::new(dispatcher);
     tracing::info!(
         queue = if config.amqp_url.is_some() {
             "rabbitmq"
@@ -184,7 +227,7 @@ async fn start_worker(
         let _ = relay.await;
         let _ = consumer.await;
     });
-    Ok((queue, both))
+    Ok(both)
 }
 
 /// On the first start of an embedded server (no tenant yet), creates the
@@ -248,30 +291,97 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let roles = config.roles()?;
+    // Before the database: a process waiting for it still answers scrapes.
+    herald_api::metrics::install();
+    if roles.contains(&Role::Api) {
+        herald_api::metrics::register();
+    }
+    if roles.contains(&Role::Worker) {
+        herald_worker::metrics::register();
+    }
+    let upkeep = tokio::spawn(herald_api::metrics::run_upkeep(
+        shutdown.clone().cancelled_owned(),
+    ));
+    let metrics_server = match config.metrics_addr {
+        Some(address) => Some(serve_metrics(&config, address, shutdown.clone()).await?),
+        None => None,
+    };
     let store = open_store(&config).await?;
     announce_backends(&config);
     migrate(&config, store.as_ref(), &shutdown, None).await?;
     if roles.contains(&Role::Api) {
         create_default_tenant(&config, store.as_ref()).await?;
     }
-    let worker = if roles.contains(&Role::Worker) {
-        Some(start_worker(&config, store.clone(), &shutdown).await?)
+    let broker = if roles.contains(&Role::Worker) || roles.contains(&Role::Stats) {
+        Some(open_broker(&config).await?)
     } else {
         None
+    };
+    let worker = match (&broker, roles.contains(&Role::Worker)) {
+        (Some(broker), true) => {
+            Some(start_worker(&config, store.clone(), broker, &shutdown).await?)
+        }
+        _ => None,
+    };
+    let stats = match (&broker, roles.contains(&Role::Stats)) {
+        (Some(broker), true) => Some(start_stats(store.clone(), broker, &shutdown)),
+        _ => None,
     };
     match (roles.contains(&Role::Api), listener) {
         (true, Some(listener)) => serve_api(&config, store, listener, shutdown.clone()).await?,
         (true, None) => bail!("the api role needs a listener"),
         (false, _) => shutdown.cancelled().await,
     }
-    if let Some((queue, loops)) = worker {
+    if let Some(loops) = worker {
         // In-flight attempts finish before the queue closes (so retries can
         // still be scheduled); anything unacknowledged is redelivered.
         let _ = loops.await;
-        queue.close().await;
         tracing::info!("worker stopped");
     }
+    if let Some(aggregator) = stats {
+        // A batch being counted is committed or left unacked (redelivered).
+        let _ = aggregator.await;
+    }
+    if let Some(broker) = broker {
+        broker.queue.close().await;
+    }
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    let _ = upkeep.await;
     Ok(())
+}
+
+/// The bearer token `/metrics` requires, if any.
+fn metrics_token(config: &Config) -> Option<String> {
+    config
+        .metrics_token
+        .as_ref()
+        .map(|t| t.expose_secret().trim().to_owned())
+}
+
+/// Serves `/metrics` and `/health` on `HERALD_METRICS_ADDR` until `shutdown`:
+/// how a process without the api role is scraped.
+async fn serve_metrics(
+    config: &Config,
+    address: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (HERALD_METRICS_ADDR)"))?;
+    let address = listener.local_addr()?;
+    let app = herald_api::metrics::standalone_router(metrics_token(config));
+    tracing::info!(%address, "metrics listening");
+    println!("herald: metrics on http://{address}/metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "metrics server failed");
+        }
+    }))
 }
 
 async fn serve_api(
@@ -297,6 +407,7 @@ async fn serve_api(
                 .as_ref()
                 .map(|t| t.expose_secret().to_owned()),
             max_body_bytes: config.max_body_bytes,
+            metrics_token: metrics_token(config),
         }),
     };
     tracing::info!(%address, "api listening");

@@ -190,6 +190,7 @@ impl MessageAttemptOut {
         } else {
             MessageStatus::Fail
         };
+        let response_duration_ms = attempt.duration_ms();
         Self {
             id: attempt.id.to_string(),
             msg_id: attempt.msg_id.to_string(),
@@ -200,7 +201,7 @@ impl MessageAttemptOut {
                 .filter(|_| with_content)
                 .unwrap_or_default(),
             response_status_code: attempt.status_code,
-            response_duration_ms: attempt.duration_ms,
+            response_duration_ms,
             status,
             status_text: status.text(),
             error_class: attempt.error_class,
@@ -936,6 +937,7 @@ pub async fn send_example(
         .store
         .insert_message(principal.tenant_id(), &message, &[endpoint.id])
         .await?;
+    crate::metrics::message_accepted();
     Ok(Json(MessageOut::from_message(message, true)))
 }
 
@@ -958,6 +960,13 @@ pub struct EndpointStats {
     pub fail: u64,
     /// Always 0: Herald does not cancel deliveries.
     pub canceled: u64,
+    /// Herald: delivery attempts made in the window (retries included), from
+    /// the stats role.
+    pub attempts: u64,
+    /// Herald: the share of those attempts that succeeded; null without attempts.
+    pub success_rate: Option<f64>,
+    /// Herald: their latency percentiles in milliseconds (relative error ≤ 1%).
+    pub latency_ms: crate::v1::stats::LatencyOut,
 }
 
 /// Counts an endpoint's deliveries by status, for messages created in a window.
@@ -996,11 +1005,24 @@ pub async fn endpoint_stats(
         .store
         .endpoint_delivery_counts(principal.tenant_id(), &app.id, &endpoint.id, since, until)
         .await?;
+    let attempts = herald_stats::report(
+        state.store.as_ref(),
+        principal.tenant_id(),
+        &app.id,
+        Some(&endpoint.id),
+        since,
+        until,
+        herald_stats::Granularity::Day,
+    )
+    .await?;
     Ok(Json(EndpointStats {
         success: counts.success,
         pending: counts.pending,
         sending: counts.sending,
         fail: counts.fail,
         canceled: 0,
+        attempts: attempts.counts.attempts,
+        success_rate: attempts.counts.success_rate(),
+        latency_ms: attempts.latency.into(),
     }))
 }

@@ -278,6 +278,7 @@ pub async fn create_message(
             }
         })?;
     tracing::debug!(msg_id = %message.id, endpoints = targets.len(), "message accepted");
+    crate::metrics::message_accepted();
     let with_content = params.with_content.unwrap_or(true);
     Ok((
         StatusCode::ACCEPTED,

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod event_type;
 pub mod health;
 pub mod message;
+pub mod stats;
 
 use axum::Router;
 use serde::{Deserialize, Deserializer};
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(event_type::router())
         .merge(message::router())
         .merge(attempt::router())
+        .merge(stats::router())
         .merge(authentication::router())
 }
 

@@ -13,8 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use herald_queue::{
-    Consumer, DeadLetter, DeliveryTask, MemoryQueue, MemoryQueueOptions, Queue, QueueError,
-    RabbitOptions, RabbitQueue, Received, Topology,
+    AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus, EventConsumer, MemoryQueue,
+    MemoryQueueOptions, Queue, QueueError, RabbitOptions, RabbitQueue, Received, ReceivedEvent,
+    Topology,
 };
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
@@ -47,11 +48,30 @@ pub fn task(n: u32) -> DeliveryTask {
     }
 }
 
+/// An event whose `attempt_id` is `atmpt_{n}`; odd numbers failed, even ones succeeded.
+pub fn attempt(n: u32) -> AttemptCompleted {
+    let success = n.is_multiple_of(2);
+    AttemptCompleted {
+        attempt_id: format!("atmpt_{n}"),
+        tenant_id: "tnt_test".to_owned(),
+        app_id: "app_test".to_owned(),
+        endpoint_id: format!("ep_{}", n % 3),
+        event_type: "user.created".to_owned(),
+        success,
+        status_code: if success { 200 } else { 503 },
+        error_class: (!success).then(|| "5xx".to_owned()),
+        duration_us: 1_000 + u64::from(n),
+        at_us: 1_700_000_000_000_000 + i64::from(n),
+    }
+}
+
 /// What the contract suite needs from an implementation besides the trait.
 #[async_trait]
 pub trait Harness: Send + Sync {
     /// The queue under test.
     fn queue(&self) -> &dyn Queue;
+    /// The same implementation's event bus.
+    fn bus(&self) -> &dyn EventBus;
     /// Everything dead-lettered so far.
     async fn dead_letters(&self) -> Vec<DeadLetter>;
 }
@@ -73,6 +93,10 @@ impl Harness for MemoryHarness {
         &self.0
     }
 
+    fn bus(&self) -> &dyn EventBus {
+        &self.0
+    }
+
     async fn dead_letters(&self) -> Vec<DeadLetter> {
         self.0.dead_letters()
     }
@@ -88,6 +112,10 @@ pub struct RabbitHarness {
 #[async_trait]
 impl Harness for RabbitHarness {
     fn queue(&self) -> &dyn Queue {
+        &self.queue
+    }
+
+    fn bus(&self) -> &dyn EventBus {
         &self.queue
     }
 
@@ -216,7 +244,7 @@ pub fn unique_prefix() -> String {
     )
 }
 
-/// Deletes every queue and the exchange of `topology`.
+/// Deletes every queue and exchange of `topology`.
 pub async fn delete_topology(url: &str, topology: &Topology) {
     let connection = match Connection::connect(url, ConnectionProperties::default()).await {
         Ok(connection) => connection,
@@ -240,17 +268,13 @@ pub async fn delete_topology(url: &str, topology: &Topology) {
             eprintln!("cleanup: failed to delete queue {queue}: {e}");
         }
     }
-    if let Err(e) = channel
-        .exchange_delete(
-            topology.work_exchange.as_str().into(),
-            ExchangeDeleteOptions::default(),
-        )
-        .await
-    {
-        eprintln!(
-            "cleanup: failed to delete exchange {}: {e}",
-            topology.work_exchange
-        );
+    for exchange in topology.exchanges() {
+        if let Err(e) = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await
+        {
+            eprintln!("cleanup: failed to delete exchange {exchange}: {e}");
+        }
     }
     let _ = connection.close(200, "test cleanup".into()).await;
 }
@@ -269,6 +293,46 @@ pub async fn assert_no_task(consumer: &mut Box<dyn Consumer>, quiet: Duration) {
     if let Ok(Some(received)) = tokio::time::timeout(quiet, consumer.next()).await {
         panic!("unexpected task {:?}", received.task);
     }
+}
+
+/// The next event, failing the test if none arrives within [`EVENTUALLY`].
+pub async fn next_event(consumer: &mut Box<dyn EventConsumer>) -> ReceivedEvent {
+    match tokio::time::timeout(EVENTUALLY, consumer.next()).await {
+        Ok(Some(received)) => received,
+        Ok(None) => panic!("event consumer ended unexpectedly"),
+        Err(_) => panic!("no event arrived within {EVENTUALLY:?}"),
+    }
+}
+
+/// Fails the test if an event arrives within `quiet`.
+pub async fn assert_no_event(consumer: &mut Box<dyn EventConsumer>, quiet: Duration) {
+    if let Ok(Some(received)) = tokio::time::timeout(quiet, consumer.next()).await {
+        panic!("unexpected event {:?}", received.event);
+    }
+}
+
+/// Acks events until every attempt id in `expected` was delivered and acked;
+/// returns how many deliveries that took (duplicates included).
+pub async fn drain_events_until_seen(
+    consumer: &mut Box<dyn EventConsumer>,
+    expected: &HashSet<String>,
+) -> usize {
+    let mut seen = HashSet::new();
+    let mut deliveries = 0;
+    while !expected.is_subset(&seen) {
+        let received = next_event(consumer).await;
+        deliveries += 1;
+        let attempt_id = received.event.attempt_id.clone();
+        match received.ack().await {
+            Ok(()) => {
+                seen.insert(attempt_id);
+            }
+            // The connection dropped before the ack; the broker delivers it again.
+            Err(QueueError::StaleDelivery(_)) => {}
+            Err(e) => panic!("ack failed: {e}"),
+        }
+    }
+    deliveries
 }
 
 /// Polls the dead letters until at least `count` are there.

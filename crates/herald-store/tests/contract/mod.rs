@@ -27,6 +27,11 @@ macro_rules! contract_tests {
             attempt_listings_filter_and_stay_in_their_tenant,
             listings_filter_by_channel_event_type_and_time,
             manual_attempts_are_requested_through_the_outbox,
+            stats_count_each_attempt_once,
+            concurrent_stats_batches_add_up_exactly,
+            stats_windows_select_by_start_endpoint_and_app,
+            roll_up_keeps_totals_and_quantiles,
+            roll_up_forgets_old_seen_attempts,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -40,6 +45,9 @@ macro_rules! contract_tests {
     };
 }
 pub(crate) use contract_tests;
+
+mod stats;
+pub use stats::*;
 
 use chrono::Utc;
 use herald_core::{
@@ -385,7 +393,7 @@ pub async fn attempts_move_deliveries_through_their_states(store: &dyn Store) {
         status_code: status,
         error_class: (status != 200).then(|| "5xx".to_owned()),
         response_body: Some("body".into()),
-        duration_ms: 12,
+        duration_us: 12_345,
         trigger: AttemptTrigger::Scheduled,
         created_at: herald_store::now(),
     };
@@ -476,7 +484,7 @@ fn attempt_of(msg: &Message, ep: &Endpoint, status: u16, trigger: AttemptTrigger
         status_code: status,
         error_class: (!(200..300).contains(&status)).then(|| "5xx".to_owned()),
         response_body: Some("body".into()),
-        duration_ms: 3,
+        duration_us: 3_000,
         trigger,
         created_at: herald_store::now(),
     }

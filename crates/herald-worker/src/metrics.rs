@@ -1,0 +1,130 @@
+//! The delivery side's Prometheus series, recorded through the `metrics`
+//! facade (the process installs the recorder; see `herald_api::metrics`).
+//!
+//! Labels are bounded: an attempt's outcome is `success` or its error class
+//! ([`ErrorClass::as_str`]); no tenant, application, endpoint or message id is
+//! ever a label.
+
+use crate::send::{AttemptOutcome, ErrorClass};
+
+pub const DELIVERY_ATTEMPTS: &str = "herald_delivery_attempts_total";
+pub const DELIVERY_DURATION: &str = "herald_delivery_duration_seconds";
+pub const RETRIES_SCHEDULED: &str = "herald_retries_scheduled_total";
+pub const DEAD_LETTERS: &str = "herald_dead_letters_total";
+pub const DELIVERIES_RELAYED: &str = "herald_deliveries_relayed_total";
+pub const RELAY_BATCH_SIZE: &str = "herald_relay_batch_size";
+pub const IN_FLIGHT: &str = "herald_worker_in_flight";
+
+/// Describes the worker's series and registers them at zero, so they are
+/// scraped (and `rate()` works) before the first delivery. Call once the
+/// recorder is installed.
+pub fn register() {
+    metrics::describe_counter!(
+        DELIVERY_ATTEMPTS,
+        "Delivery attempts recorded, by outcome: success or the error class"
+    );
+    metrics::describe_histogram!(
+        DELIVERY_DURATION,
+        metrics::Unit::Seconds,
+        "Time one delivery attempt took, until the response body was read"
+    );
+    metrics::describe_counter!(
+        RETRIES_SCHEDULED,
+        "Failed attempts followed by a scheduled retry"
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS,
+        "Deliveries that exhausted the retry schedule and went dead"
+    );
+    metrics::describe_counter!(
+        DELIVERIES_RELAYED,
+        "Due deliveries the outbox relay handed to the queue"
+    );
+    metrics::describe_gauge!(
+        RELAY_BATCH_SIZE,
+        "Deliveries the last outbox relay round handed to the queue"
+    );
+    metrics::describe_gauge!(IN_FLIGHT, "Delivery attempts in flight in this process");
+    metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => "success").increment(0);
+    metrics::counter!(RETRIES_SCHEDULED).increment(0);
+    metrics::counter!(DEAD_LETTERS).increment(0);
+    metrics::counter!(DELIVERIES_RELAYED).increment(0);
+    metrics::gauge!(RELAY_BATCH_SIZE).set(0.0);
+    metrics::gauge!(IN_FLIGHT).set(0.0);
+}
+
+/// The `outcome` label of an attempt.
+pub fn outcome_label(outcome: &AttemptOutcome) -> &'static str {
+    match outcome.error_class {
+        None if outcome.success => "success",
+        None => ErrorClass::Other.as_str(),
+        Some(class) => class.as_str(),
+    }
+}
+
+/// Counts and times a recorded attempt.
+pub(crate) fn attempt_recorded(outcome: &AttemptOutcome) {
+    metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => outcome_label(outcome)).increment(1);
+    metrics::histogram!(DELIVERY_DURATION).record(outcome.duration.as_secs_f64());
+}
+
+pub(crate) fn retry_scheduled() {
+    metrics::counter!(RETRIES_SCHEDULED).increment(1);
+}
+
+pub(crate) fn dead_lettered() {
+    metrics::counter!(DEAD_LETTERS).increment(1);
+}
+
+/// One relay round handed `count` deliveries to the queue.
+pub(crate) fn relayed(count: usize) {
+    metrics::counter!(DELIVERIES_RELAYED).increment(count as u64);
+    metrics::gauge!(RELAY_BATCH_SIZE).set(count as f64);
+}
+
+/// Holds one unit of [`IN_FLIGHT`] until dropped.
+pub(crate) struct InFlight(());
+
+pub(crate) fn in_flight() -> InFlight {
+    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    InFlight(())
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn outcome(success: bool, error_class: Option<ErrorClass>) -> AttemptOutcome {
+        AttemptOutcome {
+            status_code: if success { 200 } else { 0 },
+            error_class,
+            error_detail: None,
+            response_body: String::new(),
+            duration: Duration::from_millis(5),
+            retry_after: None,
+            success,
+        }
+    }
+
+    #[test]
+    fn outcomes_are_success_or_an_error_class() {
+        assert_eq!(outcome_label(&outcome(true, None)), "success");
+        assert_eq!(
+            outcome_label(&outcome(false, Some(ErrorClass::Http5xx))),
+            "5xx"
+        );
+        assert_eq!(
+            outcome_label(&outcome(false, Some(ErrorClass::Timeout))),
+            "timeout"
+        );
+        assert_eq!(outcome_label(&outcome(false, None)), "other");
+    }
+}
