@@ -480,6 +480,33 @@ herald_e2e::e2e_tests! {
         assert_eq!(after.kind(ATTEMPT_SECONDS), Some("histogram"), "{context}");
         assert_delivery_series(&after);
 
+        // Consumer lag: one observation per attempt. Queue depths are gauges
+        // by part. The stats role counted every attempt and reports its lag.
+        assert_eq!(
+            delta(&after, "herald_delivery_lag_seconds_count", &[]),
+            successes + failures,
+            "{context}"
+        );
+        let counted = scrape_until(&herald.http, &herald.url, |s| {
+            delta(s, "herald_stats_events_total", &[]) >= successes + failures
+                && s.has("herald_queue_depth")
+        })
+        .await;
+        let context = format!("scrape:\n{}\nserver log:\n{}", counted.text, herald.log());
+        assert_eq!(
+            delta(&counted, "herald_stats_events_total", &[]),
+            successes + failures,
+            "{context}"
+        );
+        for part in ["ready", "delayed", "dead", "stats_events"] {
+            assert!(
+                counted.samples.iter().any(|s| s.name == "herald_queue_depth"
+                    && s.labels.get("queue").map(String::as_str) == Some(part)),
+                "no herald_queue_depth{{queue=\"{part}\"}}: {context}"
+            );
+        }
+        assert!(counted.has("herald_stats_lag_seconds"), "{context}");
+
         // Bounded labels: no tenant, application, endpoint or message id (nor
         // uid) anywhere, and every route label is a template.
         let mut secret_ids = vec![

@@ -87,6 +87,19 @@ pub enum QueueError {
     Closed,
 }
 
+/// Messages waiting in the queue, by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Delivery tasks due now and not handed to a consumer.
+    pub ready: u64,
+    /// Delivery tasks waiting for their retry delay.
+    pub delayed: u64,
+    /// Dead letters not yet taken.
+    pub dead: u64,
+    /// Attempt events the stats service has not taken.
+    pub stats_events: u64,
+}
+
 /// The delivery work queue.
 ///
 /// Every publish is durable once it returns `Ok` (for RabbitMQ: the broker
@@ -111,6 +124,9 @@ pub trait Queue: Send + Sync + 'static {
     /// Starts a consumer that holds at most `prefetch` unacknowledged tasks
     /// (0 means unlimited).
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError>;
+
+    /// How many messages wait in each part of the queue, for monitoring.
+    async fn depths(&self) -> Result<QueueDepths, QueueError>;
 
     /// Shuts the queue down: consumers' [`Consumer::next`] returns `None`, later
     /// publishes fail with [`QueueError::Closed`]. Call it last, after in-flight

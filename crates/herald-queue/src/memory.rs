@@ -21,7 +21,8 @@ use tokio::time::Instant;
 use crate::events::EventAcker;
 use crate::{
     Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus, EventConsumer, Queue,
-    QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT, REASON_DELIVERY_LIMIT,
+    QueueDepths, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
+    REASON_DELIVERY_LIMIT,
 };
 
 /// Settings of a [`MemoryQueue`].
@@ -253,6 +254,18 @@ impl Default for MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
+    async fn depths(&self) -> Result<QueueDepths, QueueError> {
+        let state = self.shared.lock();
+        let now = Instant::now();
+        let delayed = state.ready.iter().filter(|p| p.due > now).count();
+        Ok(QueueDepths {
+            ready: (state.ready.len() - delayed) as u64,
+            delayed: delayed as u64,
+            dead: state.dead.len() as u64,
+            stats_events: state.events.ready.len() as u64,
+        })
+    }
+
     async fn publish(&self, task: &DeliveryTask) -> Result<(), QueueError> {
         self.enqueue(std::slice::from_ref(task), Instant::now())
     }

@@ -65,7 +65,7 @@ use crate::delay::{self, DUE_HEADER};
 use crate::events::EventAcker;
 use crate::{
     backoff_delay, Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus,
-    EventConsumer, Queue, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
+    EventConsumer, Queue, QueueDepths, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
 };
 
 /// Routing key of the work queue.
@@ -282,6 +282,15 @@ impl RabbitQueue {
     /// Removes up to `max` messages from `{prefix}.dead` and returns them, for
     /// inspection and redrive. A message that is not a task is logged and dropped,
     /// as it could never be redriven.
+    /// Counts the messages in every queue of the topology with passive
+    /// declares, on a connection of its own (a monitoring call, not a hot path).
+    async fn count_messages(&self) -> Result<QueueDepths, QueueError> {
+        let connection = self.inner.open_connection("depths").await?;
+        let result = self.inner.count_messages(&connection).await;
+        let _ = connection.close(REPLY_SUCCESS, "done".into()).await;
+        result.map_err(|e| QueueError::Unavailable(format!("failed to count queued messages: {e}")))
+    }
+
     pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let connection = self.inner.open_connection("dead-letters").await?;
         let result = self.inner.take_dead_letters(&connection, max).await;
@@ -654,6 +663,34 @@ impl Inner {
         }
     }
 
+    async fn count_messages(&self, connection: &Connection) -> Result<QueueDepths, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        let count = |name: &str| {
+            let channel = channel.clone();
+            let name = name.to_owned();
+            async move {
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                let queue = channel
+                    .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                    .await?;
+                Ok::<u64, lapin::Error>(u64::from(queue.message_count()))
+            }
+        };
+        let mut delayed = 0;
+        for rung in &self.topology.delay_queues {
+            delayed += count(rung).await?;
+        }
+        Ok(QueueDepths {
+            ready: count(&self.topology.deliveries).await?,
+            delayed,
+            dead: count(&self.topology.dead).await?,
+            stats_events: count(&self.topology.stats).await?,
+        })
+    }
+
     async fn take_dead_letters(
         &self,
         connection: &Connection,
@@ -749,6 +786,10 @@ fn dead_reason(properties: &BasicProperties) -> String {
 
 #[async_trait]
 impl Queue for RabbitQueue {
+    async fn depths(&self) -> Result<QueueDepths, QueueError> {
+        self.count_messages().await
+    }
+
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     async fn publish(&self, task: &DeliveryTask) -> Result<(), QueueError> {
         let message = Outgoing::new(task, KEY_DELIVERIES.to_owned())?;

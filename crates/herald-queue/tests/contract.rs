@@ -448,6 +448,49 @@ mod contract {
             "consume after close succeeded"
         );
     }
+
+    pub async fn depths_count_each_part_of_the_queue(harness: &dyn Harness) {
+        let queue = harness.queue();
+        assert_eq!(
+            queue.depths().await.expect("depths"),
+            herald_queue::QueueDepths::default()
+        );
+        queue
+            .publish_many(&[task(1), task(2)])
+            .await
+            .expect("publish");
+        queue
+            .publish_delayed(&task(3), Duration::from_secs(600))
+            .await
+            .expect("publish delayed");
+        queue
+            .dead_letter(&task(4), "test")
+            .await
+            .expect("dead letter");
+        harness
+            .bus()
+            .publish_attempt(&attempt(1))
+            .await
+            .expect("publish event");
+        let expected = herald_queue::QueueDepths {
+            ready: 2,
+            delayed: 1,
+            dead: 1,
+            stats_events: 1,
+        };
+        let deadline = Instant::now() + EVENTUALLY;
+        loop {
+            let depths = queue.depths().await.expect("depths");
+            if depths == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "depths {depths:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Generates one test per contract function for each implementation.
@@ -495,4 +538,5 @@ contract_tests!(
     competing_consumers_see_every_event_exactly_once,
     events_survive_a_consumer_reconnect,
     close_ends_event_consumers_and_refuses_event_publishes,
+    depths_count_each_part_of_the_queue,
 );

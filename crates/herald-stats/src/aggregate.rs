@@ -10,6 +10,27 @@ use herald_core::{ApplicationId, AttemptId, EndpointId, TenantId};
 use herald_queue::{AttemptCompleted, EventBus, ReceivedEvent};
 use herald_store::{StatsSample, Store};
 
+/// Describes the stats role's series and registers them at zero. Call once
+/// the process's metrics recorder is installed.
+pub fn register_metrics() {
+    metrics::describe_counter!(
+        "herald_stats_events_total",
+        "Attempt events the stats role consumed"
+    );
+    metrics::describe_counter!(
+        "herald_stats_duplicates_total",
+        "Attempt events recognised as already counted (redeliveries)"
+    );
+    metrics::describe_gauge!(
+        "herald_stats_lag_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest attempt in the last batch the stats role counted"
+    );
+    metrics::counter!("herald_stats_events_total").increment(0);
+    metrics::counter!("herald_stats_duplicates_total").increment(0);
+    metrics::gauge!("herald_stats_lag_seconds").set(0.0);
+}
+
 /// Settings of the stats role.
 #[derive(Clone, Debug)]
 pub struct AggregatorConfig {

@@ -18,5 +18,5 @@ pub mod aggregate;
 pub mod report;
 
 #[cfg(feature = "aggregator")]
-pub use aggregate::{run, AggregatorConfig};
+pub use aggregate::{register_metrics, run, AggregatorConfig};
 pub use report::{build_report, report, Granularity, LatencySummary, Point, Report};

@@ -339,6 +339,9 @@ impl Dispatcher {
         }
 
         let now = Utc::now();
+        if let Some(due) = delivery.next_attempt_at {
+            crate::metrics::attempt_started((now - due).to_std().unwrap_or_default());
+        }
         let url = Url::parse(endpoint.url.as_str()).map_err(|_| malformed("endpoint url"))?;
         let request = DeliveryRequest {
             url,

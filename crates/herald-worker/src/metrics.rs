@@ -14,6 +14,8 @@ pub const DEAD_LETTERS: &str = "herald_dead_letters_total";
 pub const DELIVERIES_RELAYED: &str = "herald_deliveries_relayed_total";
 pub const RELAY_BATCH_SIZE: &str = "herald_relay_batch_size";
 pub const IN_FLIGHT: &str = "herald_worker_in_flight";
+pub const DELIVERY_LAG: &str = "herald_delivery_lag_seconds";
+pub const QUEUE_DEPTH: &str = "herald_queue_depth";
 
 /// Describes the worker's series and registers them at zero, so they are
 /// scraped (and `rate()` works) before the first delivery. Call once the
@@ -45,12 +47,34 @@ pub fn register() {
         "Deliveries the last outbox relay round handed to the queue"
     );
     metrics::describe_gauge!(IN_FLIGHT, "Delivery attempts in flight in this process");
+    metrics::describe_histogram!(
+        DELIVERY_LAG,
+        metrics::Unit::Seconds,
+        "Consumer lag: from when a delivery was handed to the queue (or its retry fell due) to the start of its attempt"
+    );
+    metrics::describe_gauge!(
+        QUEUE_DEPTH,
+        "Messages waiting in the queue, by part: ready, delayed (retries), dead, stats_events"
+    );
     metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => "success").increment(0);
     metrics::counter!(RETRIES_SCHEDULED).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
     metrics::counter!(DELIVERIES_RELAYED).increment(0);
     metrics::gauge!(RELAY_BATCH_SIZE).set(0.0);
     metrics::gauge!(IN_FLIGHT).set(0.0);
+}
+
+/// An attempt starts `lag` after its delivery was due.
+pub(crate) fn attempt_started(lag: std::time::Duration) {
+    metrics::histogram!(DELIVERY_LAG).record(lag.as_secs_f64());
+}
+
+/// The queue's depths, read periodically by the process.
+pub fn queue_depths(depths: &herald_queue::QueueDepths) {
+    metrics::gauge!(QUEUE_DEPTH, "queue" => "ready").set(depths.ready as f64);
+    metrics::gauge!(QUEUE_DEPTH, "queue" => "delayed").set(depths.delayed as f64);
+    metrics::gauge!(QUEUE_DEPTH, "queue" => "dead").set(depths.dead as f64);
+    metrics::gauge!(QUEUE_DEPTH, "queue" => "stats_events").set(depths.stats_events as f64);
 }
 
 /// The `outcome` label of an attempt.

@@ -137,6 +137,21 @@ async fn open_broker(config: &Config) -> anyhow::Result<Broker> {
     }
 }
 
+/// Publishes the queue's depths as gauges every few seconds.
+async fn watch_queue_depths(queue: Arc<dyn Queue>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match queue.depths().await {
+            Ok(depths) => herald_worker::metrics::queue_depths(&depths),
+            Err(error) => tracing::debug!(%error, "could not read queue depths"),
+        }
+    }
+}
+
 /// Starts the stats role: the aggregator that counts attempt events.
 fn start_stats(
     store: Arc<dyn Store>,
@@ -299,6 +314,9 @@ pub async fn run(
     if roles.contains(&Role::Worker) {
         herald_worker::metrics::register();
     }
+    if roles.contains(&Role::Stats) {
+        herald_stats::register_metrics();
+    }
     let upkeep = tokio::spawn(herald_api::metrics::run_upkeep(
         shutdown.clone().cancelled_owned(),
     ));
@@ -327,6 +345,9 @@ pub async fn run(
         (Some(broker), true) => Some(start_stats(store.clone(), broker, &shutdown)),
         _ => None,
     };
+    let depths = broker
+        .as_ref()
+        .map(|broker| tokio::spawn(watch_queue_depths(broker.queue.clone(), shutdown.clone())));
     match (roles.contains(&Role::Api), listener) {
         (true, Some(listener)) => serve_api(&config, store, listener, shutdown.clone()).await?,
         (true, None) => bail!("the api role needs a listener"),
@@ -341,6 +362,9 @@ pub async fn run(
     if let Some(aggregator) = stats {
         // A batch being counted is committed or left unacked (redelivered).
         let _ = aggregator.await;
+    }
+    if let Some(depths) = depths {
+        depths.abort();
     }
     if let Some(broker) = broker {
         broker.queue.close().await;
