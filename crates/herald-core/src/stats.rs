@@ -1,8 +1,8 @@
 //! Delivery statistics: what the stats service counts per endpoint and time
 //! bucket. A [`Bucket`] holds the outcome counters of a set of attempts and a
 //! histogram of their latencies; buckets merge exactly (counters add,
-//! histograms add), so minute buckets roll up into hour buckets, and any
-//! window is answered by merging the buckets it covers.
+//! histograms add), so an hour bucket holds exactly what its minute buckets
+//! hold, and any window is answered by merging the buckets it covers.
 //!
 //! Latencies are kept in an HdrHistogram of microseconds from 1 µs to one hour
 //! with two significant digits: every quantile is within 1% of the true value,

@@ -38,9 +38,11 @@ pub struct AggregatorConfig {
     pub batch_size: usize,
     /// Longest an event waits for its batch to fill.
     pub flush_interval: Duration,
-    /// How often old minute buckets are rolled up into hour buckets.
+    /// How often the roll-up deletes old minute buckets (their hour buckets,
+    /// written alongside them, stay) and prunes the remembered attempt ids.
     pub rollup_interval: Duration,
-    /// How long minute buckets are kept before they are rolled up.
+    /// How long minute buckets are kept: the roll-up deletes those of the
+    /// hours before the hour `now - minute_retention` falls in.
     pub minute_retention: chrono::Duration,
     /// How long counted attempt ids are remembered for deduplication; far
     /// longer than any redelivery takes.
@@ -181,7 +183,7 @@ async fn run_rollups(store: Arc<dyn Store>, config: AggregatorConfig, shutdown: 
             .await
         {
             Ok(0) => {}
-            Ok(rolled) => tracing::info!(rolled, "minute stats buckets rolled up into hours"),
+            Ok(deleted) => tracing::info!(deleted, "old minute stats buckets deleted"),
             Err(error) => tracing::warn!(%error, "stats roll-up failed; trying again later"),
         }
     }

@@ -367,28 +367,33 @@ pub trait Store: Send + Sync + 'static {
     // Delivery statistics.
     /// Counts the samples not counted before (by attempt id, remembered in
     /// `stats_seen`) into their endpoint's minute bucket (start = `at`
-    /// truncated to the minute), all in one transaction, so a batch delivered
-    /// again after a crash is never counted twice; returns how many were new
-    /// (an id repeated within the batch counts once). Safe under concurrent
-    /// callers touching the same buckets. Not tenant-scoped: samples carry
-    /// their tenant.
+    /// truncated to the minute) and into its hour bucket (start = `at`
+    /// truncated to the hour), all in one transaction, so a batch delivered
+    /// again after a crash is never counted twice and an hour bucket always
+    /// holds what its minute buckets held; returns how many were new (an id
+    /// repeated within the batch counts once). Safe under concurrent callers
+    /// touching the same buckets (rows are locked in one global order: every
+    /// minute key sorted, then every hour key sorted). Not tenant-scoped:
+    /// samples carry their tenant.
     async fn record_stats(&self, samples: &[StatsSample]) -> StoreResult<usize>;
-    /// The buckets of one endpoint (or of every endpoint of the application
-    /// when `endpoint_id` is `None`) whose start is in `[since, until)`, minute
-    /// and hour buckets both, ordered by start (then endpoint, minute first).
+    /// The buckets of `granularity` of one endpoint (or of every endpoint of
+    /// the application when `endpoint_id` is `None`) whose start is in
+    /// `[since, until)`, ordered by start, then endpoint.
     async fn stats_buckets(
         &self,
         tenant_id: &TenantId,
         app_id: &ApplicationId,
         endpoint_id: Option<&EndpointId>,
+        granularity: StatsGranularity,
         since: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Vec<StatsBucket>>;
-    /// Merges the minute buckets that start before `minutes_before` into hour
-    /// buckets (start truncated to the hour; an existing hour bucket is merged
-    /// into) and deletes them, in one transaction; forgets the `stats_seen`
-    /// entries recorded before `seen_before`. Returns how many minute buckets
-    /// were rolled up. Not tenant-scoped.
+    /// Deletes the minute buckets of the hours before the hour
+    /// `minutes_before` falls in (their hour buckets, written by
+    /// `record_stats`, already hold them), so an hour keeps either all its
+    /// minute buckets or none; forgets the `stats_seen` entries recorded
+    /// before `seen_before`; in one transaction. Returns how many minute
+    /// buckets were deleted. Not tenant-scoped.
     async fn roll_up_stats(
         &self,
         minutes_before: chrono::DateTime<chrono::Utc>,

@@ -293,7 +293,7 @@ pub struct StatsSample {
     /// Why it failed (the worker's error class); `None` for a success.
     pub error_class: Option<String>,
     pub duration_us: u64,
-    /// When the attempt was made: picks its minute bucket.
+    /// When the attempt was made: picks its minute and hour buckets.
     pub at: DateTime<Utc>,
 }
 

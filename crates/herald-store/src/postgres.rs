@@ -1376,9 +1376,16 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let counted = new.len();
-        // Buckets are locked in key order, so concurrent writers never deadlock.
-        for (key, owned) in shared::minute_buckets(samples, new.into_iter().collect()) {
-            merge_stats_bucket(&mut tx, StatsGranularity::Minute, &key, &owned).await?;
+        // Every minute bucket in key order, then every hour bucket in key
+        // order: one global lock order, so concurrent writers (and the
+        // roll-up, which locks minute rows in key order) never deadlock.
+        let minutes = shared::minute_buckets(samples, new.into_iter().collect());
+        let hours = shared::hour_buckets(&minutes);
+        for (key, owned) in &minutes {
+            merge_stats_bucket(&mut tx, StatsGranularity::Minute, key, owned).await?;
+        }
+        for (key, owned) in &hours {
+            merge_stats_bucket(&mut tx, StatsGranularity::Hour, key, owned).await?;
         }
         tx.commit().await?;
         Ok(counted)
@@ -1389,6 +1396,7 @@ impl Store for PgStore {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
         endpoint_id: Option<&EndpointId>,
+        granularity: StatsGranularity,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<StatsBucket>> {
@@ -1403,12 +1411,13 @@ impl Store for PgStore {
             builder.push(" AND endpoint_id = ");
             builder.push_bind(endpoint_id.as_str());
         }
+        builder.push(" AND granularity = ");
+        builder.push_bind(granularity.as_str());
         builder.push(" AND bucket_start >= ");
         builder.push_bind(since);
         builder.push(" AND bucket_start < ");
         builder.push_bind(until);
-        // 'minute' < 'hour' is false, so order minute first explicitly.
-        builder.push(" ORDER BY bucket_start, endpoint_id, granularity = 'hour'");
+        builder.push(" ORDER BY bucket_start, endpoint_id");
         let rows = builder.build().fetch_all(&self.pool).await?;
         rows.iter().map(stats_bucket_from_row).collect()
     }
@@ -1418,47 +1427,30 @@ impl Store for PgStore {
         minutes_before: DateTime<Utc>,
         seen_before: DateTime<Utc>,
     ) -> StoreResult<u64> {
+        // Whole hours only: every minute of an hour before this one goes.
+        let cutoff = StatsGranularity::Hour.truncate(minutes_before);
         let mut tx = self.pool.begin().await?;
-        // Locked in key order (as `record_stats` locks), so a concurrent batch
-        // or roll-up waits rather than deadlocks; one that committed first is
-        // seen (a row it deleted is skipped, one it merged into is re-read).
-        let rows = sqlx::query(&format!(
-            "SELECT tenant_id, app_id, endpoint_id, bucket_start, {COUNTER_COLUMNS}, latency \
-             FROM endpoint_stats WHERE granularity = 'minute' AND bucket_start < $1 \
-             ORDER BY endpoint_id, bucket_start FOR UPDATE"
-        ))
-        .bind(minutes_before)
+        // Locked in key order (as `record_stats` locks minute rows, before
+        // any hour row), so a concurrent batch or roll-up waits rather than
+        // deadlocks; a row a concurrent roll-up deleted first is skipped.
+        let rows = sqlx::query(
+            "SELECT endpoint_id, bucket_start FROM endpoint_stats \
+             WHERE granularity = 'minute' AND bucket_start < $1 \
+             ORDER BY endpoint_id, bucket_start FOR UPDATE",
+        )
+        .bind(cutoff)
         .fetch_all(&mut *tx)
         .await?;
-        let keys = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    EndpointId::parse(row.try_get("endpoint_id")?)
-                        .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
-                    row.try_get::<DateTime<Utc>, _>("bucket_start")?,
-                ))
-            })
-            .collect::<StoreResult<Vec<shared::BucketKey>>>()?;
-        // One hour at a time: a decoded histogram is a few tens of kilobytes.
-        for (hour, range) in shared::hour_runs(&keys) {
-            let first = &rows[range.start];
-            let mut owned = shared::OwnedBucket {
-                tenant_id: TenantId::parse(first.try_get("tenant_id")?)
-                    .map_err(|e| corrupt("endpoint_stats.tenant_id", e))?,
-                app_id: ApplicationId::parse(first.try_get("app_id")?)
-                    .map_err(|e| corrupt("endpoint_stats.app_id", e))?,
-                bucket: herald_core::stats::Bucket::new(),
-            };
-            for row in &rows[range] {
-                owned.bucket.merge(&shared::bucket_from_row(row)?);
-            }
-            merge_stats_bucket(&mut tx, StatsGranularity::Hour, &hour, &owned).await?;
+        let mut endpoints: Vec<String> = Vec::with_capacity(rows.len());
+        let mut starts: Vec<DateTime<Utc>> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            endpoints.push(row.try_get("endpoint_id")?);
+            starts.push(row.try_get("bucket_start")?);
         }
-        // Exactly the rows merged: a minute bucket created meanwhile stays.
-        let (endpoints, starts): (Vec<&str>, Vec<DateTime<Utc>>) =
-            keys.iter().map(|(e, s)| (e.as_str(), *s)).unzip();
-        sqlx::query(
+        // Exactly the rows locked: one created meanwhile (by a late batch,
+        // whose hour bucket holds it too) is left for the next roll-up
+        // rather than locked out of order.
+        let deleted = sqlx::query(
             "DELETE FROM endpoint_stats WHERE granularity = 'minute' \
              AND (endpoint_id, bucket_start) IN \
                  (SELECT * FROM unnest($1::text[], $2::timestamptz[]))",
@@ -1466,12 +1458,13 @@ impl Store for PgStore {
         .bind(&endpoints)
         .bind(&starts)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         sqlx::query("DELETE FROM stats_seen WHERE seen_at < $1")
             .bind(seen_before)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(keys.len() as u64)
+        Ok(deleted)
     }
 }

@@ -1541,8 +1541,15 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let counted = new.len();
-        for (key, owned) in shared::minute_buckets(samples, new.into_iter().collect()) {
-            merge_stats_bucket(&mut tx, StatsGranularity::Minute, &key, &owned).await?;
+        // Each minute bucket and the hour bucket it belongs to, in the same
+        // order as PostgreSQL (the writer lock makes the order moot here).
+        let minutes = shared::minute_buckets(samples, new.into_iter().collect());
+        let hours = shared::hour_buckets(&minutes);
+        for (key, owned) in &minutes {
+            merge_stats_bucket(&mut tx, StatsGranularity::Minute, key, owned).await?;
+        }
+        for (key, owned) in &hours {
+            merge_stats_bucket(&mut tx, StatsGranularity::Hour, key, owned).await?;
         }
         tx.commit().await?;
         Ok(counted)
@@ -1553,6 +1560,7 @@ impl Store for SqliteStore {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
         endpoint_id: Option<&EndpointId>,
+        granularity: StatsGranularity,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<StatsBucket>> {
@@ -1567,11 +1575,13 @@ impl Store for SqliteStore {
             builder.push(" AND endpoint_id = ");
             builder.push_bind(endpoint_id.as_str());
         }
+        builder.push(" AND granularity = ");
+        builder.push_bind(granularity.as_str());
         builder.push(" AND bucket_start >= ");
         builder.push_bind(micros(since));
         builder.push(" AND bucket_start < ");
         builder.push_bind(micros(until));
-        builder.push(" ORDER BY bucket_start, endpoint_id, granularity = 'hour'");
+        builder.push(" ORDER BY bucket_start, endpoint_id");
         let rows = builder.build().fetch_all(&self.reader).await?;
         rows.iter().map(stats_bucket_from_row).collect()
     }
@@ -1581,53 +1591,22 @@ impl Store for SqliteStore {
         minutes_before: DateTime<Utc>,
         seen_before: DateTime<Utc>,
     ) -> StoreResult<u64> {
+        // Whole hours only: every minute of an hour before this one goes.
+        let cutoff = StatsGranularity::Hour.truncate(minutes_before);
         let mut tx = self.writer.begin_with(BEGIN_IMMEDIATE).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT tenant_id, app_id, endpoint_id, bucket_start, {COUNTER_COLUMNS}, latency \
-             FROM endpoint_stats WHERE granularity = 'minute' AND bucket_start < $1 \
-             ORDER BY endpoint_id, bucket_start"
-        ))
-        .bind(micros(minutes_before))
-        .fetch_all(&mut *tx)
-        .await?;
-        let keys = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    EndpointId::parse(row.try_get("endpoint_id")?)
-                        .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
-                    time_at(row, "bucket_start")?,
-                ))
-            })
-            .collect::<StoreResult<Vec<shared::BucketKey>>>()?;
-        // One hour at a time: a decoded histogram is a few tens of kilobytes.
-        for (hour, range) in shared::hour_runs(&keys) {
-            let first = &rows[range.start];
-            let mut owned = shared::OwnedBucket {
-                tenant_id: TenantId::parse(first.try_get("tenant_id")?)
-                    .map_err(|e| corrupt("endpoint_stats.tenant_id", e))?,
-                app_id: ApplicationId::parse(first.try_get("app_id")?)
-                    .map_err(|e| corrupt("endpoint_stats.app_id", e))?,
-                bucket: herald_core::stats::Bucket::new(),
-            };
-            for row in &rows[range] {
-                owned.bucket.merge(&shared::bucket_from_row(row)?);
-            }
-            merge_stats_bucket(&mut tx, StatsGranularity::Hour, &hour, &owned).await?;
-        }
-        // Nothing was written since the read: the transaction holds the lock.
-        sqlx::query(
+        let deleted = sqlx::query(
             "DELETE FROM endpoint_stats WHERE granularity = 'minute' AND bucket_start < $1",
         )
-        .bind(micros(minutes_before))
+        .bind(micros(cutoff))
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         sqlx::query("DELETE FROM stats_seen WHERE seen_at < $1")
             .bind(micros(seen_before))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(keys.len() as u64)
+        Ok(deleted)
     }
 }
 

@@ -121,8 +121,37 @@ where
         .map_err(|e| StoreError::Corrupt(format!("endpoint_stats.latency: {e}")))
 }
 
+/// The hour buckets a batch's minute buckets add to (each hour's minutes
+/// merged), sorted by key as the minute buckets are. `record_stats` merges
+/// them after every minute bucket, so every writer locks all its minute rows
+/// in key order, then all its hour rows in key order: never a cycle.
+pub(crate) fn hour_buckets(
+    minutes: &BTreeMap<BucketKey, OwnedBucket>,
+) -> Vec<(BucketKey, OwnedBucket)> {
+    let keys: Vec<BucketKey> = minutes.keys().cloned().collect();
+    let owned: Vec<&OwnedBucket> = minutes.values().collect();
+    hour_runs(&keys)
+        .into_iter()
+        .map(|(hour, range)| {
+            let first = owned[range.start];
+            let mut bucket = Bucket::new();
+            for minute in &owned[range] {
+                bucket.merge(&minute.bucket);
+            }
+            (
+                hour,
+                OwnedBucket {
+                    tenant_id: first.tenant_id.clone(),
+                    app_id: first.app_id.clone(),
+                    bucket,
+                },
+            )
+        })
+        .collect()
+}
+
 /// Splits the keys of minute buckets, sorted by endpoint then start, into
-/// runs that roll up into one hour bucket: that bucket's key and the run's
+/// runs that add up to one hour bucket: that bucket's key and the run's
 /// index range, in the same order.
 pub(crate) fn hour_runs(minutes: &[BucketKey]) -> Vec<(BucketKey, Range<usize>)> {
     let mut runs: Vec<(BucketKey, Range<usize>)> = Vec::new();
@@ -162,5 +191,49 @@ mod tests {
             ]
         );
         assert!(hour_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn hour_buckets_merge_their_minutes() {
+        let (a, b) = (EndpointId::new(), EndpointId::new());
+        let (a, b) = if a < b { (a, b) } else { (b, a) };
+        let (tenant_id, app_id) = (TenantId::new(), ApplicationId::new());
+        let at = |h: i64, m: i64| DateTime::from_timestamp(h * 3600 + m * 60, 0).unwrap();
+        let mut minutes = BTreeMap::new();
+        for (i, (endpoint, start)) in [
+            (&a, at(1, 0)),
+            (&a, at(1, 59)),
+            (&a, at(2, 0)),
+            (&b, at(1, 5)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut bucket = Bucket::new();
+            for k in 0..=i as u64 {
+                bucket.record(k % 2 == 0, Some("5xx"), 1000 * (k + 1));
+            }
+            minutes.insert(
+                (endpoint.clone(), start),
+                OwnedBucket {
+                    tenant_id: tenant_id.clone(),
+                    app_id: app_id.clone(),
+                    bucket,
+                },
+            );
+        }
+        let hours = hour_buckets(&minutes);
+        let keys: Vec<_> = hours.iter().map(|(key, _)| key.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![(a.clone(), at(1, 0)), (a.clone(), at(2, 0)), (b, at(1, 0))]
+        );
+        let mut first = minutes[&(a.clone(), at(1, 0))].bucket.clone();
+        first.merge(&minutes[&(a.clone(), at(1, 59))].bucket);
+        assert_eq!(hours[0].1.bucket, first);
+        assert_eq!(hours[0].1.bucket.counts().attempts, 3);
+        assert_eq!(hours[1].1.bucket, minutes[&(a, at(2, 0))].bucket);
+        assert_eq!(hours[2].1.bucket.counts().attempts, 4);
+        assert!(hour_buckets(&BTreeMap::new()).is_empty());
     }
 }

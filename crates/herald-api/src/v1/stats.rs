@@ -1,8 +1,9 @@
 //! Herald's own stats routes: for an endpoint or a whole application, over
 //! any window, attempts, successes, success rate, failures by class, latency
 //! percentiles and a time series — answered by merging the stats role's
-//! per-minute buckets (`herald-stats`), so the cost does not grow with the
-//! number of attempts.
+//! per-hour buckets (hour and day reports, which count whole hours) or
+//! per-minute buckets (minute reports; see `herald_stats::report`), so the
+//! cost does not grow with the number of attempts.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
