@@ -47,6 +47,9 @@ pub struct AggregatorConfig {
     /// How long counted attempt ids are remembered for deduplication; far
     /// longer than any redelivery takes.
     pub seen_retention: chrono::Duration,
+    /// How long hour buckets are kept (the longest window a report covers is
+    /// 90 days), so stats storage stays bounded.
+    pub hour_retention: chrono::Duration,
 }
 
 impl Default for AggregatorConfig {
@@ -57,6 +60,7 @@ impl Default for AggregatorConfig {
             rollup_interval: Duration::from_secs(300),
             minute_retention: chrono::Duration::hours(48),
             seen_retention: chrono::Duration::days(7),
+            hour_retention: chrono::Duration::days(91),
         }
     }
 }
@@ -185,6 +189,11 @@ async fn run_rollups(store: Arc<dyn Store>, config: AggregatorConfig, shutdown: 
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "old minute stats buckets deleted"),
             Err(error) => tracing::warn!(%error, "stats roll-up failed; trying again later"),
+        }
+        match store.expire_stats(now - config.hour_retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired hour stats buckets deleted"),
+            Err(error) => tracing::warn!(%error, "stats expiry failed; trying again later"),
         }
     }
 }

@@ -399,4 +399,7 @@ pub trait Store: Send + Sync + 'static {
         minutes_before: chrono::DateTime<chrono::Utc>,
         seen_before: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
+    /// Deletes hour buckets that start before `hours_before`, so stats storage
+    /// stays bounded; returns how many.
+    async fn expire_stats(&self, hours_before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
 }

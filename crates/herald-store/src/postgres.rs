@@ -1467,4 +1467,14 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(deleted)
     }
+
+    async fn expire_stats(&self, hours_before: DateTime<Utc>) -> StoreResult<u64> {
+        let result = sqlx::query(
+            "DELETE FROM endpoint_stats WHERE granularity = 'hour' AND bucket_start < $1",
+        )
+        .bind(hours_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
 }

@@ -1608,6 +1608,16 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(deleted)
     }
+
+    async fn expire_stats(&self, hours_before: DateTime<Utc>) -> StoreResult<u64> {
+        let result = sqlx::query(
+            "DELETE FROM endpoint_stats WHERE granularity = 'hour' AND bucket_start < $1",
+        )
+        .bind(micros(hours_before))
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected())
+    }
 }
 
 #[cfg(test)]

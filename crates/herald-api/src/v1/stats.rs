@@ -262,11 +262,23 @@ pub async fn endpoint_report(
 ) -> Result<Json<StatsReportOut>, ApiError> {
     let window = params.window()?;
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    report(&state, &principal, &app.id, Some(&endpoint.id), window).await
+}
+
+/// The report of one endpoint, or of a whole application (`endpoint_id` None,
+/// then with its per-endpoint breakdown).
+async fn report(
+    state: &AppState,
+    principal: &Principal,
+    app_id: &herald_core::ApplicationId,
+    endpoint_id: Option<&herald_core::EndpointId>,
+    window: Window,
+) -> Result<Json<StatsReportOut>, ApiError> {
     let report = herald_stats::report(
         state.store.as_ref(),
         principal.tenant_id(),
-        &app.id,
-        Some(&endpoint.id),
+        app_id,
+        endpoint_id,
         window.since,
         window.until,
         window.granularity,
@@ -275,7 +287,7 @@ pub async fn endpoint_report(
     Ok(Json(StatsReportOut::new(
         report,
         &window.granularity_name,
-        false,
+        endpoint_id.is_none(),
     )))
 }
 
@@ -303,19 +315,5 @@ pub async fn app_report(
 ) -> Result<Json<StatsReportOut>, ApiError> {
     let window = params.window()?;
     let app = visible_app(&state, &principal, &app_id).await?;
-    let report = herald_stats::report(
-        state.store.as_ref(),
-        principal.tenant_id(),
-        &app.id,
-        None,
-        window.since,
-        window.until,
-        window.granularity,
-    )
-    .await?;
-    Ok(Json(StatsReportOut::new(
-        report,
-        &window.granularity_name,
-        true,
-    )))
+    report(&state, &principal, &app.id, None, window).await
 }

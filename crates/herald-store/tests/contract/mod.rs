@@ -32,6 +32,7 @@ macro_rules! contract_tests {
             stats_windows_select_by_start_endpoint_and_app,
             roll_up_keeps_totals_and_quantiles,
             roll_up_forgets_old_seen_attempts,
+            expired_hour_buckets_are_deleted,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {

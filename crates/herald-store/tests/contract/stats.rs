@@ -481,3 +481,20 @@ pub async fn roll_up_forgets_old_seen_attempts(store: &dyn Store) {
         assert_eq!(buckets[0].bucket.counts().attempts, 10);
     }
 }
+
+pub async fn expired_hour_buckets_are_deleted(store: &dyn Store) {
+    let source = Source::new();
+    let samples: Vec<StatsSample> = (0..6)
+        .map(|i| source.sample(i, at(i64::try_from(i).unwrap() * 60, 0)))
+        .collect();
+    store.record_stats(&samples).await.unwrap();
+    assert_eq!(all_buckets(store, &source, true, Hour).await.len(), 6);
+    // Hours before the third one go.
+    assert_eq!(store.expire_stats(at(120, 0)).await.unwrap(), 2);
+    let left = all_buckets(store, &source, true, Hour).await;
+    assert_eq!(
+        starts(&left),
+        (2..6).map(|h| at(h * 60, 0)).collect::<Vec<_>>()
+    );
+    assert_eq!(store.expire_stats(at(120, 0)).await.unwrap(), 0);
+}
