@@ -74,6 +74,21 @@ impl ListParams {
     }
 }
 
+impl ListParams {
+    /// Like [`ListParams::to_query`], but newest first unless the client asked
+    /// for an order: how Svix lists endpoints, messages and attempts.
+    pub fn to_query_newest_first(
+        &self,
+        parse_key: impl Fn(&str) -> bool,
+    ) -> Result<ListQuery, ApiError> {
+        let mut query = self.to_query(parse_key)?;
+        if self.order.is_none() {
+            query.ordering = StoreOrdering::Descending;
+        }
+        Ok(query)
+    }
+}
+
 /// A page of results (Svix's `ListResponse_*`).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -19,12 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 use utoipa::{IntoParams, ToSchema};
 
-use herald_core::{
-    AttemptId, ChannelName, EventTypeName, IdOrUid, MessageId, TaskId, ValidationError,
-};
+use herald_core::{AttemptId, EventTypeName, IdOrUid, MessageId, TaskId, ValidationError};
 use herald_store::{
     Application, Attempt, AttemptFilter, AttemptTrigger, Delivery, DeliveryFilter, DeliveryStatus,
-    Endpoint, ListQuery, Message,
+    Endpoint, Message,
 };
 
 use crate::auth::Principal;
@@ -33,7 +31,7 @@ use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::endpoint::{visible_endpoint, EndpointOut};
 use crate::v1::message::{event_types_of, MessageOut};
-use crate::v1::visible_app;
+use crate::v1::{query_channel, visible_app, visible_message};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -308,13 +306,6 @@ pub struct WithContentParam {
     pub with_content: Option<bool>,
 }
 
-fn parse_channel(channel: Option<String>) -> Result<Option<ChannelName>, ApiError> {
-    channel
-        .map(|c| ChannelName::parse(c).map_err(|e| e.at(&["query", "channel"])))
-        .transpose()
-        .map_err(ApiError::from)
-}
-
 fn parse_status_code_class(class: Option<u16>) -> Result<Option<u16>, ApiError> {
     match class {
         None => Ok(None),
@@ -328,29 +319,6 @@ fn parse_status_code_class(class: Option<u16>) -> Result<Option<u16>, ApiError> 
     }
 }
 
-/// Newest first unless the client asked for an order, as Svix lists.
-fn newest_first(list: &ListParams, is_key: impl Fn(&str) -> bool) -> Result<ListQuery, ApiError> {
-    let mut query = list.to_query(is_key)?;
-    if list.order.is_none() {
-        query.ordering = herald_store::Ordering::Descending;
-    }
-    Ok(query)
-}
-
-async fn visible_message(
-    state: &AppState,
-    principal: &Principal,
-    app: &Application,
-    msg_param: &str,
-) -> Result<Message, ApiError> {
-    let msg_ref = IdOrUid::parse("msg_id", msg_param)?;
-    state
-        .store
-        .message(principal.tenant_id(), &app.id, &msg_ref)
-        .await?
-        .ok_or(ApiError::NotFound)
-}
-
 /// Lists attempts under `filter`, with the shared query parameters applied.
 async fn list_attempts(
     state: &AppState,
@@ -361,7 +329,7 @@ async fn list_attempts(
     raw_query: Option<&str>,
     mut filter: AttemptFilter,
 ) -> Result<Json<ListResponse<MessageAttemptOut>>, ApiError> {
-    let query = newest_first(list, |k| AttemptId::parse(k).is_ok())?;
+    let query = list.to_query_newest_first(|k| AttemptId::parse(k).is_ok())?;
     filter.succeeded = match params.status.map(MessageStatus::parse).transpose()? {
         None => None,
         Some(MessageStatus::Success) => Some(true),
@@ -380,7 +348,7 @@ async fn list_attempts(
         }
     };
     filter.status_code_class = parse_status_code_class(params.status_code_class)?;
-    filter.channel = parse_channel(params.channel)?;
+    filter.channel = query_channel(params.channel)?;
     filter.event_types = event_types_of(raw_query)?;
     filter.before = params.before;
     filter.after = params.after;
@@ -530,14 +498,14 @@ pub async fn list_attempted_messages(
     RawQuery(raw_query): RawQuery,
 ) -> Result<Json<ListResponse<EndpointMessageOut>>, ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
-    let query = newest_first(&list, |k| MessageId::parse(k).is_ok())?;
+    let query = list.to_query_newest_first(|k| MessageId::parse(k).is_ok())?;
     let filter = DeliveryFilter {
         status: params
             .status
             .map(MessageStatus::parse)
             .transpose()?
             .map(DeliveryStatus::from),
-        channel: parse_channel(params.channel)?,
+        channel: query_channel(params.channel)?,
         event_types: event_types_of(raw_query.as_deref())?,
         before: params.before,
         after: params.after,

@@ -242,15 +242,7 @@ fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeN
 }
 
 fn parse_channels(channels: Option<Vec<String>>) -> Result<Option<Vec<ChannelName>>, ApiError> {
-    let Some(channels) = channels else {
-        return Ok(None);
-    };
-    check_name_list("channels", &channels, Some(MAX_CHANNELS))?;
-    channels
-        .into_iter()
-        .map(|c| ChannelName::parse(c).map_err(ApiError::from))
-        .collect::<Result<Vec<_>, ApiError>>()
-        .map(Some)
+    crate::v1::parse_channel_list(channels, MAX_CHANNELS)
 }
 
 fn parse_version(version: Option<u16>) -> Result<u16, ApiError> {
@@ -424,11 +416,7 @@ pub async fn list_endpoints(
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<ListResponse<EndpointOut>>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
-    let mut query = params.to_query(|k| EndpointId::parse(k).is_ok())?;
-    // Svix lists endpoints newest first unless told otherwise.
-    if params.order.is_none() {
-        query.ordering = herald_store::Ordering::Descending;
-    }
+    let query = params.to_query_newest_first(|k| EndpointId::parse(k).is_ok())?;
     let page = state
         .store
         .list_endpoints(principal.tenant_id(), &app.id, &query)

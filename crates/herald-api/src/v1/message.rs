@@ -12,9 +12,7 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use herald_core::filter::endpoint_receives;
-use herald_core::{
-    ChannelName, EndpointId, EventTypeName, IdOrUid, MessageId, Uid, ValidationError,
-};
+use herald_core::{ChannelName, EndpointId, EventTypeName, MessageId, Uid, ValidationError};
 use herald_store::{Message, MessageFilter};
 
 use crate::auth::Principal;
@@ -22,7 +20,7 @@ use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{QueryParams, RawJsonBody};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::application::{existing_or_inline_application, ApplicationIn};
-use crate::v1::{check_name_list, visible_app};
+use crate::v1::{check_name_list, visible_app, visible_message};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -161,15 +159,7 @@ fn retention(input: &MessageIn) -> Result<chrono::Duration, ApiError> {
 }
 
 fn parse_channels(channels: Option<Vec<String>>) -> Result<Option<Vec<ChannelName>>, ApiError> {
-    let Some(channels) = channels else {
-        return Ok(None);
-    };
-    check_name_list("channels", &channels, Some(MAX_CHANNELS))?;
-    channels
-        .into_iter()
-        .map(|c| ChannelName::parse(c).map_err(ApiError::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    crate::v1::parse_channel_list(channels, MAX_CHANNELS)
 }
 
 fn parse_tags(tags: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
@@ -306,16 +296,9 @@ pub async fn list_messages(
     RawQuery(raw_query): RawQuery,
 ) -> Result<Json<ListResponse<MessageOut>>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
-    let mut query = list.to_query(|k| MessageId::parse(k).is_ok())?;
-    // Svix lists messages newest first unless told otherwise.
-    if list.order.is_none() {
-        query.ordering = herald_store::Ordering::Descending;
-    }
+    let query = list.to_query_newest_first(|k| MessageId::parse(k).is_ok())?;
     let filter = MessageFilter {
-        channel: params
-            .channel
-            .map(|c| ChannelName::parse(c).map_err(|e| e.at(&["query", "channel"])))
-            .transpose()?,
+        channel: crate::v1::query_channel(params.channel)?,
         event_types: event_types_of(raw_query.as_deref())?,
         before: params.before,
         after: params.after,
@@ -354,12 +337,7 @@ pub async fn get_message(
     QueryParams(params): QueryParams<WithContentParams>,
 ) -> Result<Json<MessageOut>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
-    let msg_ref = IdOrUid::parse("msg_id", &msg_id)?;
-    let message = state
-        .store
-        .message(principal.tenant_id(), &app.id, &msg_ref)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let message = visible_message(&state, &principal, &app, &msg_id).await?;
     Ok(Json(MessageOut::from_message(
         message,
         params.with_content.unwrap_or(true),
@@ -387,12 +365,7 @@ pub async fn expunge_message_content(
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;
     let app = visible_app(&state, &principal, &app_id).await?;
-    let msg_ref = IdOrUid::parse("msg_id", &msg_id)?;
-    let message = state
-        .store
-        .message(tenant_id, &app.id, &msg_ref)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let message = visible_message(&state, &principal, &app, &msg_id).await?;
     if !state
         .store
         .expunge_message_content(tenant_id, &app.id, &message.id)

@@ -12,7 +12,7 @@ pub mod stats;
 use axum::Router;
 use serde::{Deserialize, Deserializer};
 
-use herald_core::IdOrUid;
+use herald_core::{ChannelName, IdOrUid};
 use herald_store::Application;
 
 use crate::auth::Principal;
@@ -58,6 +58,44 @@ pub(crate) async fn visible_app(
         return Err(ApiError::NotFound);
     }
     Ok(app)
+}
+
+/// Loads a message of `app` by id or eventId; anything else is 404.
+pub(crate) async fn visible_message(
+    state: &AppState,
+    principal: &Principal,
+    app: &Application,
+    msg_param: &str,
+) -> Result<herald_store::Message, ApiError> {
+    let msg_ref = IdOrUid::parse("msg_id", msg_param)?;
+    state
+        .store
+        .message(principal.tenant_id(), &app.id, &msg_ref)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// A `channels` list of a request body: 1 to `max` distinct channel names.
+pub(crate) fn parse_channel_list(
+    channels: Option<Vec<String>>,
+    max: usize,
+) -> Result<Option<Vec<ChannelName>>, ApiError> {
+    let Some(channels) = channels else {
+        return Ok(None);
+    };
+    check_name_list("channels", &channels, Some(max))?;
+    channels
+        .into_iter()
+        .map(|c| ChannelName::parse(c).map_err(ApiError::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// The `channel` filter of a listing's query string.
+pub(crate) fn query_channel(channel: Option<String>) -> Result<Option<ChannelName>, ApiError> {
+    channel
+        .map(|c| ChannelName::parse(c).map_err(|e| ApiError::from(e.at(&["query", "channel"]))))
+        .transpose()
 }
 
 /// Longest list of names (event types, channels, tags) one request may carry.
