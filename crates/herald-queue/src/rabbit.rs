@@ -279,18 +279,35 @@ impl RabbitQueue {
         &self.inner.topology
     }
 
+    /// Counts the messages in every queue of the topology with passive
+    /// declares, on a channel of the publisher's connection when it is up (a
+    /// call every few seconds should not open a connection each time), else on
+    /// a connection of its own.
+    async fn count_messages(&self) -> Result<QueueDepths, QueueError> {
+        let failed = |e: lapin::Error| {
+            QueueError::Unavailable(format!("failed to count queued messages: {e}"))
+        };
+        let shared = match self.inner.publisher.lock().await.as_ref() {
+            Some(link) => link.connection.create_channel().await.ok(),
+            None => None,
+        };
+        if let Some(channel) = shared {
+            let result = self.inner.count_messages(&channel).await;
+            let _ = channel.close(REPLY_SUCCESS, "done".into()).await;
+            return result.map_err(failed);
+        }
+        let connection = self.inner.open_connection("depths").await?;
+        let result = match connection.create_channel().await {
+            Ok(channel) => self.inner.count_messages(&channel).await,
+            Err(e) => Err(e),
+        };
+        let _ = connection.close(REPLY_SUCCESS, "done".into()).await;
+        result.map_err(failed)
+    }
+
     /// Removes up to `max` messages from `{prefix}.dead` and returns them, for
     /// inspection and redrive. A message that is not a task is logged and dropped,
     /// as it could never be redriven.
-    /// Counts the messages in every queue of the topology with passive
-    /// declares, on a connection of its own (a monitoring call, not a hot path).
-    async fn count_messages(&self) -> Result<QueueDepths, QueueError> {
-        let connection = self.inner.open_connection("depths").await?;
-        let result = self.inner.count_messages(&connection).await;
-        let _ = connection.close(REPLY_SUCCESS, "done".into()).await;
-        result.map_err(|e| QueueError::Unavailable(format!("failed to count queued messages: {e}")))
-    }
-
     pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let connection = self.inner.open_connection("dead-letters").await?;
         let result = self.inner.take_dead_letters(&connection, max).await;
@@ -663,8 +680,7 @@ impl Inner {
         }
     }
 
-    async fn count_messages(&self, connection: &Connection) -> Result<QueueDepths, lapin::Error> {
-        let channel = connection.create_channel().await?;
+    async fn count_messages(&self, channel: &Channel) -> Result<QueueDepths, lapin::Error> {
         let count = |name: &str| {
             let channel = channel.clone();
             let name = name.to_owned();
