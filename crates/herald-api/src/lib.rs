@@ -48,6 +48,10 @@ pub struct AppState {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub jwt: JwtKeys,
     pub config: Arc<ApiConfig>,
+    /// Where a new message's delivery tasks are published at once, when this
+    /// process can reach the workers' queue; without it the worker's relay
+    /// hands the deliveries out from the database.
+    pub handoff: Option<Arc<dyn herald_queue::Queue>>,
 }
 
 /// The whole HTTP application.

@@ -209,13 +209,32 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
     ) -> StoreResult<Vec<Endpoint>>;
-    /// Stores a message and one pending delivery per endpoint in one transaction.
+    /// Stores a message and one pending delivery per endpoint in one
+    /// transaction; the relay hands the deliveries out.
     async fn insert_message(
         &self,
         tenant_id: &TenantId,
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()>;
+    /// Like [`Store::insert_message`], but the deliveries are stored already
+    /// claimed (`sending`, due now): the caller publishes their tasks itself
+    /// right after the commit, which saves the relay's round trips and wait.
+    /// If that publish fails the caller hands them back with
+    /// [`Store::return_deliveries`]; if the caller dies first, the relay takes
+    /// them back once a lease has passed (or at once, through
+    /// [`Store::release_claims`], when an embedded process restarts).
+    async fn insert_message_claimed(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()>;
+    /// Makes a message's not yet attempted deliveries pending and due now, so
+    /// the relay hands them out: for deliveries claimed at insert whose tasks
+    /// could not be published.
+    async fn return_deliveries(&self, tenant_id: &TenantId, msg_id: &MessageId)
+        -> StoreResult<u64>;
     /// A message by id or by its `eventId`.
     async fn message(
         &self,

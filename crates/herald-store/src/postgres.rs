@@ -30,6 +30,39 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The message and its deliveries (in `state`, due at once) in one
+    /// statement: one round trip and one commit, atomic like a transaction.
+    async fn insert_message_as(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+        state: DeliveryState,
+    ) -> StoreResult<()> {
+        let ids: Vec<&str> = endpoint_ids.iter().map(EndpointId::as_str).collect();
+        sqlx::query(
+            "WITH m AS ( \
+                 INSERT INTO message (id, tenant_id, app_id, event_id, event_type, channels, tags, payload, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id) \
+             INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT m.id, e.endpoint_id, $2, $3, $11, 0, $9, $9, $9 FROM m, unnest($12::text[]) AS e(endpoint_id)",
+        )
+        .bind(message.id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(message.app_id.as_str())
+        .bind(message.event_id.as_ref().map(Uid::as_str))
+        .bind(message.event_type.as_str())
+        .bind(message.channels.as_ref().map(json_of))
+        .bind(message.tags.as_ref().map(json_of))
+        .bind(message.payload.as_deref())
+        .bind(message.created_at)
+        .bind(message.expires_at)
+        .bind(state.as_str())
+        .bind(&ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
     /// Connects lazily: the pool opens connections on first use, so a process can
     /// start while the database is still coming up and answer 503 until it is.
     pub fn connect_lazy(url: &str, max_connections: u32) -> StoreResult<Self> {
@@ -840,40 +873,35 @@ impl Store for PgStore {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO message (id, tenant_id, app_id, event_id, event_type, channels, tags, payload, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        self.insert_message_as(tenant_id, message, endpoint_ids, DeliveryState::Pending)
+            .await
+    }
+
+    async fn insert_message_claimed(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()> {
+        self.insert_message_as(tenant_id, message, endpoint_ids, DeliveryState::Sending)
+            .await
+    }
+
+    async fn return_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<u64> {
+        let result = sqlx::query(
+            "UPDATE delivery SET state = 'pending', next_attempt_at = $3, updated_at = $3 \
+             WHERE tenant_id = $1 AND msg_id = $2 AND state = 'sending' AND attempts = 0",
         )
-        .bind(message.id.as_str())
         .bind(tenant_id.as_str())
-        .bind(message.app_id.as_str())
-        .bind(message.event_id.as_ref().map(Uid::as_str))
-        .bind(message.event_type.as_str())
-        .bind(message.channels.as_ref().map(json_of))
-        .bind(message.tags.as_ref().map(json_of))
-        .bind(message.payload.as_deref())
-        .bind(message.created_at)
-        .bind(message.expires_at)
-        .execute(&mut *tx)
+        .bind(msg_id.as_str())
+        .bind(crate::now())
+        .execute(&self.pool)
         .await?;
-        if !endpoint_ids.is_empty() {
-            // One statement for all deliveries: fan-out costs one round trip.
-            let ids: Vec<&str> = endpoint_ids.iter().map(EndpointId::as_str).collect();
-            sqlx::query(
-                "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, next_attempt_at, created_at, updated_at) \
-                 SELECT $1, endpoint_id, $2, $3, 'pending', 0, $4, $4, $4 FROM unnest($5::text[]) AS endpoint_id",
-            )
-            .bind(message.id.as_str())
-            .bind(tenant_id.as_str())
-            .bind(message.app_id.as_str())
-            .bind(message.created_at)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(result.rows_affected())
     }
 
     async fn message(
@@ -970,31 +998,16 @@ impl Store for PgStore {
         attempt: &Attempt,
         update: &DeliveryUpdate,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        // One statement, so one round trip and one commit: the attempt and its
+        // delivery's new state land together or not at all. A scheduled
+        // attempt finishing while a manual one is requested leaves the
+        // delivery due for the manual one; a manual attempt answers it.
         sqlx::query(
-            "INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
-             error_class, response_body, duration_ms, trigger, created_at, duration_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(attempt.id.as_str())
-        .bind(tenant_id.as_str())
-        .bind(attempt.app_id.as_str())
-        .bind(attempt.msg_id.as_str())
-        .bind(attempt.endpoint_id.as_str())
-        .bind(&attempt.url)
-        .bind(i32::from(attempt.status_code))
-        .bind(&attempt.error_class)
-        .bind(&attempt.response_body)
-        .bind(i32::try_from(attempt.duration_ms()).unwrap_or(i32::MAX))
-        .bind(attempt.trigger.as_str())
-        .bind(attempt.created_at)
-        .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
-        // A scheduled attempt finishing while a manual one is requested leaves
-        // the delivery due for the manual one; a manual attempt answers it.
-        sqlx::query(
-            "UPDATE delivery SET \
+            "WITH a AS ( \
+                 INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
+                 error_class, response_body, duration_ms, trigger, created_at, duration_us) \
+                 VALUES ($8, $1, $9, $2, $3, $10, $11, $12, $13, $14, $7, $6, $15)) \
+             UPDATE delivery SET \
                  state = CASE WHEN manual AND $7 <> 'manual' THEN state ELSE $4 END, \
                  next_attempt_at = CASE WHEN manual AND $7 <> 'manual' THEN next_attempt_at ELSE $5 END, \
                  manual = manual AND $7 <> 'manual', \
@@ -1008,9 +1021,16 @@ impl Store for PgStore {
         .bind(update.next_attempt_at)
         .bind(attempt.created_at)
         .bind(attempt.trigger.as_str())
-        .execute(&mut *tx)
+        .bind(attempt.id.as_str())
+        .bind(attempt.app_id.as_str())
+        .bind(&attempt.url)
+        .bind(i32::from(attempt.status_code))
+        .bind(&attempt.error_class)
+        .bind(&attempt.response_body)
+        .bind(i32::try_from(attempt.duration_ms()).unwrap_or(i32::MAX))
+        .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

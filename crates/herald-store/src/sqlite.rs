@@ -86,6 +86,52 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The message and its deliveries (in `state`, due at once) in one
+    /// transaction.
+    async fn insert_message_as(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+        state: DeliveryState,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with(BEGIN_IMMEDIATE).await?;
+        sqlx::query(
+            "INSERT INTO message (id, tenant_id, app_id, event_id, event_type, channels, tags, payload, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(message.id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(message.app_id.as_str())
+        .bind(message.event_id.as_ref().map(Uid::as_str))
+        .bind(message.event_type.as_str())
+        .bind(message.channels.as_ref().map(json_text))
+        .bind(message.tags.as_ref().map(json_text))
+        .bind(message.payload.as_deref())
+        .bind(micros(message.created_at))
+        .bind(micros(message.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        if !endpoint_ids.is_empty() {
+            // One statement for all deliveries, over a JSON array of the ids
+            // (PostgreSQL: `unnest($5::text[])`).
+            sqlx::query(
+                "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT $1, value, $2, $3, $6, 0, $4, $4, $4 FROM json_each($5)",
+            )
+            .bind(message.id.as_str())
+            .bind(tenant_id.as_str())
+            .bind(message.app_id.as_str())
+            .bind(micros(message.created_at))
+            .bind(json_array(endpoint_ids.iter().map(EndpointId::as_str)))
+            .bind(state.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Opens the database at `url_or_path` (a file path, or a `sqlite://path`
     /// URL), creating the file — and its directory — when missing.
     /// `max_readers` bounds the read connections. An in-memory database is not
@@ -1006,40 +1052,36 @@ impl Store for SqliteStore {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin_with(BEGIN_IMMEDIATE).await?;
-        sqlx::query(
-            "INSERT INTO message (id, tenant_id, app_id, event_id, event_type, channels, tags, payload, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        self.insert_message_as(tenant_id, message, endpoint_ids, DeliveryState::Pending)
+            .await
+    }
+
+    async fn insert_message_claimed(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()> {
+        self.insert_message_as(tenant_id, message, endpoint_ids, DeliveryState::Sending)
+            .await
+    }
+
+    async fn return_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<u64> {
+        let now = micros(crate::now());
+        let result = sqlx::query(
+            "UPDATE delivery SET state = 'pending', next_attempt_at = $3, updated_at = $3 \
+             WHERE tenant_id = $1 AND msg_id = $2 AND state = 'sending' AND attempts = 0",
         )
-        .bind(message.id.as_str())
         .bind(tenant_id.as_str())
-        .bind(message.app_id.as_str())
-        .bind(message.event_id.as_ref().map(Uid::as_str))
-        .bind(message.event_type.as_str())
-        .bind(message.channels.as_ref().map(json_text))
-        .bind(message.tags.as_ref().map(json_text))
-        .bind(message.payload.as_deref())
-        .bind(micros(message.created_at))
-        .bind(micros(message.expires_at))
-        .execute(&mut *tx)
+        .bind(msg_id.as_str())
+        .bind(now)
+        .execute(&self.writer)
         .await?;
-        if !endpoint_ids.is_empty() {
-            // One statement for all deliveries, over a JSON array of the ids
-            // (PostgreSQL: `unnest($5::text[])`).
-            sqlx::query(
-                "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, next_attempt_at, created_at, updated_at) \
-                 SELECT $1, value, $2, $3, 'pending', 0, $4, $4, $4 FROM json_each($5)",
-            )
-            .bind(message.id.as_str())
-            .bind(tenant_id.as_str())
-            .bind(message.app_id.as_str())
-            .bind(micros(message.created_at))
-            .bind(json_array(endpoint_ids.iter().map(EndpointId::as_str)))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        Ok(result.rows_affected())
     }
 
     async fn message(

@@ -84,47 +84,88 @@ pub struct Dispatcher {
     events: Option<Arc<dyn EventBus>>,
 }
 
-/// Counts attempts in flight per endpoint, so one slow endpoint cannot take
-/// every slot of the process and delay the others.
+/// Limits attempts in flight per endpoint, so one slow endpoint cannot take
+/// every slot of the process and delay the others. Tasks for an endpoint at
+/// its limit wait here, up to as many again as the limit; beyond that they go
+/// back to the queue for a while, so a slow endpoint's backlog waits in the
+/// broker, not in this process.
 #[derive(Default)]
 struct EndpointSlots {
-    in_flight: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    gates: std::sync::Mutex<std::collections::HashMap<String, Gate>>,
 }
 
-/// One attempt's hold on its endpoint's slot; released on drop.
+/// One endpoint's attempts in flight (permits taken) and tasks waiting.
+struct Gate {
+    permits: Arc<Semaphore>,
+    waiting: usize,
+    /// Slots held plus tasks waiting: the gate is dropped when none are left.
+    users: usize,
+}
+
+/// One task's claim on its endpoint's gate, from waiting to finishing; gives
+/// the slot (if taken) back and forgets the gate when nobody uses it.
 struct EndpointSlot<'a> {
     slots: &'a EndpointSlots,
     endpoint_id: String,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl EndpointSlots {
-    fn try_take(&self, endpoint_id: &str, limit: usize) -> Option<EndpointSlot<'_>> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let count = in_flight.entry(endpoint_id.to_owned()).or_default();
-        if *count >= limit {
-            return None;
+    fn gates(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Gate>> {
+        self.gates.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for `endpoint_id`, waiting for one while fewer than `limit`
+    /// other tasks wait; `None` when the waiting line is full too.
+    async fn take(&self, endpoint_id: &str, limit: usize) -> Option<EndpointSlot<'_>> {
+        let waiting = {
+            let mut gates = self.gates();
+            let gate = gates.entry(endpoint_id.to_owned()).or_insert_with(|| Gate {
+                permits: Arc::new(Semaphore::new(limit)),
+                waiting: 0,
+                users: 0,
+            });
+            let permit = gate.permits.clone().try_acquire_owned().ok();
+            if permit.is_none() && gate.waiting >= limit {
+                return None;
+            }
+            gate.users += 1;
+            let slot = EndpointSlot {
+                slots: self,
+                endpoint_id: endpoint_id.to_owned(),
+                permit,
+            };
+            if slot.permit.is_some() {
+                return Some(slot);
+            }
+            gate.waiting += 1;
+            (slot, gate.permits.clone())
+        };
+        let (mut slot, permits) = waiting;
+        // If this wait is cancelled, `slot` still gives its place back on drop.
+        let waited = permits.acquire_owned().await.ok();
+        if let Some(gate) = self.gates().get_mut(endpoint_id) {
+            gate.waiting -= 1;
         }
-        *count += 1;
-        Some(EndpointSlot {
-            slots: self,
-            endpoint_id: endpoint_id.to_owned(),
-        })
+        slot.permit = waited;
+        Some(slot)
     }
 }
 
 impl Drop for EndpointSlot<'_> {
     fn drop(&mut self) {
-        let mut in_flight = self
-            .slots
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = in_flight.get_mut(&self.endpoint_id) {
-            *count -= 1;
-            if *count == 0 {
-                in_flight.remove(&self.endpoint_id);
+        let mut gates = self.slots.gates();
+        if let Some(gate) = gates.get_mut(&self.endpoint_id) {
+            if self.permit.is_none() {
+                // Dropped while waiting (cancelled): leave the line.
+                gate.waiting = gate.waiting.saturating_sub(1);
+            }
+            gate.users -= 1;
+            if gate.users == 0 {
+                gates.remove(&self.endpoint_id);
             }
         }
+        drop(self.permit.take());
     }
 }
 
@@ -207,32 +248,36 @@ impl Dispatcher {
         Ok(tasks.len())
     }
 
-    /// Consumes tasks until `shutdown`, at most `concurrency` at a time, then
-    /// waits for the attempts in flight.
+    /// Consumes tasks until `shutdown`, at most `concurrency` attempts at a
+    /// time, then waits for the attempts in flight.
     pub async fn run_consumer(
         self: Arc<Self>,
         shutdown: CancellationToken,
     ) -> Result<(), DispatchError> {
-        let prefetch = u16::try_from(self.config.concurrency).unwrap_or(u16::MAX);
+        // Room for tasks waiting for a busy endpoint beside those running.
+        let prefetch = u16::try_from(self.config.concurrency.saturating_mul(2)).unwrap_or(u16::MAX);
         let mut consumer = self.queue.consume(prefetch).await?;
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let tasks = tokio_util::task::TaskTracker::new();
         loop {
             let received = tokio::select! {
                 received = consumer.next() => received,
                 _ = shutdown.cancelled() => break,
             };
             let Some(received) = received else { break };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
             let dispatcher = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
+            let permits = permits.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
                 let limit = dispatcher.config.endpoint_concurrency.max(1);
-                let Some(_slot) = dispatcher.busy.try_take(&received.task.endpoint_id, limit)
-                else {
-                    // The endpoint is saturated (slow or many tasks): let this
-                    // task wait in the queue rather than hold a slot here.
+                let slot = tokio::select! {
+                    slot = dispatcher.busy.take(&received.task.endpoint_id, limit) => slot,
+                    // Not started: unacknowledged, so the broker redelivers it.
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some(_slot) = slot else {
+                    // The endpoint is saturated (slow, or many tasks): let this
+                    // task wait in the queue rather than here.
                     if dispatcher
                         .queue
                         .publish_delayed(&received.task, ENDPOINT_BUSY_DELAY)
@@ -241,6 +286,9 @@ impl Dispatcher {
                     {
                         let _ = received.ack().await;
                     }
+                    return;
+                };
+                let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
                 match dispatcher.handle(&received.task).await {
@@ -265,16 +313,14 @@ impl Dispatcher {
                 }
             });
         }
-        // Wait for in-flight attempts: all permits back means all tasks done.
-        let _ = permits
-            .acquire_many(u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX))
-            .await;
+        tasks.close();
+        tasks.wait().await;
         Ok(())
     }
 
     /// Makes one attempt for `task` and records it; `Ok` means the outcome is
     /// committed and the task can be acknowledged.
-    #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
+    #[tracing::instrument(level = "debug", skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     pub async fn handle(&self, task: &DeliveryTask) -> Result<(), DispatchError> {
         let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
         let tenant_id = TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?;
@@ -283,11 +329,17 @@ impl Dispatcher {
         let endpoint_id =
             EndpointId::parse(&task.endpoint_id).map_err(|_| malformed("endpoint id"))?;
 
-        let Some(delivery) = self
-            .store
-            .delivery(&tenant_id, &msg_id, &endpoint_id)
-            .await?
-        else {
+        let message_ref =
+            IdOrUid::parse("msg_id", msg_id.as_str()).map_err(|_| malformed("message id"))?;
+        let endpoint_ref = IdOrUid::parse("endpoint_id", endpoint_id.as_str())
+            .map_err(|_| malformed("endpoint id"))?;
+        // Three reads at once: one round trip of waiting instead of three.
+        let (delivery, message, endpoint) = tokio::try_join!(
+            self.store.delivery(&tenant_id, &msg_id, &endpoint_id),
+            self.store.message(&tenant_id, &app_id, &message_ref),
+            self.store.endpoint(&tenant_id, &app_id, &endpoint_ref),
+        )?;
+        let Some(delivery) = delivery else {
             return Ok(()); // The message was deleted with its application.
         };
         let finished = matches!(
@@ -300,23 +352,6 @@ impl Dispatcher {
         if finished && !manual {
             return Ok(()); // A duplicate of a task already answered.
         }
-        let message = self
-            .store
-            .message(
-                &tenant_id,
-                &app_id,
-                &IdOrUid::parse("msg_id", msg_id.as_str()).map_err(|_| malformed("message id"))?,
-            )
-            .await?;
-        let endpoint = self
-            .store
-            .endpoint(
-                &tenant_id,
-                &app_id,
-                &IdOrUid::parse("endpoint_id", endpoint_id.as_str())
-                    .map_err(|_| malformed("endpoint id"))?,
-            )
-            .await?;
         let (Some(message), Some(endpoint)) = (message, endpoint) else {
             let gone = DeliveryUpdate {
                 state: DeliveryState::Failed,
@@ -425,7 +460,9 @@ impl Dispatcher {
         self.announce(&tenant_id, &message.event_type, &attempt, outcome.success)
             .await;
         crate::metrics::attempt_recorded(&outcome);
-        tracing::info!(
+        // Debug, not info: one line per attempt is the attempt log's job, and
+        // at thousands of attempts a second the logging would cost a core.
+        tracing::debug!(
             status = outcome.status_code,
             success = outcome.success,
             duration_ms = attempt.duration_ms(),

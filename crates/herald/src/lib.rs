@@ -197,6 +197,8 @@ async fn start_worker(
     let sender = Sender::new(SenderConfig {
         timeout: Duration::from_secs(config.delivery_timeout),
         ssrf: SsrfPolicy::new(config.ssrf_allow()?),
+        // Every attempt an endpoint may have in flight keeps its connection.
+        pool_idle_per_host: config.endpoint_concurrency,
         ..SenderConfig::default()
     })
     .context("failed to build the HTTP client")?;
@@ -330,7 +332,12 @@ pub async fn run(
     if roles.contains(&Role::Api) {
         create_default_tenant(&config, store.as_ref()).await?;
     }
-    let broker = if roles.contains(&Role::Worker) || roles.contains(&Role::Stats) {
+    // The api role publishes new deliveries straight to the workers' queue
+    // when it can reach it: RabbitMQ, or the in-process queue of a worker in
+    // this process. Otherwise the worker's relay hands them out.
+    let handoff =
+        roles.contains(&Role::Api) && (config.amqp_url.is_some() || roles.contains(&Role::Worker));
+    let broker = if handoff || roles.contains(&Role::Worker) || roles.contains(&Role::Stats) {
         Some(open_broker(&config).await?)
     } else {
         None
@@ -347,9 +354,13 @@ pub async fn run(
     };
     let depths = broker
         .as_ref()
+        .filter(|_| roles.contains(&Role::Worker) || roles.contains(&Role::Stats))
         .map(|broker| tokio::spawn(watch_queue_depths(broker.queue.clone(), shutdown.clone())));
     match (roles.contains(&Role::Api), listener) {
-        (true, Some(listener)) => serve_api(&config, store, listener, shutdown.clone()).await?,
+        (true, Some(listener)) => {
+            let handoff = broker.as_ref().filter(|_| handoff).map(|b| b.queue.clone());
+            serve_api(&config, store, handoff, listener, shutdown.clone()).await?
+        }
         (true, None) => bail!("the api role needs a listener"),
         (false, _) => shutdown.cancelled().await,
     }
@@ -411,6 +422,7 @@ async fn serve_metrics(
 async fn serve_api(
     config: &Config,
     store: Arc<dyn Store>,
+    handoff: Option<Arc<dyn Queue>>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -433,6 +445,7 @@ async fn serve_api(
             max_body_bytes: config.max_body_bytes,
             metrics_token: metrics_token(config),
         }),
+        handoff,
     };
     tracing::info!(%address, "api listening");
     // A plain line on stdout that scripts and tests can wait for.

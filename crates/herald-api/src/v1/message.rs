@@ -1,6 +1,7 @@
 //! Messages: what a tenant posts for an application. Creating one records a
-//! pending delivery for every matching endpoint in the same transaction (the
-//! outbox the delivery workers drain), then answers 202.
+//! delivery for every matching endpoint in the same transaction (the outbox the
+//! delivery workers drain), publishes their tasks straight to the workers'
+//! queue when this process has it, then answers 202.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -12,7 +13,10 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use herald_core::filter::endpoint_receives;
-use herald_core::{ChannelName, EndpointId, EventTypeName, MessageId, Uid, ValidationError};
+use herald_core::{
+    ChannelName, EndpointId, EventTypeName, MessageId, TenantId, Uid, ValidationError,
+};
+use herald_queue::DeliveryTask;
 use herald_store::{Message, MessageFilter};
 
 use crate::auth::Principal;
@@ -40,6 +44,10 @@ pub fn router() -> Router<AppState> {
 const MAX_CHANNELS: usize = 5;
 const MAX_TAGS: usize = 5;
 const DEFAULT_RETENTION_DAYS: i64 = 90;
+/// How long accepting a message waits for the queue to confirm its tasks
+/// before handing them to the relay instead: a broker outage slows the API
+/// by at most this.
+const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -256,17 +264,30 @@ pub async fn create_message(
         created_at: now,
         expires_at: now + retention,
     };
-    state
-        .store
-        .insert_message(tenant_id, &message, &targets)
-        .await
-        .map_err(|e| {
-            if e.is_conflict_on("message_app_id_event_id_key") {
-                ApiError::conflict("a message with this eventId already exists in this application")
-            } else {
-                e.into()
-            }
-        })?;
+    let stored = match &state.handoff {
+        Some(_) if !targets.is_empty() => {
+            state
+                .store
+                .insert_message_claimed(tenant_id, &message, &targets)
+                .await
+        }
+        _ => {
+            state
+                .store
+                .insert_message(tenant_id, &message, &targets)
+                .await
+        }
+    };
+    stored.map_err(|e| {
+        if e.is_conflict_on("message_app_id_event_id_key") {
+            ApiError::conflict("a message with this eventId already exists in this application")
+        } else {
+            e.into()
+        }
+    })?;
+    if let Some(queue) = state.handoff.as_ref().filter(|_| !targets.is_empty()) {
+        hand_off(&state, queue.as_ref(), tenant_id, &message, &targets).await;
+    }
     tracing::debug!(msg_id = %message.id, endpoints = targets.len(), "message accepted");
     crate::metrics::message_accepted();
     let with_content = params.with_content.unwrap_or(true);
@@ -274,6 +295,39 @@ pub async fn create_message(
         StatusCode::ACCEPTED,
         Json(MessageOut::from_message(message, with_content)),
     ))
+}
+
+/// Publishes the delivery tasks of a message just stored with claimed
+/// deliveries. The message is accepted whatever happens here: if the publish
+/// fails the deliveries go back to the relay, and if even that fails the relay
+/// takes them back once their lease has passed.
+async fn hand_off(
+    state: &AppState,
+    queue: &dyn herald_queue::Queue,
+    tenant_id: &TenantId,
+    message: &Message,
+    targets: &[EndpointId],
+) {
+    let tasks: Vec<DeliveryTask> = targets
+        .iter()
+        .map(|endpoint_id| DeliveryTask {
+            tenant_id: tenant_id.to_string(),
+            app_id: message.app_id.to_string(),
+            msg_id: message.id.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            attempt: 1,
+            manual: false,
+        })
+        .collect();
+    let error = match tokio::time::timeout(HANDOFF_TIMEOUT, queue.publish_many(&tasks)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no confirm within {HANDOFF_TIMEOUT:?}"),
+    };
+    tracing::warn!(%error, msg_id = %message.id, "could not queue the deliveries; the relay will");
+    if let Err(error) = state.store.return_deliveries(tenant_id, &message.id).await {
+        tracing::warn!(%error, msg_id = %message.id, "could not return the deliveries to the relay; they are handed out after the lease");
+    }
 }
 
 /// Lists an application's messages, newest first.

@@ -21,6 +21,7 @@ macro_rules! contract_tests {
             unique_violations_name_their_constraint,
             attempts_move_deliveries_through_their_states,
             due_deliveries_are_claimed_once_until_their_lease_ends,
+            deliveries_claimed_at_insert_wait_for_their_lease_or_return,
             concurrent_claimers_never_share_a_delivery,
             concurrent_writes_all_succeed,
             released_claims_are_due_again_at_their_own_time,
@@ -473,6 +474,68 @@ pub async fn due_deliveries_are_claimed_once_until_their_lease_ends(store: &dyn 
     assert!(again
         .iter()
         .all(|c| c.delivery.state == DeliveryState::Sending));
+}
+
+pub async fn deliveries_claimed_at_insert_wait_for_their_lease_or_return(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let endpoints: Vec<Endpoint> = (0..2).map(|_| endpoint(&app.id, None)).collect();
+    for ep in &endpoints {
+        store.insert_endpoint(&t, ep).await.unwrap();
+    }
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let msg = message(&app.id);
+    store.insert_message_claimed(&t, &msg, &ids).await.unwrap();
+    let deliveries = store.deliveries_of_message(&t, &msg.id).await.unwrap();
+    assert_eq!(deliveries.len(), 2);
+    assert!(deliveries
+        .iter()
+        .all(|d| d.state == DeliveryState::Sending && d.attempts == 0));
+
+    // Handed out by the caller: the relay leaves them alone until the lease ends.
+    let now = herald_store::now() + chrono::Duration::seconds(1);
+    let lease = chrono::Duration::seconds(30);
+    assert!(store
+        .claim_due_deliveries(now, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + lease + chrono::Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim_due_deliveries(later, lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A publish that failed hands them back: due at once, and only the
+    // deliveries of that message, never one already attempted.
+    let other = message(&app.id);
+    store
+        .insert_message_claimed(&t, &other, &ids)
+        .await
+        .unwrap();
+    let attempt = attempt_of(&other, &endpoints[0], 500, AttemptTrigger::Scheduled);
+    let retry = DeliveryUpdate {
+        state: DeliveryState::Sending,
+        next_attempt_at: Some(herald_store::now() + chrono::Duration::seconds(60)),
+    };
+    store.record_attempt(&t, &attempt, &retry).await.unwrap();
+    assert_eq!(store.return_deliveries(&t, &other.id).await.unwrap(), 1);
+    let due = store
+        .claim_due_deliveries(
+            herald_store::now() + chrono::Duration::seconds(1),
+            lease,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].delivery.msg_id, other.id);
+    assert_eq!(due[0].delivery.endpoint_id, endpoints[1].id);
 }
 
 fn attempt_of(msg: &Message, ep: &Endpoint, status: u16, trigger: AttemptTrigger) -> Attempt {
