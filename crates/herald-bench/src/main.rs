@@ -1,11 +1,15 @@
 //! `herald-bench`: drives any Svix-compatible webhook server through its public
-//! `/api/v1` API with a closed loop of concurrent senders, receives the
-//! deliveries on its own loopback receiver, and reports API accept and
-//! end-to-end latency, throughput, duplicates, missing deliveries and signature
-//! failures. See `docs/benchmarks.md`.
+//! `/api/v1` API, with a closed loop of concurrent senders or an open loop at a
+//! fixed rate, receives the deliveries on its own loopback receiver (whose
+//! endpoints can be fast, slow or failing), and reports API accept and
+//! end-to-end latency, throughput, duplicates, missing deliveries, signature
+//! failures, the server's peak memory and a pgbench ceiling. See
+//! `docs/benchmarks.md`.
 
+mod pgbench;
 mod receiver;
 mod report;
+mod rss;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -18,8 +22,9 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use tokio::task::JoinSet;
 
-use crate::receiver::Receiver;
+use crate::receiver::{Behaviour, Receiver};
 use crate::report::{latency_histogram, rate, record_micros, round3, Percentiles, Report};
 
 /// The event type every bench message carries.
@@ -27,25 +32,36 @@ const EVENT_TYPE: &str = "bench.event";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
-    /// One endpoint: the maximum sustained message rate.
+    /// One fast endpoint: the maximum sustained message rate.
     Single,
-    /// One message fanned out to ten endpoints.
+    /// One message fanned out to ten fast endpoints.
     Fanout,
+    /// Eight fast endpoints: the baseline of `mixed`.
+    Fanout8,
+    /// Eight fast endpoints, a slow one (--slow-delay-ms) and an always
+    /// failing one: are the fast ones isolated from the others?
+    Mixed,
 }
 
 impl Scenario {
-    fn endpoints(self) -> usize {
+    fn behaviours(self, slow_delay_ms: u64) -> Vec<Behaviour> {
+        let fast = |n| vec![Behaviour::Fast; n];
         match self {
-            Scenario::Single => 1,
-            Scenario::Fanout => 10,
+            Scenario::Single => fast(1),
+            Scenario::Fanout => fast(10),
+            Scenario::Fanout8 => fast(8),
+            Scenario::Mixed => {
+                let mut all = fast(8);
+                all.extend([Behaviour::Delay(slow_delay_ms), Behaviour::AlwaysFail]);
+                all
+            }
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Scenario::Single => "single",
-            Scenario::Fanout => "fanout",
-        }
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -62,9 +78,29 @@ struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value = "single")]
     scenario: Scenario,
-    /// Concurrent senders in the closed loop.
+    /// Instead of a scenario's endpoints, one endpoint per use of this option,
+    /// answering as BEHAVIOUR says: fast, delay:MS, fail-first:N (500 to the
+    /// first N arrivals of each message) or fail (always 500).
+    #[arg(
+        long = "endpoint",
+        value_name = "BEHAVIOUR",
+        conflicts_with = "scenario"
+    )]
+    endpoints: Vec<Behaviour>,
+    /// Milliseconds the slow endpoint of the mixed scenario waits before its 200.
+    #[arg(long, default_value_t = 1000)]
+    slow_delay_ms: u64,
+    /// Concurrent senders in the closed loop; also the pgbench clients.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Open loop: send this many messages per second, on schedule, whether or
+    /// not earlier sends were answered (--concurrency then sends nothing).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: the most API calls outstanding at once; a send due while
+    /// this many are outstanding is skipped and counted.
+    #[arg(long, default_value_t = 1024, requires = "rate")]
+    max_in_flight: usize,
     /// Seconds to send for (ignored when --messages is given).
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -74,6 +110,16 @@ struct Args {
     /// Seconds to wait, after sending stops, for every delivery to arrive.
     #[arg(long, default_value_t = 30)]
     deadline: u64,
+    /// Pid of a server process whose memory to sample every 200 ms (repeatable).
+    #[arg(long = "server-pid", value_name = "PID")]
+    server_pids: Vec<u32>,
+    /// Before the load, measure the pgbench ceiling in this PostgreSQL
+    /// database (postgres://…): two-insert and one-insert transactions/s.
+    #[arg(long)]
+    pgbench_url: Option<String>,
+    /// Seconds each pgbench variant runs.
+    #[arg(long, default_value_t = 10, requires = "pgbench_url")]
+    pgbench_seconds: u64,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -197,69 +243,164 @@ async fn set_up(
     Ok((app_id, secrets))
 }
 
-/// Shared by the senders of the closed loop.
+/// The payload of message `seq`, sent (or due to be sent) at `sent_at_us`.
+fn payload(seq: u64, sent_at_us: u64) -> Value {
+    json!({"seq": seq, "sentAtUs": sent_at_us})
+}
+
+/// Shared by every send.
 struct Load {
     api: Api,
     msg_path: String,
     run_id: String,
-    next: AtomicU64,
+    /// When sending began, by both clocks.
+    started: Instant,
+    started_us: u64,
+    /// How long to send for, unless `max_messages` is set.
+    duration: Duration,
     max_messages: Option<u64>,
-    stop_at: Option<Instant>,
 }
 
-/// What one sender measured.
-struct SenderResult {
+impl Load {
+    /// Whether a send due `offset` after the start, of message `seq`, is past
+    /// the end of the load.
+    fn over(&self, seq: u64, offset: Duration) -> bool {
+        match self.max_messages {
+            Some(max) => seq >= max,
+            None => offset >= self.duration,
+        }
+    }
+
+    /// Posts message `seq`; `Err` names the kind of failure.
+    async fn send(&self, seq: u64, sent_at_us: u64) -> Result<(), String> {
+        let body = json!({
+            "eventType": EVENT_TYPE,
+            "eventId": format!("{}-{seq}", self.run_id),
+            "payload": payload(seq, sent_at_us),
+        });
+        let res = self
+            .api
+            .post(&self.msg_path, &body)
+            .await
+            .map_err(|_| "transport".to_owned())?;
+        let status = res.status();
+        // Read the answer so the connection goes back to the pool.
+        let read = res.bytes().await;
+        match (status.is_success(), read) {
+            (true, Ok(_)) => Ok(()),
+            (true, Err(_)) => Err("transport".to_owned()),
+            (false, _) => Err(format!("http {}", status.as_u16())),
+        }
+    }
+}
+
+/// What the sends measured.
+struct Tally {
     sent: u64,
     accepted: Vec<u64>,
     latency: Histogram<u64>,
     errors: BTreeMap<String, u64>,
+    skipped: u64,
 }
 
-async fn sender(load: Arc<Load>) -> SenderResult {
-    let mut result = SenderResult {
-        sent: 0,
-        accepted: Vec::new(),
-        latency: latency_histogram(),
-        errors: BTreeMap::new(),
-    };
-    loop {
-        if load.stop_at.is_some_and(|end| Instant::now() >= end) {
-            break;
-        }
-        let seq = load.next.fetch_add(1, Ordering::Relaxed);
-        if load.max_messages.is_some_and(|max| seq >= max) {
-            break;
-        }
-        let sent_at_us = unix_micros();
-        let body = json!({
-            "eventType": EVENT_TYPE,
-            "eventId": format!("{}-{seq}", load.run_id),
-            "payload": {"seq": seq, "sentAtUs": sent_at_us},
-        });
-        let started = Instant::now();
-        let outcome = match load.api.post(&load.msg_path, &body).await {
-            Ok(res) => {
-                let status = res.status();
-                // Read the answer so the connection goes back to the pool.
-                let read = res.bytes().await;
-                match (status.is_success(), read) {
-                    (true, Ok(_)) => Ok(()),
-                    (true, Err(_)) => Err("transport".to_owned()),
-                    (false, _) => Err(format!("http {}", status.as_u16())),
-                }
-            }
-            Err(_) => Err("transport".to_owned()),
-        };
-        result.sent += 1;
-        match outcome {
-            Ok(()) => {
-                record_micros(&mut result.latency, started.elapsed().as_micros() as u64);
-                result.accepted.push(seq);
-            }
-            Err(kind) => *result.errors.entry(kind).or_insert(0) += 1,
+impl Tally {
+    fn new() -> Self {
+        Self {
+            sent: 0,
+            accepted: Vec::new(),
+            latency: latency_histogram(),
+            errors: BTreeMap::new(),
+            skipped: 0,
         }
     }
-    result
+
+    /// One send of message `seq`: its API latency, or its kind of failure.
+    fn record(&mut self, seq: u64, outcome: Result<Duration, String>) {
+        self.sent += 1;
+        match outcome {
+            Ok(latency) => {
+                record_micros(&mut self.latency, latency.as_micros() as u64);
+                self.accepted.push(seq);
+            }
+            Err(kind) => *self.errors.entry(kind).or_insert(0) += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) -> anyhow::Result<()> {
+        self.sent += other.sent;
+        self.accepted.extend(other.accepted);
+        self.latency.add(&other.latency)?;
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_insert(0) += n;
+        }
+        self.skipped += other.skipped;
+        Ok(())
+    }
+}
+
+/// Closed loop: `concurrency` senders each post their next message once the
+/// last is answered.
+async fn closed_loop(load: Arc<Load>, concurrency: usize) -> anyhow::Result<Tally> {
+    let next = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (load, next) = (load.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                loop {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if load.over(seq, load.started.elapsed()) {
+                        break tally;
+                    }
+                    let started = Instant::now();
+                    let outcome = load.send(seq, unix_micros()).await;
+                    tally.record(seq, outcome.map(|()| started.elapsed()));
+                }
+            })
+        })
+        .collect();
+    let mut total = Tally::new();
+    for sender in senders {
+        total.merge(sender.await?)?;
+    }
+    Ok(total)
+}
+
+/// Open loop: message `seq` is due `seq / rate` seconds after the start and is
+/// sent then, in a task of its own, however many earlier sends are still
+/// unanswered (up to `max_in_flight`). Latencies count from the due time, not
+/// from when the send actually started, so a stalled server cannot hide its
+/// stall by slowing the sender down (coordinated omission).
+async fn open_loop(load: Arc<Load>, rate: f64, max_in_flight: usize) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new();
+    let mut in_flight = JoinSet::new();
+    for seq in 0u64.. {
+        let offset = Duration::from_secs_f64(seq as f64 / rate);
+        if load.over(seq, offset) {
+            break;
+        }
+        let due = load.started + offset;
+        tokio::time::sleep_until(due.into()).await;
+        while let Some(done) = in_flight.try_join_next() {
+            let (seq, outcome) = done?;
+            tally.record(seq, outcome);
+        }
+        if in_flight.len() >= max_in_flight {
+            tally.skipped += 1;
+            continue;
+        }
+        let load = load.clone();
+        let due_us = load.started_us + offset.as_micros() as u64;
+        in_flight.spawn(async move {
+            let outcome = load.send(seq, due_us).await;
+            (seq, outcome.map(|()| due.elapsed()))
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        let (seq, outcome) = done?;
+        tally.record(seq, outcome);
+    }
+    Ok(tally)
 }
 
 #[tokio::main]
@@ -268,71 +409,93 @@ async fn main() -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    let endpoints = args.scenario.endpoints();
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number");
+    }
+    if args.max_in_flight == 0 {
+        bail!("--max-in-flight must be at least 1");
+    }
+    let (scenario, behaviours) = if args.endpoints.is_empty() {
+        (
+            args.scenario.name(),
+            args.scenario.behaviours(args.slow_delay_ms),
+        )
+    } else {
+        ("custom".to_owned(), args.endpoints.clone())
+    };
+    let endpoints = behaviours.len();
     let verify = !args.no_verify;
     let run_id = format!("bench-{}", unix_micros());
+
+    // The reference ceiling first, so it does not compete with the load.
+    let mut pgbench = match &args.pgbench_url {
+        Some(url) => {
+            let sample = payload(1_000_000, unix_micros()).to_string();
+            Some(
+                pgbench::run(
+                    url,
+                    args.concurrency,
+                    args.pgbench_seconds,
+                    sample.as_bytes(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+
     let api = Api {
         client: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency)
+            .pool_max_idle_per_host(match args.rate {
+                Some(_) => args.max_in_flight,
+                None => args.concurrency,
+            })
             .timeout(Duration::from_secs(30))
             .build()?,
         base: args.server_url.trim_end_matches('/').to_owned(),
         token: args.token.clone(),
     };
-
-    let receiver = Receiver::new(verify);
+    let receiver = Receiver::new(verify, behaviours.clone());
     let receiver_addr = receiver::start(receiver.clone(), args.receiver_addr).await?;
     let (app_id, secrets) = set_up(&api, &run_id, receiver_addr, endpoints).await?;
     receiver.set_secrets(secrets);
     eprintln!(
         "herald-bench: app {app_id}, {endpoints} endpoint(s) on http://{receiver_addr}, \
-         scenario {}, concurrency {}, {}",
-        args.scenario.name(),
-        args.concurrency,
+         scenario {scenario}, {}, {}",
+        match args.rate {
+            Some(rate) => format!("{rate} msg/s"),
+            None => format!("concurrency {}", args.concurrency),
+        },
         match args.messages {
             Some(n) => format!("{n} messages"),
             None => format!("{} s", args.duration),
         }
     );
 
-    // Closed loop: each sender posts its next message once the last is answered.
-    let load_started_us = unix_micros();
-    let load_started = Instant::now();
+    let memory = (!args.server_pids.is_empty()).then(|| rss::Sampler::start(&args.server_pids));
     let load = Arc::new(Load {
         api,
         msg_path: format!("/app/{app_id}/msg"),
         run_id,
-        next: AtomicU64::new(0),
+        started: Instant::now(),
+        started_us: unix_micros(),
+        duration: Duration::from_secs(args.duration),
         max_messages: args.messages,
-        stop_at: match args.messages {
-            Some(_) => None,
-            None => Some(load_started + Duration::from_secs(args.duration)),
-        },
     });
-    let senders: Vec<_> = (0..args.concurrency)
-        .map(|_| tokio::spawn(sender(load.clone())))
-        .collect();
-    let mut sent = 0;
-    let mut accepted = HashSet::new();
-    let mut api_latency = latency_histogram();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for handle in senders {
-        let result = handle.await?;
-        sent += result.sent;
-        accepted.extend(result.accepted);
-        api_latency.add(&result.latency)?;
-        for (kind, n) in result.errors {
-            *errors.entry(kind).or_insert(0) += n;
-        }
-    }
-    let send_secs = load_started.elapsed().as_secs_f64();
+    let tally = match args.rate {
+        Some(rate) => open_loop(load.clone(), rate, args.max_in_flight).await?,
+        None => closed_loop(load.clone(), args.concurrency).await?,
+    };
+    let send_secs = load.started.elapsed().as_secs_f64();
+    let accepted: HashSet<u64> = tally.accepted.iter().copied().collect();
 
-    // Wait for every expected delivery, or the deadline.
-    let expected = accepted.len() as u64 * endpoints as u64;
+    // Wait for every delivery expected to succeed (not the failing
+    // endpoints'), or the deadline.
+    let succeeding = behaviours.iter().filter(|b| b.succeeds()).count() as u64;
+    let expected = accepted.len() as u64 * succeeding;
     let deadline = Instant::now() + Duration::from_secs(args.deadline);
     let deadline_reached = loop {
-        if receiver.distinct() as u64 >= expected && receiver.delivered_of(&accepted).0 >= expected
-        {
+        if receiver.delivered() >= expected && receiver.delivered_of(&accepted).0 >= expected {
             break false;
         }
         if Instant::now() >= deadline {
@@ -340,34 +503,71 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(receiver::POLL).await;
     };
+    let server_memory = match memory {
+        Some(sampler) => Some(sampler.finish().await?),
+        None => None,
+    };
 
     let (delivered, unexpected) = receiver.delivered_of(&accepted);
     let recorded = receiver.recorded.lock().expect("receiver lock");
     let delivery_secs =
-        recorded.last_arrival_us.saturating_sub(load_started_us) as f64 / 1_000_000.0;
+        recorded.last_arrival_us.saturating_sub(load.started_us) as f64 / 1_000_000.0;
+    let mut end_to_end = latency_histogram();
+    let mut by_behaviour: BTreeMap<Behaviour, Histogram<u64>> = BTreeMap::new();
+    let mut endpoint_behaviours: BTreeMap<Behaviour, usize> = BTreeMap::new();
+    let mut failing_endpoint_attempts = 0;
+    for (index, behaviour) in behaviours.iter().enumerate() {
+        *endpoint_behaviours.entry(*behaviour).or_insert(0) += 1;
+        if !behaviour.succeeds() {
+            failing_endpoint_attempts += recorded.arrivals[index];
+            continue;
+        }
+        let hist = &recorded.end_to_end[index];
+        end_to_end.add(hist)?;
+        by_behaviour
+            .entry(*behaviour)
+            .or_insert_with(latency_histogram)
+            .add(hist)?;
+    }
+    let accept_throughput = rate(accepted.len() as u64, send_secs);
+    if let Some(pg) = &mut pgbench {
+        pg.accept_fraction_of_two_insert = Some(round3(accept_throughput / pg.two_insert_tps));
+    }
     let report = Report {
         server_url: load.api.base.clone(),
-        scenario: args.scenario.name().to_owned(),
+        scenario,
         endpoints,
+        endpoint_behaviours,
         concurrency: args.concurrency,
+        target_rate_per_sec: args.rate,
+        max_in_flight: args.rate.map(|_| args.max_in_flight),
+        sends_skipped: tally.skipped,
         verify_signatures: verify,
         send_secs: round3(send_secs),
-        messages_sent: sent,
+        messages_sent: tally.sent,
         messages_accepted: accepted.len() as u64,
-        api_errors: errors.values().sum(),
-        api_error_kinds: errors,
-        accept_throughput_per_sec: rate(accepted.len() as u64, send_secs),
-        api_latency: Percentiles::from_micros(&api_latency),
+        api_errors: tally.errors.values().sum(),
+        api_error_kinds: tally.errors,
+        accept_throughput_per_sec: accept_throughput,
+        api_latency: Percentiles::from_micros(&tally.latency),
         deliveries_expected: expected,
         deliveries_received: delivered,
         delivery_secs: round3(delivery_secs),
         deliveries_per_sec: rate(delivered, delivery_secs),
-        end_to_end_latency: Percentiles::from_micros(&recorded.end_to_end),
+        end_to_end_latency: Percentiles::from_micros(&end_to_end),
+        end_to_end_by_behaviour: by_behaviour
+            .iter()
+            .map(|(behaviour, hist)| (*behaviour, Percentiles::from_micros(hist)))
+            .collect(),
         duplicates: recorded.duplicates,
         missing_deliveries: expected.saturating_sub(delivered),
         unexpected_deliveries: unexpected + recorded.unreadable,
+        error_answers: recorded.error_answers,
+        failing_endpoint_attempts,
         signature_failures: recorded.signature_failures,
         deadline_reached,
+        server_memory,
+        pgbench,
     };
     drop(recorded);
 

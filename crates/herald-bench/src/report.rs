@@ -7,6 +7,10 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::pgbench::PgbenchReport;
+use crate::receiver::Behaviour;
+use crate::rss::MemoryReport;
+
 /// Highest latency a histogram records, in microseconds (one hour); longer
 /// values are clamped to it.
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -75,9 +79,19 @@ pub fn rate(count: u64, secs: f64) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub server_url: String,
+    /// `single`, `fanout`, `fanout8`, `mixed`, or `custom` (`--endpoint`).
     pub scenario: String,
     pub endpoints: usize,
+    /// Endpoints per receiver behaviour (`fast`, `delay:MS`, `fail-first:N`, `fail`).
+    pub endpoint_behaviours: BTreeMap<Behaviour, usize>,
+    /// Closed-loop senders; the pgbench clients. Not used to send in the open loop.
     pub concurrency: usize,
+    /// Open loop: the fixed send rate; `None` for the closed loop.
+    pub target_rate_per_sec: Option<f64>,
+    /// Open loop: the most API calls outstanding at once.
+    pub max_in_flight: Option<usize>,
+    /// Open loop: sends skipped because `max_in_flight` calls were outstanding.
+    pub sends_skipped: u64,
     pub verify_signatures: bool,
     /// From the first send to the last API answer.
     pub send_secs: f64,
@@ -87,41 +101,69 @@ pub struct Report {
     /// API errors by kind (`http 503`, `transport`, …).
     pub api_error_kinds: BTreeMap<String, u64>,
     pub accept_throughput_per_sec: f64,
+    /// From the send start (open loop: the intended send time) to the answer.
     pub api_latency: Percentiles,
-    /// Accepted messages × endpoints.
+    /// Accepted messages × endpoints expected to succeed (all but `fail`).
     pub deliveries_expected: u64,
     /// Distinct (message, endpoint) deliveries of accepted messages.
     pub deliveries_received: u64,
     /// From the first send to the last delivery's arrival.
     pub delivery_secs: f64,
     pub deliveries_per_sec: f64,
-    /// Send start → receiver arrival, first arrival of each delivery.
+    /// Send start (open loop: intended send time) → receiver arrival, of each
+    /// delivery (first arrival answered 200).
     pub end_to_end_latency: Percentiles,
-    /// Arrivals beyond the first for the same (message, endpoint).
+    /// The same, per endpoint behaviour.
+    pub end_to_end_by_behaviour: BTreeMap<Behaviour, Percentiles>,
+    /// Arrivals after the delivery of the same (message, endpoint).
     pub duplicates: u64,
     pub missing_deliveries: u64,
     /// Deliveries of messages whose API call did not succeed, or unreadable bodies.
     pub unexpected_deliveries: u64,
+    /// Arrivals the receiver answered 500 because the endpoint's behaviour said so.
+    pub error_answers: u64,
+    /// Arrivals at `fail` endpoints (included in `error_answers`).
+    pub failing_endpoint_attempts: u64,
     pub signature_failures: u64,
     /// Whether the deadline passed before every expected delivery arrived.
     pub deadline_reached: bool,
+    /// Memory of the `--server-pid` processes.
+    pub server_memory: Option<MemoryReport>,
+    /// The `--pgbench-url` reference ceiling, measured before the load.
+    pub pgbench: Option<PgbenchReport>,
 }
 
 /// The human-readable table of a report.
 pub fn render_table(r: &Report) -> String {
     let mut out = String::new();
     let mut row = |name: &str, value: String| {
-        let _ = writeln!(out, "  {name:<28} {value}");
+        let _ = writeln!(out, "  {name:<34} {value}");
     };
+    let behaviours: Vec<String> = r
+        .endpoint_behaviours
+        .iter()
+        .map(|(behaviour, n)| format!("{n}× {behaviour}"))
+        .collect();
     row(
         "scenario",
         format!(
-            "{} ({} endpoint{}, concurrency {})",
+            "{} ({} endpoint{}: {})",
             r.scenario,
             r.endpoints,
             if r.endpoints == 1 { "" } else { "s" },
-            r.concurrency
+            behaviours.join(", ")
         ),
+    );
+    row(
+        "load",
+        match (r.target_rate_per_sec, r.max_in_flight) {
+            (Some(rate), Some(cap)) => format!(
+                "open loop, {rate} msg/s, at most {cap} in flight ({} sends skipped); \
+                 latencies from intended send times",
+                r.sends_skipped
+            ),
+            _ => format!("closed loop, {} senders", r.concurrency),
+        },
     );
     row("server", r.server_url.clone());
     row(
@@ -149,6 +191,14 @@ pub fn render_table(r: &Report) -> String {
         "end-to-end latency (ms)",
         percentile_line(&r.end_to_end_latency),
     );
+    if r.endpoint_behaviours.len() > 1 {
+        for (behaviour, latency) in &r.end_to_end_by_behaviour {
+            row(
+                &format!("{behaviour} endpoints e2e (ms)"),
+                percentile_line(latency),
+            );
+        }
+    }
     row("duplicates", r.duplicates.to_string());
     row(
         "missing deliveries",
@@ -163,6 +213,15 @@ pub fn render_table(r: &Report) -> String {
         ),
     );
     row("unexpected deliveries", r.unexpected_deliveries.to_string());
+    if r.endpoint_behaviours.keys().any(|b| !b.accepts(1)) {
+        row("answered 500 on purpose", r.error_answers.to_string());
+    }
+    if r.endpoint_behaviours.contains_key(&Behaviour::AlwaysFail) {
+        row(
+            "failing endpoint attempts received",
+            r.failing_endpoint_attempts.to_string(),
+        );
+    }
     row(
         "signature failures",
         if r.verify_signatures {
@@ -171,7 +230,49 @@ pub fn render_table(r: &Report) -> String {
             "not verified".to_owned()
         },
     );
+    if let Some(memory) = &r.server_memory {
+        for p in &memory.processes {
+            row(
+                &format!("server pid {} peak RSS", p.pid),
+                format!(
+                    "{} (VmHWM {}){}",
+                    mb(p.peak_rss_kb),
+                    p.hwm_kb.map_or("n/a".to_owned(), mb),
+                    if p.gone { ", gone during the run" } else { "" }
+                ),
+            );
+        }
+        row(
+            "server peak RSS, summed",
+            format!(
+                "{} ({} samples)",
+                mb(memory.peak_rss_sum_kb),
+                memory.samples
+            ),
+        );
+    }
+    if let Some(pg) = &r.pgbench {
+        row(
+            "pgbench two-insert tx/s",
+            format!(
+                "{:.1} ({} clients, {} s, {} B payload)",
+                pg.two_insert_tps, pg.clients, pg.seconds, pg.payload_bytes
+            ),
+        );
+        row(
+            "pgbench one-insert tx/s",
+            format!("{:.1}", pg.one_insert_tps),
+        );
+        if let Some(fraction) = pg.accept_fraction_of_two_insert {
+            row("accepted msg/s ÷ two-insert tx/s", format!("{fraction:.3}"));
+        }
+    }
     out
+}
+
+/// Kilobytes as megabytes (MiB).
+fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
 }
 
 fn percentile_line(p: &Percentiles) -> String {
@@ -192,6 +293,7 @@ fn errors_line(total: u64, kinds: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rss::ProcessMemory;
 
     #[test]
     fn percentiles_of_a_known_distribution() {
@@ -235,9 +337,17 @@ mod tests {
         let latency = Percentiles::from_micros(&hist);
         Report {
             server_url: "http://127.0.0.1:8080".into(),
-            scenario: "fanout".into(),
+            scenario: "mixed".into(),
             endpoints: 10,
+            endpoint_behaviours: BTreeMap::from([
+                (Behaviour::Fast, 8),
+                (Behaviour::Delay(1000), 1),
+                (Behaviour::AlwaysFail, 1),
+            ]),
             concurrency: 32,
+            target_rate_per_sec: Some(200.0),
+            max_in_flight: Some(1024),
+            sends_skipped: 3,
             verify_signatures: true,
             send_secs: 2.0,
             messages_sent: 101,
@@ -246,16 +356,40 @@ mod tests {
             api_error_kinds: BTreeMap::from([("http 503".to_owned(), 1)]),
             accept_throughput_per_sec: 50.0,
             api_latency: latency,
-            deliveries_expected: 1000,
-            deliveries_received: 999,
+            deliveries_expected: 900,
+            deliveries_received: 899,
             delivery_secs: 2.5,
-            deliveries_per_sec: 399.6,
+            deliveries_per_sec: 359.6,
             end_to_end_latency: latency,
+            end_to_end_by_behaviour: BTreeMap::from([
+                (Behaviour::Fast, latency),
+                (Behaviour::Delay(1000), latency),
+            ]),
             duplicates: 0,
             missing_deliveries: 1,
             unexpected_deliveries: 0,
+            error_answers: 250,
+            failing_endpoint_attempts: 250,
             signature_failures: 0,
             deadline_reached: true,
+            server_memory: Some(MemoryReport {
+                processes: vec![ProcessMemory {
+                    pid: 42,
+                    peak_rss_kb: 51_200,
+                    hwm_kb: Some(61_440),
+                    gone: false,
+                }],
+                peak_rss_sum_kb: 51_200,
+                samples: 12,
+            }),
+            pgbench: Some(PgbenchReport {
+                clients: 32,
+                seconds: 10,
+                payload_bytes: 40,
+                two_insert_tps: 4000.0,
+                one_insert_tps: 6000.0,
+                accept_fraction_of_two_insert: Some(0.0125),
+            }),
         }
     }
 
@@ -263,16 +397,47 @@ mod tests {
     fn table_names_every_figure() {
         let table = render_table(&sample());
         for expected in [
-            "fanout (10 endpoints, concurrency 32)",
+            "mixed (10 endpoints: 8× fast, 1× delay:1000, 1× fail)",
+            "open loop, 200 msg/s, at most 1024 in flight (3 sends skipped)",
             "101 / 100 in 2.00 s",
             "50.0 msg/s",
             "p50 2.00  p95 2.00  p99 2.00  max 2.00  (n=1)",
             "1 (http 503: 1)",
-            "999 / 1000 expected",
-            "399.6",
+            "899 / 900 expected",
+            "359.6",
+            "fast endpoints e2e (ms)",
+            "delay:1000 endpoints e2e (ms)",
             "1 (deadline reached)",
+            "failing endpoint attempts received",
+            "250",
+            "server pid 42 peak RSS",
+            "50.0 MB (VmHWM 60.0 MB)",
+            "pgbench two-insert tx/s",
+            "4000.0 (32 clients, 10 s, 40 B payload)",
+            "pgbench one-insert tx/s",
+            "6000.0",
+            "0.013",
         ] {
             assert!(table.contains(expected), "{expected:?} not in\n{table}");
+        }
+    }
+
+    #[test]
+    fn closed_loop_single_endpoint_table() {
+        let mut report = sample();
+        report.scenario = "single".into();
+        report.endpoints = 1;
+        report.endpoint_behaviours = BTreeMap::from([(Behaviour::Fast, 1)]);
+        report.target_rate_per_sec = None;
+        report.max_in_flight = None;
+        report.server_memory = None;
+        report.pgbench = None;
+        let table = render_table(&report);
+        for expected in ["single (1 endpoint: 1× fast)", "closed loop, 32 senders"] {
+            assert!(table.contains(expected), "{expected:?} not in\n{table}");
+        }
+        for absent in ["endpoints e2e", "failing endpoint", "RSS", "pgbench"] {
+            assert!(!table.contains(absent), "{absent:?} in\n{table}");
         }
     }
 
@@ -282,7 +447,14 @@ mod tests {
         assert_eq!(json["messages_accepted"], 100);
         assert_eq!(json["api_latency"]["p99_ms"], 2.0);
         assert_eq!(json["end_to_end_latency"]["count"], 1);
+        assert_eq!(json["end_to_end_by_behaviour"]["fast"]["p99_ms"], 2.0);
+        assert_eq!(json["endpoint_behaviours"]["delay:1000"], 1);
         assert_eq!(json["api_error_kinds"]["http 503"], 1);
         assert_eq!(json["signature_failures"], 0);
+        assert_eq!(json["failing_endpoint_attempts"], 250);
+        assert_eq!(json["target_rate_per_sec"], 200.0);
+        assert_eq!(json["server_memory"]["processes"][0]["peak_rss_kb"], 51_200);
+        assert_eq!(json["server_memory"]["peak_rss_sum_kb"], 51_200);
+        assert_eq!(json["pgbench"]["two_insert_tps"], 4000.0);
     }
 }
