@@ -598,7 +598,10 @@ impl Store for PgStore {
         app: &IdOrUid,
     ) -> StoreResult<Option<Application>> {
         let row = sqlx::query(
-            "SELECT * FROM application WHERE tenant_id = $1 AND (id = $2 OR uid = $2) LIMIT 1",
+            // Two indexed lookups, id first: one `WHERE id = $2 OR uid = $2` would
+            // scan every application of the tenant.
+            "SELECT * FROM application WHERE tenant_id = $1 AND id = $2 \
+             UNION ALL SELECT * FROM application WHERE tenant_id = $1 AND uid = $2 LIMIT 1",
         )
         .bind(tenant_id.as_str())
         .bind(app.as_str())
@@ -698,8 +701,9 @@ impl Store for PgStore {
         endpoint: &IdOrUid,
     ) -> StoreResult<Option<Endpoint>> {
         let row = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM endpoint \
-             WHERE tenant_id = $1 AND app_id = $2 AND (id = $3 OR uid = $3) LIMIT 1"
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE tenant_id = $1 AND app_id = $2 AND id = $3 \
+             UNION ALL SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE tenant_id = $1 AND app_id = $2 AND uid = $3 \
+             LIMIT 1"
         ))
         .bind(tenant_id.as_str())
         .bind(app_id.as_str())
@@ -911,7 +915,11 @@ impl Store for PgStore {
         msg: &IdOrUid,
     ) -> StoreResult<Option<Message>> {
         let row = sqlx::query(
-            "SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 AND (id = $3 OR event_id = $3) LIMIT 1",
+            // Two indexed lookups, id first: one `WHERE id = $3 OR event_id = $3`
+            // would scan every message of the application.
+            "SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 AND id = $3 \
+             UNION ALL SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 AND event_id = $3 \
+             LIMIT 1",
         )
         .bind(tenant_id.as_str())
         .bind(app_id.as_str())

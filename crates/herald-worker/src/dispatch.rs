@@ -275,7 +275,7 @@ impl Dispatcher {
                     // Not started: unacknowledged, so the broker redelivers it.
                     _ = shutdown.cancelled() => return,
                 };
-                let Some(_slot) = slot else {
+                let Some(slot) = slot else {
                     // The endpoint is saturated (slow, or many tasks): let this
                     // task wait in the queue rather than here.
                     if dispatcher
@@ -291,7 +291,7 @@ impl Dispatcher {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                match dispatcher.handle(&received.task).await {
+                match dispatcher.handle(&received.task, slot).await {
                     Ok(()) => {
                         if let Err(error) = received.ack().await {
                             tracing::warn!(%error, "ack failed; the task will be redelivered");
@@ -319,9 +319,10 @@ impl Dispatcher {
     }
 
     /// Makes one attempt for `task` and records it; `Ok` means the outcome is
-    /// committed and the task can be acknowledged.
+    /// committed and the task can be acknowledged. `slot` is held while the
+    /// endpoint is being called, and only then.
     #[tracing::instrument(level = "debug", skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
-    pub async fn handle(&self, task: &DeliveryTask) -> Result<(), DispatchError> {
+    async fn handle(&self, task: &DeliveryTask, slot: EndpointSlot<'_>) -> Result<(), DispatchError> {
         let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
         let tenant_id = TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?;
         let app_id = ApplicationId::parse(&task.app_id).map_err(|_| malformed("app id"))?;
@@ -396,6 +397,7 @@ impl Dispatcher {
         let in_flight = crate::metrics::in_flight();
         let outcome = self.sender.send(request).await;
         drop(in_flight);
+        drop(slot);
         let attempt_number = delivery.attempts + 1;
         let decision = self.config.schedule.decide(
             &FinishedAttempt {
