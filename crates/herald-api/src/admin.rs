@@ -263,5 +263,6 @@ pub async fn revoke_api_key(
     if !state.store.revoke_api_key(&tenant.id, &key_id).await? {
         return Err(ApiError::NotFound);
     }
+    state.api_keys.clear();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -28,6 +28,35 @@ pub fn hash_api_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
+/// How long a looked-up API key is trusted without asking the database again.
+/// A key revoked through this process stops working at once; one revoked
+/// through another API process, within this time.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Recently seen valid API keys (by hash) and their tenants: under load the
+/// same few keys arrive thousands of times a second, and each lookup would be
+/// a database round trip.
+#[derive(Clone)]
+pub struct KeyCache(moka::sync::Cache<Vec<u8>, TenantId>);
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+        )
+    }
+}
+
+impl KeyCache {
+    /// Forgets every key: after a revocation.
+    pub fn clear(&self) {
+        self.0.invalidate_all();
+    }
+}
+
 /// Creates a new key for `tenant_id`: the plaintext (shown once) and the record.
 pub fn new_api_key(tenant_id: &TenantId, name: &str) -> (String, ApiKey) {
     let secret = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
@@ -186,14 +215,18 @@ impl FromRequestParts<AppState> for Principal {
                 .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
             Principal::App { tenant_id, app_id }
         } else {
-            let key = state
-                .store
-                .api_key_by_hash(&hash_api_key(token))
-                .await?
-                .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
-            Principal::Tenant {
-                tenant_id: key.tenant_id,
-            }
+            let hash = hash_api_key(token);
+            let tenant_id = match state.api_keys.0.get(&hash) {
+                Some(tenant_id) => tenant_id,
+                None => {
+                    let key = state.store.api_key_by_hash(&hash).await?.ok_or_else(|| {
+                        ApiError::Unauthorized("invalid or revoked API key".into())
+                    })?;
+                    state.api_keys.0.insert(hash, key.tenant_id.clone());
+                    key.tenant_id
+                }
+            };
+            Principal::Tenant { tenant_id }
         };
         parts.extensions.insert(principal.clone());
         Ok(principal)

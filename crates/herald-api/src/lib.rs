@@ -52,6 +52,8 @@ pub struct AppState {
     /// process can reach the workers' queue; without it the worker's relay
     /// hands the deliveries out from the database.
     pub handoff: Option<Arc<dyn herald_queue::Queue>>,
+    /// API keys recently found valid.
+    pub api_keys: auth::KeyCache,
 }
 
 /// The whole HTTP application.

@@ -26,6 +26,8 @@
 //! [`QueueError::Closed`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -63,10 +65,76 @@ pub struct AttemptCompleted {
 pub trait EventBus: Send + Sync + 'static {
     /// Publishes one event durably (persistent message, publisher confirm). Fails
     /// (QueueError) rather than blocking forever when the broker is unreachable.
-    async fn publish_attempt(&self, event: &AttemptCompleted) -> Result<(), QueueError>;
+    async fn publish_attempt(&self, event: &AttemptCompleted) -> Result<(), QueueError> {
+        self.publish_attempts(std::slice::from_ref(event)).await
+    }
+    /// Publishes several events durably at once: all or (on `Err`) possibly
+    /// none. RabbitMQ carries them in one message, a JSON array, which costs
+    /// the broker one message instead of one per event.
+    async fn publish_attempts(&self, events: &[AttemptCompleted]) -> Result<(), QueueError>;
     /// Starts consuming events for the stats service, at most `prefetch` unacknowledged at once.
     /// Competing consumers (several stats processes) share the stream: each event goes to one of them.
     async fn consume_attempts(&self, prefetch: u16) -> Result<Box<dyn EventConsumer>, QueueError>;
+}
+
+/// Most events one batch of a [`BatchingEventBus`] carries.
+const MAX_BATCH: usize = 500;
+
+type Pending = (
+    AttemptCompleted,
+    tokio::sync::oneshot::Sender<Result<(), QueueError>>,
+);
+
+/// An [`EventBus`] that publishes concurrent events together: while one batch
+/// waits for the broker's confirm, the events published meanwhile gather into
+/// the next. A lone event goes out at once; under load the broker sees one
+/// message per batch instead of one per event. `publish_attempt` still returns
+/// only once its event is confirmed.
+pub struct BatchingEventBus {
+    inner: Arc<dyn EventBus>,
+    pending: tokio::sync::mpsc::Sender<Pending>,
+}
+
+impl BatchingEventBus {
+    /// Wraps `inner`; spawns the publishing task, which ends when this is dropped.
+    pub fn new(inner: Arc<dyn EventBus>) -> Self {
+        let (pending, mut queued) = tokio::sync::mpsc::channel::<Pending>(MAX_BATCH * 4);
+        let publisher = inner.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (events, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                let outcome = publisher.publish_attempts(&events).await;
+                for reply in replies {
+                    let _ = reply.send(outcome.clone());
+                }
+            }
+        });
+        Self { inner, pending }
+    }
+}
+
+#[async_trait]
+impl EventBus for BatchingEventBus {
+    async fn publish_attempts(&self, events: &[AttemptCompleted]) -> Result<(), QueueError> {
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in events {
+            let (reply, confirm) = tokio::sync::oneshot::channel();
+            self.pending
+                .send((event.clone(), reply))
+                .await
+                .map_err(|_| QueueError::Closed)?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            confirm.await.map_err(|_| QueueError::Closed)??;
+        }
+        Ok(())
+    }
+
+    async fn consume_attempts(&self, prefetch: u16) -> Result<Box<dyn EventConsumer>, QueueError> {
+        self.inner.consume_attempts(prefetch).await
+    }
 }
 
 /// A stream of [`AttemptCompleted`] events.
@@ -87,6 +155,44 @@ pub struct ReceivedEvent {
 pub(crate) enum EventAcker {
     Memory(memory::MemoryEventAcker),
     Rabbit(rabbit::RabbitAcker),
+    /// One of several events that arrived in one broker message.
+    Shared(Arc<SharedAcker>),
+}
+
+/// The acknowledgement of a broker message carrying several events: the
+/// message is acknowledged once every event is, and returned to the queue
+/// (all its events delivered again) if any is dropped unacknowledged.
+pub(crate) struct SharedAcker {
+    acker: std::sync::Mutex<Option<rabbit::RabbitAcker>>,
+    unsettled: AtomicUsize,
+    released: AtomicBool,
+}
+
+impl SharedAcker {
+    pub(crate) fn new(acker: rabbit::RabbitAcker, events: usize) -> Arc<Self> {
+        Arc::new(Self {
+            acker: std::sync::Mutex::new(Some(acker)),
+            unsettled: AtomicUsize::new(events),
+            released: AtomicBool::new(false),
+        })
+    }
+
+    /// Settles one event; the last one settles the message: an ack when all
+    /// were acked, else a requeue.
+    fn settle(&self, acked: bool) -> Option<(rabbit::RabbitAcker, bool)> {
+        if !acked {
+            self.released.store(true, AtomicOrdering::SeqCst);
+        }
+        if self.unsettled.fetch_sub(1, AtomicOrdering::SeqCst) != 1 {
+            return None;
+        }
+        let acker = self
+            .acker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some((acker, !self.released.load(AtomicOrdering::SeqCst)))
+    }
 }
 
 impl ReceivedEvent {
@@ -104,6 +210,11 @@ impl ReceivedEvent {
         match self.acker.take() {
             Some(EventAcker::Memory(acker)) => acker.ack(),
             Some(EventAcker::Rabbit(acker)) => acker.ack().await,
+            Some(EventAcker::Shared(shared)) => match shared.settle(true) {
+                Some((acker, true)) => acker.ack().await,
+                Some((acker, false)) => acker.requeue().await,
+                None => Ok(()),
+            },
             None => Ok(()),
         }
     }
@@ -114,6 +225,11 @@ impl Drop for ReceivedEvent {
         match self.acker.take() {
             Some(EventAcker::Memory(acker)) => acker.release(),
             Some(EventAcker::Rabbit(acker)) => acker.release(),
+            Some(EventAcker::Shared(shared)) => {
+                if let Some((acker, _)) = shared.settle(false) {
+                    acker.release();
+                }
+            }
             None => {}
         }
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use events::{AttemptCompleted, EventBus, EventConsumer, ReceivedEvent};
+pub use events::{AttemptCompleted, BatchingEventBus, EventBus, EventConsumer, ReceivedEvent};
 pub use memory::{MemoryQueue, MemoryQueueOptions};
 pub use rabbit::{RabbitOptions, RabbitQueue, Topology, DEFAULT_STATS_MAX_LENGTH};
 
@@ -64,7 +64,7 @@ pub struct DeadLetter {
 }
 
 /// Errors at the boundary of the queue crate.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The broker could not be reached, did not confirm in time, or refused the
     /// message (for an event: the stats queue is full); the operation may be

@@ -317,13 +317,15 @@ impl Queue for MemoryQueue {
 
 #[async_trait]
 impl EventBus for MemoryQueue {
-    async fn publish_attempt(&self, event: &AttemptCompleted) -> Result<(), QueueError> {
+    async fn publish_attempts(&self, events: &[AttemptCompleted]) -> Result<(), QueueError> {
         let mut state = self.shared.lock();
         if state.closed {
             return Err(QueueError::Closed);
         }
-        let seq = state.next_id();
-        state.events.ready.push_back((seq, event.clone()));
+        for event in events {
+            let seq = state.next_id();
+            state.events.ready.push_back((seq, event.clone()));
+        }
         drop(state);
         self.shared.events_changed.notify_waiters();
         Ok(())

@@ -62,7 +62,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::delay::{self, DUE_HEADER};
-use crate::events::EventAcker;
+use crate::events::{EventAcker, SharedAcker};
 use crate::{
     backoff_delay, Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus,
     EventConsumer, Queue, QueueDepths, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
@@ -232,13 +232,22 @@ impl Outgoing {
     }
 
     /// An event for the attempts exchange.
-    fn event(event: &AttemptCompleted) -> Result<Self, QueueError> {
+    /// Events for the stats queue: one event as a JSON object, several as a
+    /// JSON array of them (consumers read both).
+    fn events(events: &[AttemptCompleted]) -> Result<Self, QueueError> {
+        let body = match events {
+            [one] => serde_json::to_vec(one),
+            many => serde_json::to_vec(many),
+        };
         Ok(Self {
             exchange: Exchange::Attempts,
             routing_key: KEY_ATTEMPT.to_owned(),
-            body: serde_json::to_vec(event).map_err(|e| QueueError::Encode(e.to_string()))?,
+            body: body.map_err(|e| QueueError::Encode(e.to_string()))?,
             headers: FieldTable::default(),
-            id: event.attempt_id.clone(),
+            id: events
+                .first()
+                .map(|e| e.attempt_id.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -1100,9 +1109,12 @@ impl Consumer for RabbitConsumer {
 
 #[async_trait]
 impl EventBus for RabbitQueue {
-    #[tracing::instrument(skip_all, fields(attempt_id = %event.attempt_id, endpoint_id = %event.endpoint_id))]
-    async fn publish_attempt(&self, event: &AttemptCompleted) -> Result<(), QueueError> {
-        let message = Outgoing::event(event)?;
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    async fn publish_attempts(&self, events: &[AttemptCompleted]) -> Result<(), QueueError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let message = Outgoing::events(events)?;
         // A refusal means the bounded stats queue is full: retrying would only
         // hold the worker up, so it fails at once.
         self.inner
@@ -1114,28 +1126,44 @@ impl EventBus for RabbitQueue {
         let queue = self.inner.topology.stats.clone();
         let subscription =
             Subscription::open(&self.inner, queue, "stats consumer", prefetch).await?;
-        Ok(Box::new(RabbitEventConsumer { subscription }))
+        Ok(Box::new(RabbitEventConsumer {
+            subscription,
+            unpacked: Default::default(),
+        }))
     }
 }
 
 /// The event consumer: events from `{prefix}.stats`.
 struct RabbitEventConsumer {
     subscription: Subscription,
+    /// Events of a message already received, not yet handed out.
+    unpacked: std::collections::VecDeque<ReceivedEvent>,
 }
 
 #[async_trait]
 impl EventConsumer for RabbitEventConsumer {
     async fn next(&mut self) -> Option<ReceivedEvent> {
         loop {
+            if let Some(event) = self.unpacked.pop_front() {
+                return Some(event);
+            }
             let delivery = self.subscription.next_delivery().await?;
-            match serde_json::from_slice::<AttemptCompleted>(&delivery.data) {
-                Ok(event) => {
-                    return Some(ReceivedEvent::new(
-                        event,
-                        EventAcker::Rabbit(RabbitAcker {
-                            acker: delivery.acker,
-                        }),
-                    ))
+            let acker = RabbitAcker {
+                acker: delivery.acker,
+            };
+            match decode_events(&delivery.data) {
+                Ok(mut events) if events.len() == 1 => {
+                    let event = events.pop().expect("one event");
+                    return Some(ReceivedEvent::new(event, EventAcker::Rabbit(acker)));
+                }
+                Ok(events) if events.is_empty() => {
+                    let _ = acker.ack().await;
+                }
+                Ok(events) => {
+                    let shared = SharedAcker::new(acker, events.len());
+                    self.unpacked.extend(events.into_iter().map(|event| {
+                        ReceivedEvent::new(event, EventAcker::Shared(shared.clone()))
+                    }));
                 }
                 Err(e) => {
                     // The stats queue has no dead-letter exchange: this drops it.
@@ -1145,13 +1173,27 @@ impl EventConsumer for RabbitEventConsumer {
                         "dropping a message on the stats queue that is not an attempt event"
                     );
                     let reject = BasicRejectOptions { requeue: false };
-                    if let Err(e) = delivery.acker.reject(reject).await {
+                    if let Err(e) = acker.acker.reject(reject).await {
                         tracing::warn!(error = %e, "failed to reject a malformed event");
                     }
                 }
             }
         }
     }
+}
+
+/// The events of one stats-queue message: a JSON object or an array of them.
+fn decode_events(body: &[u8]) -> Result<Vec<AttemptCompleted>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        One(AttemptCompleted),
+        Many(Vec<AttemptCompleted>),
+    }
+    Ok(match serde_json::from_slice(body)? {
+        Body::One(event) => vec![event],
+        Body::Many(events) => events,
+    })
 }
 
 /// Acknowledges one RabbitMQ delivery.

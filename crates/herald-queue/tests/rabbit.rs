@@ -291,3 +291,80 @@ async fn message_on_the_stats_queue_that_is_not_an_event_is_dropped() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_together_arrive_as_one_message_and_settle_together() {
+    with_rabbit(|harness| async move {
+        let events: Vec<AttemptCompleted> = (1..=3).map(attempt).collect();
+        harness
+            .queue
+            .publish_attempts(&events)
+            .await
+            .expect("publish");
+        use herald_queue::Queue;
+        assert_eq!(
+            harness.queue.depths().await.expect("depths").stats_events,
+            1,
+            "three events, one broker message"
+        );
+
+        let mut consumer = harness.queue.consume_attempts(10).await.expect("consume");
+        let first: Vec<_> = [
+            next_event(&mut consumer).await,
+            next_event(&mut consumer).await,
+            next_event(&mut consumer).await,
+        ]
+        .into();
+        assert_eq!(
+            first.iter().map(|r| r.event.clone()).collect::<Vec<_>>(),
+            events
+        );
+        // One event dropped unacked: the message, all three events, comes back.
+        let mut first = first.into_iter();
+        first.next().unwrap().ack().await.expect("ack");
+        drop(first.next());
+        first.next().unwrap().ack().await.expect("ack");
+        let again = [
+            next_event(&mut consumer).await,
+            next_event(&mut consumer).await,
+            next_event(&mut consumer).await,
+        ];
+        assert_eq!(
+            again.iter().map(|r| r.event.clone()).collect::<Vec<_>>(),
+            events
+        );
+        for received in again {
+            received.ack().await.expect("ack");
+        }
+        assert_no_event(&mut consumer, Duration::from_millis(500)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batching_bus_confirms_each_event_of_concurrent_publishes() {
+    with_rabbit(|harness| async move {
+        let bus = std::sync::Arc::new(herald_queue::BatchingEventBus::new(std::sync::Arc::new(
+            harness.queue.clone(),
+        )));
+        let publishes: Vec<_> = (1..=50)
+            .map(|n| {
+                let bus = bus.clone();
+                tokio::spawn(async move { bus.publish_attempt(&attempt(n)).await })
+            })
+            .collect();
+        for publish in publishes {
+            publish.await.expect("task").expect("confirmed");
+        }
+        let mut consumer = bus.consume_attempts(100).await.expect("consume");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let received = next_event(&mut consumer).await;
+            seen.insert(received.event.attempt_id.clone());
+            received.ack().await.expect("ack");
+        }
+        assert_eq!(seen.len(), 50, "every event once");
+        assert_no_event(&mut consumer, Duration::from_millis(500)).await;
+    })
+    .await;
+}

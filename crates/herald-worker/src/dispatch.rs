@@ -322,7 +322,11 @@ impl Dispatcher {
     /// committed and the task can be acknowledged. `slot` is held while the
     /// endpoint is being called, and only then.
     #[tracing::instrument(level = "debug", skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
-    async fn handle(&self, task: &DeliveryTask, slot: EndpointSlot<'_>) -> Result<(), DispatchError> {
+    async fn handle(
+        &self,
+        task: &DeliveryTask,
+        slot: EndpointSlot<'_>,
+    ) -> Result<(), DispatchError> {
         let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
         let tenant_id = TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?;
         let app_id = ApplicationId::parse(&task.app_id).map_err(|_| malformed("app id"))?;

@@ -215,7 +215,9 @@ async fn start_worker(
         },
     );
     if publish_events {
-        dispatcher = dispatcher.with_events(broker.events.clone());
+        // Attempts finishing together are announced in one broker message.
+        let events = herald_queue::BatchingEventBus::new(broker.events.clone());
+        dispatcher = dispatcher.with_events(Arc::new(events));
     }
     let dispatcher = Arc::new(dispatcher);
     tracing::info!(
@@ -446,6 +448,7 @@ async fn serve_api(
             metrics_token: metrics_token(config),
         }),
         handoff,
+        api_keys: Default::default(),
     };
     tracing::info!(%address, "api listening");
     // A plain line on stdout that scripts and tests can wait for.
