@@ -14,26 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection};
 
-/// The `herald` binary cargo built in this test's profile directory.
-fn herald_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("HERALD_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("current test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in <target>/<profile>/deps");
-    let bin = profile_dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} does not exist: run `cargo build -p herald` (or `cargo test --workspace`), \
-         or set HERALD_BIN",
-        bin.display()
-    );
-    bin
-}
-
 /// A unique name for this run's files and databases.
 fn unique(name: &str) -> String {
     let now = SystemTime::now()
@@ -56,7 +36,7 @@ impl Server {
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let admin_token = format!("admin-{}", unique(name));
         let log = std::fs::File::create(dir.join("herald.log")).expect("create the log file");
-        let mut child = Command::new(herald_bin())
+        let mut child = Command::new(herald_e2e::herald_bin())
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

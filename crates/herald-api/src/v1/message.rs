@@ -264,14 +264,15 @@ pub async fn create_message(
         created_at: now,
         expires_at: now + retention,
     };
-    let stored = match &state.handoff {
-        Some(_) if !targets.is_empty() => {
+    let handoff = state.handoff.as_deref().filter(|_| !targets.is_empty());
+    let stored = match handoff {
+        Some(_) => {
             state
                 .store
                 .insert_message_claimed(tenant_id, &message, &targets)
                 .await
         }
-        _ => {
+        None => {
             state
                 .store
                 .insert_message(tenant_id, &message, &targets)
@@ -285,8 +286,8 @@ pub async fn create_message(
             e.into()
         }
     })?;
-    if let Some(queue) = state.handoff.as_ref().filter(|_| !targets.is_empty()) {
-        hand_off(&state, queue.as_ref(), tenant_id, &message, &targets).await;
+    if let Some(queue) = handoff {
+        hand_off(&state, queue, tenant_id, &message, &targets).await;
     }
     tracing::debug!(msg_id = %message.id, endpoints = targets.len(), "message accepted");
     crate::metrics::message_accepted();
