@@ -288,9 +288,12 @@ impl Dispatcher {
                     }
                     return;
                 };
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
+                let permit = tokio::select! {
+                    permit = permits.acquire_owned() => permit,
+                    // Stopping: no new attempt starts; the broker redelivers it.
+                    _ = shutdown.cancelled() => return,
                 };
+                let Ok(_permit) = permit else { return };
                 match dispatcher.handle(&received.task, slot).await {
                     Ok(()) => {
                         if let Err(error) = received.ack().await {

@@ -79,6 +79,10 @@ pub struct Config {
     /// characters); unset = `/metrics` is open.
     #[serde(skip_serializing)]
     pub metrics_token: Option<SecretString>,
+    /// Seconds a stopping process (SIGTERM or SIGINT) may take to finish what
+    /// it has in flight before it exits anyway (`HERALD_SHUTDOWN_TIMEOUT`);
+    /// whatever is unfinished then is redelivered, never lost.
+    pub shutdown_timeout: u64,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             log_format: "text".into(),
             metrics_addr: None,
             metrics_token: None,
+            shutdown_timeout: 25,
         }
     }
 }
@@ -185,6 +190,9 @@ impl Config {
                 "HERALD_DELIVERY_LEASE must be between HERALD_DELIVERY_TIMEOUT + 5 ({}) and 86400 seconds",
                 self.delivery_timeout + 5
             );
+        }
+        if !(1..=3600).contains(&self.shutdown_timeout) {
+            bail!("HERALD_SHUTDOWN_TIMEOUT must be between 1 and 3600 seconds");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
@@ -315,28 +323,61 @@ impl figment::Provider for HeraldEnv {
 mod tests {
     use super::*;
 
-    /// docs/configuration.md must document every setting the struct has.
+    /// docs/configuration.md's table and the struct cannot drift: every
+    /// setting has a row, every row is a setting, and every default the table
+    /// gives is the struct's default.
     #[test]
-    fn every_setting_is_documented() {
+    fn the_configuration_reference_matches_the_struct() {
         let docs = include_str!("../../../docs/configuration.md");
         let defaults = serde_json::to_value(Config::default()).expect("serializable defaults");
-        let mut names: Vec<String> = defaults
-            .as_object()
-            .expect("an object")
-            .keys()
-            .cloned()
-            .collect();
-        // Secrets are never serialized, so name them here.
-        names.extend([
-            "admin_token".to_owned(),
-            "jwt_secret".to_owned(),
-            "metrics_token".to_owned(),
-        ]);
-        for name in names {
-            let variable = format!("`HERALD_{}`", name.to_uppercase());
+        let defaults = defaults.as_object().expect("an object");
+        // Secrets are never serialized; they default to unset.
+        let secrets = ["admin_token", "jwt_secret", "metrics_token"];
+        let mut documented = std::collections::BTreeSet::new();
+        for row in docs.lines().filter(|l| l.starts_with("| `HERALD_")) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let name = cells[0].trim_matches('`');
+            let default = *cells.last().expect("a default column");
+            if name == "HERALD_CONFIG" {
+                continue; // The file to read, not a setting in it.
+            }
+            let field = name
+                .strip_prefix("HERALD_")
+                .expect("a HERALD_ variable")
+                .to_lowercase();
             assert!(
-                docs.contains(&variable),
-                "docs/configuration.md lacks {variable}"
+                documented.insert(field.clone()),
+                "{name} has two rows in docs/configuration.md"
+            );
+            let expected = if secrets.contains(&field.as_str()) {
+                None
+            } else {
+                let value = defaults.get(&field).unwrap_or_else(|| {
+                    panic!("docs/configuration.md documents {name}, which is no setting")
+                });
+                match value {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) if s.is_empty() => Some("empty".to_owned()),
+                    serde_json::Value::String(s) => Some(format!("`{s}`")),
+                    other => Some(format!("`{other}`")),
+                }
+            };
+            match expected {
+                None => assert!(
+                    default.starts_with("unset"),
+                    "{name} defaults to unset, docs/configuration.md says {default}"
+                ),
+                Some(expected) => assert_eq!(
+                    default, expected,
+                    "the default of {name} in docs/configuration.md"
+                ),
+            }
+        }
+        for field in defaults.keys().map(String::as_str).chain(secrets) {
+            assert!(
+                documented.contains(field),
+                "docs/configuration.md lacks HERALD_{}",
+                field.to_uppercase()
             );
         }
     }

@@ -389,6 +389,68 @@ pub async fn run(
     Ok(())
 }
 
+/// Ends the process `grace` after `shutdown` is cancelled if it is still
+/// running then (`HERALD_SHUTDOWN_TIMEOUT`), so a stop never hangs on a slow
+/// endpoint or a stuck client. Nothing is lost by it: tasks not acknowledged
+/// go back to the queue when the broker connection drops, and deliveries
+/// marked in flight fall due again when their lease ends.
+pub fn exit_after_grace(shutdown: CancellationToken, grace: Duration) {
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+        tracing::error!(
+            grace_secs = grace.as_secs(),
+            "shutdown did not finish within HERALD_SHUTDOWN_TIMEOUT; exiting with work in flight, which will be redelivered"
+        );
+        std::process::exit(1);
+    });
+}
+
+/// What `herald healthcheck` asks: the API's `/api/v1/health` (which checks
+/// the database) when this process runs the api role, else `/health` on the
+/// metrics listener. An unspecified listen address (`0.0.0.0`, `[::]`) is
+/// asked on loopback.
+pub fn health_url(config: &Config) -> anyhow::Result<String> {
+    let local = |mut address: std::net::SocketAddr| {
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        address
+    };
+    if config.roles()?.contains(&Role::Api) {
+        return Ok(format!(
+            "http://{}/api/v1/health",
+            local(config.listen_addr)
+        ));
+    }
+    match config.metrics_addr {
+        Some(address) => Ok(format!("http://{}/health", local(address))),
+        None => bail!(
+            "a process without the api role serves nothing to check unless HERALD_METRICS_ADDR is set"
+        ),
+    }
+}
+
+/// Asks `url` once; healthy means a 2xx answer within five seconds.
+pub async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("failed to build the HTTP client")?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    if !response.status().is_success() {
+        bail!("{url} answered {}", response.status());
+    }
+    Ok(())
+}
+
 /// The bearer token `/metrics` requires, if any.
 fn metrics_token(config: &Config) -> Option<String> {
     config

@@ -42,6 +42,14 @@ enum Command {
     },
     /// Prints the OpenAPI document.
     Openapi,
+    /// Exits 0 when this process's configuration names a healthy server: the
+    /// API's /api/v1/health, else /health on HERALD_METRICS_ADDR (what the
+    /// container image's HEALTHCHECK runs).
+    Healthcheck {
+        /// Ask this URL instead.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,17 +119,41 @@ fn shutdown_on_signal() -> CancellationToken {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run_command(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The cause chain on one line; anyhow's `Debug` would add a
+            // backtrace whenever RUST_BACKTRACE is set, noise for an operator.
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi = cli.command {
         print!("{}", herald_api::openapi::openapi_json());
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
+    if let Command::Healthcheck { url } = &cli.command {
+        let url = match url {
+            Some(url) => url.clone(),
+            None => herald::health_url(&config)?,
+        };
+        herald::healthcheck(&url).await?;
+        println!("healthy: {url}");
+        return Ok(());
+    }
     init_tracing(&config);
     let shutdown = shutdown_on_signal();
     match cli.command {
         Command::Serve => {
+            herald::exit_after_grace(
+                shutdown.clone(),
+                std::time::Duration::from_secs(config.shutdown_timeout),
+            );
             let listener = if config.roles()?.contains(&herald::Role::Api) {
                 let listener = tokio::net::TcpListener::bind(config.listen_addr)
                     .await
@@ -143,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
             migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             tenant_command(store.as_ref(), command).await
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Healthcheck { .. } => Ok(()),
     }
 }
 
