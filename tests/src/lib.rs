@@ -8,8 +8,8 @@ pub mod receiver;
 pub mod topology;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
@@ -300,6 +300,8 @@ pub struct Herald {
     pub tenant: Tenant,
     pub http: reqwest::Client,
     pub log_path: PathBuf,
+    /// The process's whole environment, for [`Herald::restart`].
+    env: Vec<(String, String)>,
     // Dropped after the child is killed (fields drop in declaration order after Drop::drop).
     pub db: TestDatabase,
     _rabbit: Option<topology::RabbitCleanup>,
@@ -373,44 +375,18 @@ impl Herald {
         }
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let log_path = std::env::temp_dir().join(format!("{}.log", db.name));
+        let mut process_env: Vec<(String, String)> = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ("HERALD_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+            ("HERALD_DATABASE_URL".into(), db.url.clone()),
+            ("HERALD_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+            ("HERALD_ADMIN_TOKEN".into(), admin_token.clone()),
+            ("HERALD_LOG".into(), "warn,herald=info".into()),
+        ];
+        process_env.extend(roles);
+        process_env.extend(env);
         let log = std::fs::File::create(&log_path).expect("create server log file");
-        let mut command = Command::new(herald_bin());
-        command
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HERALD_LISTEN_ADDR", "127.0.0.1:0")
-            .env("HERALD_DATABASE_URL", &db.url)
-            .env("HERALD_DATABASE_MAX_CONNECTIONS", "5")
-            .env("HERALD_ADMIN_TOKEN", &admin_token)
-            .env("HERALD_LOG", "warn,herald=info")
-            .envs(roles)
-            .envs(env)
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = command.spawn().expect("spawn herald serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("herald: listening on ") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("herald did not start within 60 s; its log:\n{log}");
-            }
-        };
+        let (child, url) = spawn_serve(&process_env, log, &log_path);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -425,6 +401,7 @@ impl Herald {
             },
             http,
             log_path,
+            env: process_env,
             db,
             _rabbit: rabbit,
         };
@@ -562,6 +539,142 @@ impl Herald {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// The address the API listens on (`127.0.0.1:PORT`).
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Sends the server process SIGTERM (what `docker stop` sends): it stops
+    /// gracefully, within `HERALD_SHUTDOWN_TIMEOUT`.
+    pub fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            sigterm(self.child.id());
+        }
+    }
+
+    /// Waits (at most `limit`) for the server process to exit; its status, or
+    /// `None` if it is still running then.
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = &mut self.child;
+        wait_for_exit(|| child.try_wait().ok().flatten(), limit).await
+    }
+
+    /// Starts the server again with the same configuration and database (and
+    /// so the same tenant), after it stopped or was stopped; kills it first if
+    /// it is still running. Its log goes on in the same file.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log_path)
+            .expect("open server log file");
+        let (child, url) = spawn_serve(&self.env, log, &self.log_path);
+        self.child = child;
+        self.url = url;
+    }
+}
+
+/// Spawns `herald serve` with exactly `env` (and stderr to `log`) and waits
+/// (at most 60 s) until it listens; returns it and its base URL.
+fn spawn_serve(env: &[(String, String)], log: std::fs::File, log_path: &Path) -> (Child, String) {
+    let mut command = Command::new(herald_bin());
+    command
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut child = command.spawn().expect("spawn herald serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("herald: listening on ") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            panic!("herald did not start within 60 s; its log:\n{log}");
+        }
+    }
+}
+
+/// Sends SIGTERM to process `pid` (with `kill -TERM`: no signal crate needed).
+pub fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {pid}: {status}");
+}
+
+/// Polls `try_wait` (every 50 ms, at most `limit`) until it reports an exit
+/// status; `None` if the process is still running at the end.
+pub async fn wait_for_exit(
+    mut try_wait: impl FnMut() -> Option<ExitStatus>,
+    limit: Duration,
+) -> Option<ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = try_wait() {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `herald healthcheck` (with `args`, e.g. `--url URL`) in a process
+/// whose whole environment is `env` (as the container's HEALTHCHECK runs it
+/// beside the server, with the server's settings); returns its exit status
+/// and output. Bounded: killed after 30 s.
+pub async fn healthcheck(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(herald_bin())
+        .arg("healthcheck")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        // Not the workspace: no herald.toml there may change the settings.
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herald healthcheck");
+    let status =
+        match wait_for_exit(|| child.try_wait().ok().flatten(), Duration::from_secs(30)).await {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("herald healthcheck {args:?} did not finish within 30 s");
+            }
+        };
+    let output = child.wait_with_output().expect("healthcheck output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (status, text)
 }
 
 impl Drop for Herald {

@@ -3,6 +3,14 @@
 //! of the real binary, sharing one fresh test database and delivering through
 //! RabbitMQ under a prefix no other test uses.
 //!
+//! With [`TopologyOptions::compose`] it is the topology docker-compose runs:
+//! the API process also gets `HERALD_AMQP_URL` (it publishes new deliveries
+//! straight to the workers' queue) and `HERALD_REDIS_URL` (idempotency records
+//! in Redis, under a prefix of its own), and every worker or stats process
+//! serves `/metrics` and `/health` on a `HERALD_METRICS_ADDR` of its own.
+//! Processes can be stopped gracefully ([`Topology::terminate`], SIGTERM) and
+//! their exit awaited ([`Topology::wait_for_exit`]).
+//!
 //! Everything the topology declared on the broker (the exchanges
 //! `{prefix}.work` and `{prefix}.attempts`, the queues `{prefix}.deliveries`,
 //! `{prefix}.dead`, `{prefix}.stats` and `{prefix}.delay.*`) is deleted when the
@@ -11,8 +19,9 @@
 //! tests skip, or fail under `HERALD_REQUIRE_SERVICES=1`.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,8 +64,19 @@ pub struct TopologyOptions {
     pub delivery_lease: u64,
     /// `HERALD_RETRY_SCHEDULE`.
     pub retry_schedule: String,
-    /// Extra environment variables for the worker processes.
+    /// Extra environment variables for the worker (and stats) processes.
     pub worker_env: Vec<(String, String)>,
+    /// Start the API process as docker-compose does: with `HERALD_AMQP_URL`
+    /// and `HERALD_AMQP_PREFIX` of this topology (so it hands new deliveries
+    /// straight to RabbitMQ), and with `HERALD_REDIS_URL` and a fresh
+    /// `HERALD_REDIS_PREFIX`. Without it the API uses neither, and the
+    /// workers' relay hands out what it stored.
+    pub api_on_broker: bool,
+    /// Extra environment variables for the API process.
+    pub api_env: Vec<(String, String)>,
+    /// Give every worker and stats process a `HERALD_METRICS_ADDR` (a free
+    /// loopback port): see [`Topology::metrics_addr`].
+    pub metrics: bool,
 }
 
 impl Default for TopologyOptions {
@@ -66,16 +86,41 @@ impl Default for TopologyOptions {
             delivery_lease: 20,
             retry_schedule: "1,1".to_owned(),
             worker_env: Vec::new(),
+            api_on_broker: false,
+            api_env: Vec::new(),
+            metrics: false,
         }
     }
 }
 
-/// One `herald serve` process with `HERALD_ROLES=worker`.
+impl TopologyOptions {
+    /// docker-compose's topology: the API on RabbitMQ and Redis, and a
+    /// metrics listener in every other process.
+    pub fn compose() -> Self {
+        Self {
+            api_on_broker: true,
+            metrics: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// How a process of the topology ended, if it was ended by the test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Killed,
+    Terminated,
+}
+
+/// One `herald serve` process with `HERALD_ROLES=worker` (or `stats`).
 struct WorkerProcess {
     number: usize,
+    roles: String,
     child: Child,
     log_path: PathBuf,
-    killed: bool,
+    ended: Option<Ended>,
+    /// The address its metrics listener is bound to, once it said so.
+    metrics_addr: Option<String>,
 }
 
 impl Drop for WorkerProcess {
@@ -160,7 +205,20 @@ impl Topology {
             url: amqp_url.clone(),
             prefix: prefix.clone(),
         };
-        let api = Herald::start_with(Options::default()).await?;
+        let mut api_options = Options {
+            env: options.api_env.clone(),
+            ..Options::default()
+        };
+        if options.api_on_broker {
+            api_options.redis = true;
+            api_options
+                .env
+                .push(("HERALD_AMQP_URL".into(), amqp_url.clone()));
+            api_options
+                .env
+                .push(("HERALD_AMQP_PREFIX".into(), prefix.clone()));
+        }
+        let api = Herald::start_with(api_options).await?;
         let topology = Self {
             workers: Mutex::new(Vec::new()),
             api,
@@ -179,21 +237,23 @@ impl Topology {
     }
 
     /// Starts another worker process and waits until it has connected to
-    /// RabbitMQ (its log says "worker started").
-    pub async fn start_worker(&self) {
-        self.start_process("worker", "worker started").await;
+    /// RabbitMQ (its log says "worker started"); returns its number (1 for
+    /// the first process started, counting stats processes too).
+    pub async fn start_worker(&self) -> usize {
+        self.start_process("worker", "worker started").await
     }
 
     /// Starts a stats process (`HERALD_ROLES=stats`) and waits until its
-    /// aggregator consumes events. [`Topology::kill_worker`] kills it like a
-    /// worker when it is the latest process started.
-    pub async fn start_stats(&self) {
+    /// aggregator consumes events; returns its number. [`Topology::kill_worker`]
+    /// kills it like a worker when it is the latest process started.
+    pub async fn start_stats(&self) -> usize {
         self.start_process("stats", "stats aggregator started")
-            .await;
+            .await
     }
 
-    /// Starts a `herald serve` with these roles and waits for `ready` in its log.
-    async fn start_process(&self, roles: &str, ready: &str) {
+    /// Starts a `herald serve` with these roles and waits for `ready` in its
+    /// log (and, with [`TopologyOptions::metrics`], for its metrics address).
+    async fn start_process(&self, roles: &str, ready: &str) -> usize {
         let number = self.lock_workers().len() + 1;
         let log_path =
             std::env::temp_dir().join(format!("{}-worker{number}.log", self.api.db.name));
@@ -224,20 +284,43 @@ impl Topology {
             )
             .envs(self.options.worker_env.clone())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log);
-        let child = command.spawn().expect("spawn herald worker");
+        if self.options.metrics {
+            // Port 0: the process says which port it got.
+            command.env("HERALD_METRICS_ADDR", "127.0.0.1:0");
+        }
+        let mut child = command.spawn().expect("spawn herald worker");
+        // Read to the end, so the process never blocks on a full pipe.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("herald: metrics on http://") {
+                    let _ = tx.send(rest.trim_end_matches("/metrics").to_owned());
+                }
+            }
+        });
         self.lock_workers().push(WorkerProcess {
             number,
+            roles: roles.to_owned(),
             child,
             log_path: log_path.clone(),
-            killed: false,
+            ended: None,
+            metrics_addr: None,
         });
         let deadline = Instant::now() + WORKER_START_LIMIT;
+        let mut metrics_addr = None;
         loop {
+            if let Ok(address) = rx.try_recv() {
+                metrics_addr = Some(address);
+            }
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if log.contains(ready) {
-                return;
+            if log.contains(ready) && (metrics_addr.is_some() || !self.options.metrics) {
+                let mut workers = self.lock_workers();
+                let worker = workers.last_mut().expect("the worker just started");
+                worker.metrics_addr = metrics_addr;
+                return number;
             }
             let exited = {
                 let mut workers = self.lock_workers();
@@ -262,11 +345,50 @@ impl Topology {
         let worker = workers
             .iter_mut()
             .rev()
-            .find(|w| !w.killed)
+            .find(|w| w.ended.is_none())
             .expect("a live worker to kill");
         worker.child.kill().expect("SIGKILL the worker");
         let _ = worker.child.wait();
-        worker.killed = true;
+        worker.ended = Some(Ended::Killed);
+    }
+
+    /// Sends process `number` SIGTERM (what `docker stop` sends first): it
+    /// stops gracefully within `HERALD_SHUTDOWN_TIMEOUT`. See
+    /// [`Topology::wait_for_exit`].
+    pub fn terminate(&self, number: usize) {
+        let mut workers = self.lock_workers();
+        let worker = workers
+            .iter_mut()
+            .find(|w| w.number == number)
+            .unwrap_or_else(|| panic!("no process {number}"));
+        if matches!(worker.child.try_wait(), Ok(None)) {
+            crate::sigterm(worker.child.id());
+        }
+        worker.ended = Some(Ended::Terminated);
+    }
+
+    /// Waits (at most `limit`) for process `number` to exit; its exit status,
+    /// or `None` if it is still running then.
+    pub async fn wait_for_exit(&self, number: usize, limit: Duration) -> Option<ExitStatus> {
+        crate::wait_for_exit(
+            || {
+                let mut workers = self.lock_workers();
+                let worker = workers.iter_mut().find(|w| w.number == number)?;
+                worker.child.try_wait().ok().flatten()
+            },
+            limit,
+        )
+        .await
+    }
+
+    /// The address (`127.0.0.1:PORT`) of process `number`'s metrics listener
+    /// (`/metrics` and `/health`); needs [`TopologyOptions::metrics`].
+    pub fn metrics_addr(&self, number: usize) -> String {
+        self.lock_workers()
+            .iter()
+            .find(|w| w.number == number)
+            .and_then(|w| w.metrics_addr.clone())
+            .unwrap_or_else(|| panic!("process {number} has no metrics address"))
     }
 
     /// The end of every process's log (API and workers), for assertion messages.
@@ -279,9 +401,14 @@ impl Topology {
         for worker in self.lock_workers().iter() {
             let log = std::fs::read_to_string(&worker.log_path).unwrap_or_default();
             out.push_str(&format!(
-                "--- worker {}{} log (last {LINES} lines) ---\n{}",
+                "--- {} {}{} log (last {LINES} lines) ---\n{}",
+                worker.roles,
                 worker.number,
-                if worker.killed { " (killed)" } else { "" },
+                match worker.ended {
+                    None => "",
+                    Some(Ended::Killed) => " (killed)",
+                    Some(Ended::Terminated) => " (sent SIGTERM)",
+                },
                 tail(&log, LINES)
             ));
         }
@@ -292,7 +419,7 @@ impl Topology {
     pub fn live_workers(&self) -> usize {
         self.lock_workers()
             .iter_mut()
-            .filter(|w| !w.killed)
+            .filter(|w| w.ended.is_none())
             .filter_map(|w| w.child.try_wait().ok())
             .filter(Option::is_none)
             .count()

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `{prefix}.work` | direct exchange | every publish goes here, routed by key |
 //! | `{prefix}.deliveries` | quorum queue, key `deliveries` | the work queue; `x-delivery-limit` dead-letters poison tasks to key `dead` |
-//! | `{prefix}.dead` | quorum queue, key `dead` | dead letters, read by operators and redrive |
+//! | `{prefix}.dead` | quorum queue, key `dead` | dead letters: poison tasks and exhausted deliveries, kept for operators to inspect (nothing consumes it; resend and recover go through the database) |
 //! | `{prefix}.delay.{1s…10h}` | quorum queues, key `delay.{rung}` | the delay ladder (see [`crate::delay`]); TTL expiry dead-letters to key `deliveries` |
 //! | `{prefix}.attempts` | fanout exchange | the [`EventBus`]: every [`AttemptCompleted`] goes here |
 //! | `{prefix}.stats` | quorum queue bound to `{prefix}.attempts` | the stats service's events; `x-max-length` with `x-overflow: reject-publish` |

@@ -23,7 +23,7 @@ pub struct Config {
     /// Database URL (`HERALD_DATABASE_URL`): `sqlite://PATH` (the embedded
     /// mode, the default: `./herald.db`) or `postgres://…`.
     pub database_url: String,
-    /// Most connections the API keeps to the database (`HERALD_DATABASE_MAX_CONNECTIONS`).
+    /// Most connections each process keeps to the database (`HERALD_DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
     /// Redis URL for idempotency records shared by API replicas
     /// (`HERALD_REDIS_URL`); unset keeps them in process memory.

@@ -397,12 +397,17 @@ pub async fn run(
 pub fn exit_after_grace(shutdown: CancellationToken, grace: Duration) {
     tokio::spawn(async move {
         shutdown.cancelled().await;
-        tokio::time::sleep(grace).await;
-        tracing::error!(
-            grace_secs = grace.as_secs(),
-            "shutdown did not finish within HERALD_SHUTDOWN_TIMEOUT; exiting with work in flight, which will be redelivered"
-        );
-        std::process::exit(1);
+        // A thread of its own, not a task: dropping the runtime at the end of
+        // `main` waits for blocking tasks (a DNS lookup, say), and the timer
+        // must outlive that.
+        std::thread::spawn(move || {
+            std::thread::sleep(grace);
+            tracing::error!(
+                grace_secs = grace.as_secs(),
+                "shutdown did not finish within HERALD_SHUTDOWN_TIMEOUT; exiting with work in flight, which will be redelivered"
+            );
+            std::process::exit(1);
+        });
     });
 }
 
