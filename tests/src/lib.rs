@@ -589,21 +589,12 @@ fn spawn_serve(env: &[(String, String)], log: std::fs::File, log_path: &Path) ->
         .stderr(log);
     let mut child = command.spawn().expect("spawn herald serve");
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("herald: listening on ") {
-                let url = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send(url);
-            }
+    let lines = lines_after(stdout, "herald: listening on ");
+    match lines.recv_timeout(Duration::from_secs(60)) {
+        Ok(rest) => {
+            let url = rest.split_whitespace().next().unwrap_or_default();
+            (child, url.to_owned())
         }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => (child, url),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -611,6 +602,24 @@ fn spawn_serve(env: &[(String, String)], log: std::fs::File, log_path: &Path) ->
             panic!("herald did not start within 60 s; its log:\n{log}");
         }
     }
+}
+
+/// Reads `stdout` to its end on a thread of its own (so the process never
+/// blocks on a full pipe) and sends what follows `prefix` on every line that
+/// starts with it.
+pub(crate) fn lines_after(
+    stdout: std::process::ChildStdout,
+    prefix: &'static str,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.to_owned());
+            }
+        }
+    });
+    rx
 }
 
 /// Sends SIGTERM to process `pid` (with `kill -TERM`: no signal crate needed).

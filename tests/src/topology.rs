@@ -19,7 +19,6 @@
 //! tests skip, or fail under `HERALD_REQUIRE_SERVICES=1`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -291,16 +290,8 @@ impl Topology {
             command.env("HERALD_METRICS_ADDR", "127.0.0.1:0");
         }
         let mut child = command.spawn().expect("spawn herald worker");
-        // Read to the end, so the process never blocks on a full pipe.
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("herald: metrics on http://") {
-                    let _ = tx.send(rest.trim_end_matches("/metrics").to_owned());
-                }
-            }
-        });
+        let rx = crate::lines_after(stdout, "herald: metrics on http://");
         self.lock_workers().push(WorkerProcess {
             number,
             roles: roles.to_owned(),
@@ -312,8 +303,8 @@ impl Topology {
         let deadline = Instant::now() + WORKER_START_LIMIT;
         let mut metrics_addr = None;
         loop {
-            if let Ok(address) = rx.try_recv() {
-                metrics_addr = Some(address);
+            if let Ok(rest) = rx.try_recv() {
+                metrics_addr = Some(rest.trim_end_matches("/metrics").to_owned());
             }
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             if log.contains(ready) && (metrics_addr.is_some() || !self.options.metrics) {
