@@ -540,6 +540,11 @@ impl Herald {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The address the API listens on (`127.0.0.1:PORT`).
     pub fn address(&self) -> &str {
         self.url.trim_start_matches("http://")

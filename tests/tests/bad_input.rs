@@ -547,6 +547,22 @@ fn cases(f: &Fixture) -> Vec<Case> {
         case("endpoint uid with a bang", M::POST, eps.clone())
             .json(good_ep(json!({"uid": "a!b"})))
             .loc(&["body", "uid"]),
+        // `.` and `..` would be resolved away as path segments.
+        case("app uid '.'", M::POST, "/api/v1/app")
+            .json(json!({"name": "x", "uid": "."}))
+            .loc(&["body", "uid"]),
+        case("app uid '..'", M::POST, "/api/v1/app")
+            .json(json!({"name": "x", "uid": ".."}))
+            .loc(&["body", "uid"]),
+        case("endpoint uid '..'", M::POST, eps.clone())
+            .json(good_ep(json!({"uid": ".."})))
+            .loc(&["body", "uid"]),
+        case("event type name '..'", M::POST, "/api/v1/event-type")
+            .json(json!({"name": "..", "description": "x"}))
+            .loc(&["body", "name"]),
+        case("message eventId '.'", M::POST, format!("{app}/msg"))
+            .json(json!({"eventType": "invoice.paid", "eventId": ".", "payload": {}}))
+            .loc(&["body", "eventId"]),
         case("app id in the path with a space", M::GET, "/api/v1/app/a%20b")
             .loc(&["path", "app_id"]),
         case("event type name with a space", M::POST, "/api/v1/event-type")
@@ -573,6 +589,12 @@ fn cases(f: &Fixture) -> Vec<Case> {
             .json(json!({"expiry": 10}))
             .loc(&["body", "expiry"]),
         // Invalid URLs.
+        case("endpoint url of 2,049 characters", M::POST, eps.clone())
+            .json(json!({"url": format!("https://example.com/{}", "a".repeat(2_029))}))
+            .loc(&["body", "url"]),
+        case("endpoint url of 2,049 characters by PATCH", M::PATCH, ep.clone())
+            .json(json!({"url": format!("https://example.com/{}", "a".repeat(2_029))}))
+            .loc(&["body", "url"]),
         case("endpoint url ftp://x", M::POST, eps.clone())
             .json(json!({"url": "ftp://x"}))
             .loc(&["body", "url"]),
@@ -838,6 +860,25 @@ fn cases(f: &Fixture) -> Vec<Case> {
         case("app token issuing app tokens", M::POST, format!("/api/v1/auth/app-portal-access/{}", f.app_id))
             .auth(Auth::AppToken)
             .json(json!({}))
+            .code(403, "insufficient_access"),
+        // Authorisation comes before validation: a forbidden caller learns
+        // nothing from a route's validation errors.
+        case("app token creating an app with an invalid body", M::POST, "/api/v1/app")
+            .auth(Auth::AppToken)
+            .json(json!({"name": 5, "uid": "a b"}))
+            .code(403, "insufficient_access"),
+        case("app token listing apps with an invalid limit", M::GET, "/api/v1/app?limit=0")
+            .auth(Auth::AppToken)
+            .code(403, "insufficient_access"),
+        case("app token creating an event type with malformed JSON", M::POST, "/api/v1/event-type")
+            .auth(Auth::AppToken)
+            .raw(Some("application/json"), "{not json")
+            .code(403, "insufficient_access"),
+        case("app token posting a message with an invalid body", M::POST, format!("{app}/msg"))
+            .auth(Auth::AppToken)
+            .json(json!({"eventType": "", "payload": []}))
+            .code(403, "insufficient_access"),
+        case("a tenant key logging itself out", M::POST, "/api/v1/auth/logout")
             .code(403, "insufficient_access"),
         // Headers the middleware checks.
         case("idempotency-key of 300 characters", M::POST, "/api/v1/app")

@@ -346,3 +346,62 @@ async fn sigkill_with_deliveries_pending_loses_nothing() {
         total - MESSAGES
     );
 }
+
+/// The permission bits of a file, as `0o644`.
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_wal_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Embedded::new();
+    // A file left world-readable by an older version is tightened too.
+    let older = server.path("old.db");
+    std::fs::write(&older, b"").expect("create old.db");
+    std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    let started = server.start();
+    let key = started.key.clone().expect("the first start prints a key");
+    // A write makes sure the WAL and shared-memory files exist.
+    let app = call(
+        &reqwest::Client::new(),
+        &started,
+        &key,
+        Method::POST,
+        "/api/v1/app",
+        Some(json!({"name": "A"})),
+    )
+    .await;
+    assert_eq!(app.status, 201, "{app:?}");
+    for name in ["herald.db", "herald.db-wal", "herald.db-shm"] {
+        let mode = mode_of(&server.path(name));
+        assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+    }
+    server.kill();
+
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&server.log)
+        .expect("open the log");
+    let status = Command::new(herald_bin())
+        .arg("migrate")
+        .current_dir(&server.dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERALD_DATABASE_URL", "sqlite://old.db")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .expect("run herald migrate");
+    assert!(status.success(), "migrate failed:\n{}", server.log());
+    assert_eq!(mode_of(&older), 0o600, "old.db was not tightened");
+}

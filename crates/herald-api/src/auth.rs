@@ -97,8 +97,25 @@ struct AppClaims {
     sub: String,
     /// The tenant that owns the application.
     tenant: String,
+    /// The token's own id, which logging out revokes. Tokens issued before
+    /// logout existed have none; they are known by a hash of their text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
     iat: i64,
+    /// Not valid before this time (RFC 7519 §4.1.5), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
     exp: i64,
+}
+
+/// A verified app-scoped token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppToken {
+    pub tenant_id: TenantId,
+    pub app_id: ApplicationId,
+    /// What logging out records to revoke this token.
+    pub token_id: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 const ISSUER: &str = "herald";
@@ -111,28 +128,39 @@ impl JwtKeys {
         app: &Application,
         expires_at: DateTime<Utc>,
     ) -> Result<String, ApiError> {
+        let now = Utc::now().timestamp();
         let claims = AppClaims {
             iss: ISSUER.into(),
             sub: app.id.to_string(),
             tenant: tenant_id.to_string(),
-            iat: Utc::now().timestamp(),
+            jti: Some(uuid::Uuid::new_v4().simple().to_string()),
+            iat: now,
+            nbf: Some(now),
             exp: expires_at.timestamp(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(e.into()))
     }
 
-    fn verify_app_token(&self, token: &str) -> Option<(TenantId, ApplicationId)> {
+    /// Checks the signature, issuer, expiry and (when present) `nbf` of an
+    /// app-scoped token; not whether it was logged out.
+    pub fn verify_app_token(&self, token: &str) -> Option<AppToken> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
+        validation.validate_nbf = true;
         validation.leeway = 0;
         let claims = jsonwebtoken::decode::<AppClaims>(token, &self.decoding, &validation)
             .ok()?
             .claims;
-        Some((
-            TenantId::parse(&claims.tenant).ok()?,
-            ApplicationId::parse(&claims.sub).ok()?,
-        ))
+        let token_id = claims
+            .jti
+            .unwrap_or_else(|| hex::encode(Sha256::digest(token.as_bytes())));
+        Some(AppToken {
+            tenant_id: TenantId::parse(&claims.tenant).ok()?,
+            app_id: ApplicationId::parse(&claims.sub).ok()?,
+            token_id,
+            expires_at: DateTime::from_timestamp(claims.exp, 0)?,
+        })
     }
 }
 
@@ -145,6 +173,9 @@ pub enum Principal {
     App {
         tenant_id: TenantId,
         app_id: ApplicationId,
+        /// Which token it is, so it can be logged out.
+        token_id: String,
+        expires_at: DateTime<Utc>,
     },
 }
 
@@ -209,11 +240,23 @@ impl FromRequestParts<AppState> for Principal {
         let token = bearer_token(parts)?;
         // API keys never contain dots; a JWT always has exactly two.
         let principal = if token.matches('.').count() == 2 {
-            let (tenant_id, app_id) = state
+            let token = state
                 .jwt
                 .verify_app_token(token)
                 .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
-            Principal::App { tenant_id, app_id }
+            if state
+                .revoked_tokens
+                .is_revoked(state, &token.token_id)
+                .await?
+            {
+                return Err(ApiError::Unauthorized("token was logged out".into()));
+            }
+            Principal::App {
+                tenant_id: token.tenant_id,
+                app_id: token.app_id,
+                token_id: token.token_id,
+                expires_at: token.expires_at,
+            }
         } else {
             let hash = hash_api_key(token);
             let tenant_id = match state.api_keys.0.get(&hash) {
@@ -230,6 +273,70 @@ impl FromRequestParts<AppState> for Principal {
         };
         parts.extensions.insert(principal.clone());
         Ok(principal)
+    }
+}
+
+/// The caller of a route that acts on the whole tenant, which only a tenant
+/// API key may use. An app-scoped token is refused (403) as the request is
+/// extracted, before its query or body is read, so such a token learns
+/// nothing from those routes' validation errors.
+pub struct OrgPrincipal(pub Principal);
+
+impl FromRequestParts<AppState> for OrgPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require_org()?;
+        Ok(Self(principal))
+    }
+}
+
+/// App-scoped tokens that were logged out, as the store records them, with
+/// the answers of the last second cached: portal pages send many requests
+/// with one token. A logout through this process takes effect at once;
+/// through another API process, within [`KEY_CACHE_TTL`].
+#[derive(Clone)]
+pub struct RevokedTokens(moka::sync::Cache<String, bool>);
+
+impl Default for RevokedTokens {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+        )
+    }
+}
+
+impl RevokedTokens {
+    async fn is_revoked(&self, state: &AppState, token_id: &str) -> Result<bool, ApiError> {
+        if let Some(revoked) = self.0.get(token_id) {
+            return Ok(revoked);
+        }
+        let revoked = state.store.token_revoked(token_id).await?;
+        self.0.insert(token_id.to_owned(), revoked);
+        Ok(revoked)
+    }
+
+    /// Revokes an app-scoped token until it expires.
+    pub async fn revoke(
+        &self,
+        state: &AppState,
+        tenant_id: &TenantId,
+        token_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        state
+            .store
+            .revoke_token(tenant_id, token_id, expires_at)
+            .await?;
+        self.0.insert(token_id.to_owned(), true);
+        Ok(())
     }
 }
 

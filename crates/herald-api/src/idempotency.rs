@@ -66,7 +66,9 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     // routes) using the same key never see each other's responses.
     let caller = match &principal {
         Principal::Tenant { tenant_id } => format!("tenant:{tenant_id}"),
-        Principal::App { tenant_id, app_id } => format!("app:{tenant_id}:{app_id}"),
+        Principal::App {
+            tenant_id, app_id, ..
+        } => format!("app:{tenant_id}:{app_id}"),
     };
     let mut hasher = Sha256::new();
     for part in [

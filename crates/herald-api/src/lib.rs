@@ -54,6 +54,8 @@ pub struct AppState {
     pub handoff: Option<Arc<dyn herald_queue::Queue>>,
     /// API keys recently found valid.
     pub api_keys: auth::KeyCache,
+    /// App-scoped tokens that were logged out.
+    pub revoked_tokens: auth::RevokedTokens,
 }
 
 /// The whole HTTP application.

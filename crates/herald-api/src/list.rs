@@ -10,6 +10,20 @@ use crate::error::ApiError;
 
 /// The largest page a client may ask for, as in Svix.
 pub const MAX_LIMIT: u64 = 250;
+/// Most payload bytes one page of messages holds: a page whose payloads would
+/// add up to more ends early (with `done: false` and an iterator to go on),
+/// so a listing costs megabytes, not `limit` × the largest body.
+pub const MAX_PAGE_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// The payloads a message listing carries: none without `with_content`
+/// (default true, as in Svix), else up to [`MAX_PAGE_PAYLOAD_BYTES`].
+pub fn payloads(with_content: Option<bool>) -> herald_store::Payloads {
+    if with_content.unwrap_or(true) {
+        herald_store::Payloads::UpTo(MAX_PAGE_PAYLOAD_BYTES)
+    } else {
+        herald_store::Payloads::Omitted
+    }
+}
 const DEFAULT_LIMIT: u16 = 50;
 
 /// Sort order of a listing.

@@ -39,6 +39,7 @@ use crate::{admin, error, list, v1};
         v1::event_type::patch_event_type,
         v1::event_type::delete_event_type,
         v1::authentication::app_portal_access,
+        v1::authentication::logout,
         v1::message::create_message,
         v1::message::list_messages,
         v1::message::get_message,

@@ -58,6 +58,12 @@ fn check_name(field: &str, s: &str, max: usize) -> Result<(), ValidationError> {
             "may only contain letters, digits, '-', '_' and '.'",
         ));
     }
+    // Names appear as path segments (`/app/{uid}`, `/event-type/{name}`), and
+    // clients resolve `.` and `..` there before sending (RFC 3986 §5.2.4): an
+    // object so named could never be reached.
+    if s == "." || s == ".." {
+        return Err(ValidationError::new(field, "must not be '.' or '..'"));
+    }
     Ok(())
 }
 
@@ -167,7 +173,9 @@ impl fmt::Display for IdOrUid {
 pub struct EndpointUrl(String);
 
 impl EndpointUrl {
-    pub const MAX_LEN: usize = 65_536;
+    /// Longer URLs are refused: well past any real receiver's URL, and short
+    /// enough that proxies and HTTP libraries on the way accept it.
+    pub const MAX_LEN: usize = 2_048;
 
     pub fn parse(s: impl Into<String>) -> Result<Self, ValidationError> {
         let s = s.into();
@@ -344,6 +352,16 @@ mod tests {
     }
 
     #[test]
+    fn names_that_a_path_would_resolve_away_are_refused() {
+        for name in [".", ".."] {
+            assert!(Uid::parse(name).is_err(), "uid {name}");
+            assert!(EventTypeName::parse(name).is_err(), "event type {name}");
+        }
+        assert!(Uid::parse("...").is_ok());
+        assert!(Uid::parse(".hidden").is_ok());
+    }
+
+    #[test]
     fn endpoint_url_requires_http_or_https_with_host() {
         assert!(EndpointUrl::parse("https://example.com/hook").is_ok());
         assert!(EndpointUrl::parse("http://127.0.0.1:9000/").is_ok());
@@ -352,6 +370,14 @@ mod tests {
         assert!(EndpointUrl::parse("javascript:alert(1)").is_err());
         assert!(EndpointUrl::parse("https://example.com/a\r\nX-Injected: 1").is_err());
         assert!(EndpointUrl::parse("https://example.com/\ta").is_err());
+    }
+
+    #[test]
+    fn endpoint_url_is_at_most_2048_characters() {
+        let url = |len: usize| format!("https://example.com/{}", "a".repeat(len - 20));
+        assert_eq!(url(2_048).len(), 2_048);
+        assert!(EndpointUrl::parse(url(2_048)).is_ok());
+        assert!(EndpointUrl::parse(url(2_049)).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use herald_core::{
 };
 
 pub use model::*;
-pub use page::{Cursor, ListQuery, Ordering, Page};
+pub use page::{Cursor, ListQuery, Ordering, Page, Payloads};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -107,6 +107,17 @@ pub trait Store: Send + Sync + 'static {
     /// Finds the live (not revoked) key with this hash. The one lookup that is
     /// not tenant-scoped: it is how the tenant is found in the first place.
     async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKey>>;
+    /// Records that the app-scoped token `token_id` of `tenant_id` was
+    /// logged out; the record is kept until `expires_at`, the token's own
+    /// expiry. Expired records of every tenant are deleted on the way.
+    async fn revoke_token(
+        &self,
+        tenant_id: &TenantId,
+        token_id: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
+    /// Whether the app-scoped token `token_id` was logged out.
+    async fn token_revoked(&self, token_id: &str) -> StoreResult<bool>;
 
     // Applications.
     async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()>;
@@ -242,12 +253,15 @@ pub trait Store: Send + Sync + 'static {
         app_id: &ApplicationId,
         msg: &IdOrUid,
     ) -> StoreResult<Option<Message>>;
+    /// A page of the application's messages, with as much payload as
+    /// `payloads` allows.
     async fn list_messages(
         &self,
         tenant_id: &TenantId,
         app_id: &ApplicationId,
         query: &ListQuery,
         filter: &MessageFilter,
+        payloads: Payloads,
     ) -> StoreResult<Page<Message>>;
     /// Removes a message's payload; returns false when the message is absent.
     async fn expunge_message_content(
@@ -318,7 +332,8 @@ pub trait Store: Send + Sync + 'static {
         msg_id: &MessageId,
         attempt_id: &AttemptId,
     ) -> StoreResult<bool>;
-    /// An endpoint's deliveries with their messages, keyed by message id.
+    /// An endpoint's deliveries with their messages, keyed by message id,
+    /// with as much payload as `payloads` allows.
     async fn list_endpoint_deliveries(
         &self,
         tenant_id: &TenantId,
@@ -326,6 +341,7 @@ pub trait Store: Send + Sync + 'static {
         endpoint_id: &EndpointId,
         query: &ListQuery,
         filter: &DeliveryFilter,
+        payloads: Payloads,
     ) -> StoreResult<Page<DeliveredMessage>>;
     /// A message's deliveries to endpoints that still exist, with those
     /// endpoints, keyed by endpoint id.

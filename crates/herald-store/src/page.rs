@@ -64,10 +64,107 @@ impl<T> Page<T> {
         Self { items: rows, done }
     }
 
+    /// Builds a page that ended before its limit to keep within a
+    /// [`Payloads`] budget, from rows fetched in scan order: more items lie
+    /// beyond it.
+    pub fn cut_short(mut rows: Vec<T>, query: &ListQuery) -> Self {
+        if matches!(query.cursor, Some(Cursor::Before(_))) {
+            rows.reverse();
+        }
+        Self {
+            items: rows,
+            done: false,
+        }
+    }
+
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {
             items: self.items.into_iter().map(f).collect(),
             done: self.done,
         }
+    }
+}
+
+/// How much payload a listing of messages carries. Payloads are up to the
+/// largest request body each, and a page up to 250 messages: without a bound
+/// one listing could hold hundreds of megabytes in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payloads {
+    /// None: payloads are not read, and the listed messages have none.
+    Omitted,
+    /// Payloads adding up to at most this many bytes. The page ends early
+    /// (and is not `done`) before the message that would go past it; its
+    /// first message is listed whatever its size, so a page is never empty
+    /// while messages remain.
+    UpTo(usize),
+}
+
+/// Where a page must end to keep its payloads within `budget` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadCut {
+    /// How many rows, in scan order, the page lists.
+    pub count: usize,
+    /// The key of the last of them.
+    pub last_key: String,
+}
+
+/// Given the keys and payload sizes of a scan's rows (`limit + 1` at most, in
+/// scan order), where the page must end, or `None` when the whole page fits.
+pub fn payload_cut(
+    sizes: &[(String, Option<i64>)],
+    limit: u16,
+    budget: usize,
+) -> Option<PayloadCut> {
+    let listed = sizes.len().min(usize::from(limit));
+    let mut total: u64 = 0;
+    for (index, (_, size)) in sizes[..listed].iter().enumerate() {
+        total += size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        if index > 0 && total > budget as u64 {
+            return Some(PayloadCut {
+                count: index,
+                last_key: sizes[index - 1].0.clone(),
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(list: &[i64]) -> Vec<(String, Option<i64>)> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| (format!("k{i}"), Some(*s)))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_within_the_budget_is_not_cut() {
+        assert_eq!(payload_cut(&sizes(&[10, 10, 10]), 3, 30), None);
+        // The row past the limit only tells that more exist; its size is not counted.
+        assert_eq!(payload_cut(&sizes(&[10, 10, 10, 1_000]), 3, 30), None);
+        assert_eq!(payload_cut(&[], 50, 0), None);
+    }
+
+    #[test]
+    fn a_page_ends_before_the_payload_that_would_go_past_the_budget() {
+        let cut = payload_cut(&sizes(&[10, 10, 11, 5]), 50, 30).expect("cut");
+        assert_eq!(cut.count, 2);
+        assert_eq!(cut.last_key, "k1");
+    }
+
+    #[test]
+    fn the_first_message_is_listed_whatever_its_size() {
+        assert_eq!(payload_cut(&sizes(&[100]), 50, 30), None);
+        let cut = payload_cut(&sizes(&[100, 1]), 50, 30).expect("cut");
+        assert_eq!((cut.count, cut.last_key.as_str()), (1, "k0"));
+    }
+
+    #[test]
+    fn expunged_payloads_count_nothing() {
+        let rows = vec![("a".to_owned(), None), ("b".to_owned(), Some(30))];
+        assert_eq!(payload_cut(&rows, 50, 30), None);
     }
 }

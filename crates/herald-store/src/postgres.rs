@@ -16,7 +16,7 @@ use crate::model::{
     Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StatsBucket, StatsGranularity,
     StatsSample, StoredSecrets, Tenant,
 };
-use crate::page::{Cursor, ListQuery, Page};
+use crate::page::{Cursor, ListQuery, Page, Payloads};
 use crate::stats::{self as shared, COUNTER_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
@@ -122,16 +122,91 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
 /// Appends the keyset condition, order and limit of `query` on column `key`.
 /// The caller's SQL must already end in a `WHERE …` clause.
 fn push_keyset(builder: &mut QueryBuilder<'_, Postgres>, key: &str, query: &ListQuery) {
+    push_keyset_to(builder, key, query, None, i64::from(query.limit) + 1);
+}
+
+/// The keyset conditions of `query` and, for a page cut short by its
+/// payloads, an end at `last` (inclusive), with `LIMIT limit`.
+fn push_keyset_to(
+    builder: &mut QueryBuilder<'_, Postgres>,
+    key: &str,
+    query: &ListQuery,
+    last: Option<&str>,
+    limit: i64,
+) {
     let ascending = query.scans_ascending();
     if let Some(Cursor::After(k) | Cursor::Before(k)) = &query.cursor {
         builder.push(format!(" AND {key} {} ", if ascending { ">" } else { "<" }));
         builder.push_bind(k.clone());
     }
+    if let Some(last) = last {
+        builder.push(format!(
+            " AND {key} {} ",
+            if ascending { "<=" } else { ">=" }
+        ));
+        builder.push_bind(last.to_owned());
+    }
     builder.push(format!(
         " ORDER BY {key} {} LIMIT ",
         if ascending { "ASC" } else { "DESC" }
     ));
-    builder.push_bind(i64::from(query.limit) + 1);
+    builder.push_bind(limit);
+}
+
+/// The columns of `message m` with the payload left out (NULL).
+const MESSAGE_COLUMNS_WITHOUT_PAYLOAD: &str = "m.id, m.tenant_id, m.app_id, m.event_id, \
+     m.event_type, m.channels, m.tags, NULL::bytea AS payload, m.created_at, m.expires_at";
+
+/// A page of a message listing that holds no more payload than `payloads`
+/// allows. `build(columns, last, limit)` makes the listing's query selecting
+/// `columns` besides its fixed ones, ending at `last` when given.
+///
+/// With a budget, a first scan reads only each row's key and payload size;
+/// the rows that fit are then read whole.
+async fn bounded_page<'q, T>(
+    pool: &PgPool,
+    query: &ListQuery,
+    payloads: Payloads,
+    key: &str,
+    build: impl Fn(&str, Option<&str>, i64) -> QueryBuilder<'q, Postgres>,
+    from_row: impl Fn(&PgRow) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let scan_limit = i64::from(query.limit) + 1;
+    let budget = match payloads {
+        Payloads::Omitted => {
+            let rows = build(MESSAGE_COLUMNS_WITHOUT_PAYLOAD, None, scan_limit)
+                .build()
+                .fetch_all(pool)
+                .await?;
+            let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+            return Ok(Page::from_scan(items, query));
+        }
+        Payloads::UpTo(budget) => budget,
+    };
+    let sizes: Vec<(String, Option<i64>)> = build(
+        &format!("{key} AS page_key, octet_length(m.payload)::bigint AS payload_size"),
+        None,
+        scan_limit,
+    )
+    .build()
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("page_key")?, row.try_get("payload_size")?)))
+    .collect::<StoreResult<_>>()?;
+    let (last, limit) = match crate::page::payload_cut(&sizes, query.limit, budget) {
+        Some(cut) => (Some(cut.last_key), cut.count as i64),
+        None => (None, scan_limit),
+    };
+    let rows = build("m.*", last.as_deref(), limit)
+        .build()
+        .fetch_all(pool)
+        .await?;
+    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(match last {
+        Some(_) => Page::cut_short(items, query),
+        None => Page::from_scan(items, query),
+    })
 }
 
 fn json_of<T: serde::Serialize>(value: &T) -> serde_json::Value {
@@ -551,6 +626,33 @@ impl Store for PgStore {
         row.as_ref().map(api_key_from_row).transpose()
     }
 
+    async fn revoke_token(
+        &self,
+        tenant_id: &TenantId,
+        token_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "WITH expired AS (DELETE FROM revoked_token WHERE expires_at < now()) \
+             INSERT INTO revoked_token (token_id, tenant_id, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (token_id) DO NOTHING",
+        )
+        .bind(token_id)
+        .bind(tenant_id.as_str())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_revoked(&self, token_id: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM revoked_token WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO application (id, tenant_id, uid, name, metadata, throttle_rate, created_at, updated_at) \
@@ -935,20 +1037,25 @@ impl Store for PgStore {
         app_id: &ApplicationId,
         query: &ListQuery,
         filter: &MessageFilter,
+        payloads: Payloads,
     ) -> StoreResult<Page<Message>> {
-        let mut builder = QueryBuilder::new("SELECT m.* FROM message m WHERE m.tenant_id = ");
-        builder.push_bind(tenant_id.as_str());
-        builder.push(" AND m.app_id = ");
-        builder.push_bind(app_id.as_str());
-        push_message_conditions(
-            &mut builder,
-            filter.channel.as_ref(),
-            filter.event_types.as_deref(),
-        );
-        push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
-        push_keyset(&mut builder, "m.id", query);
-        let rows = builder.build().fetch_all(&self.pool).await?;
-        page_of(rows, query, message_from_row)
+        let build = |columns: &str, last: Option<&str>, limit: i64| {
+            let mut builder = QueryBuilder::new(format!(
+                "SELECT {columns} FROM message m WHERE m.tenant_id = "
+            ));
+            builder.push_bind(tenant_id.as_str());
+            builder.push(" AND m.app_id = ");
+            builder.push_bind(app_id.as_str());
+            push_message_conditions(
+                &mut builder,
+                filter.channel.as_ref(),
+                filter.event_types.as_deref(),
+            );
+            push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
+            push_keyset_to(&mut builder, "m.id", query, last, limit);
+            builder
+        };
+        bounded_page(&self.pool, query, payloads, "m.id", build, message_from_row).await
     }
 
     async fn expunge_message_content(
@@ -1179,30 +1286,33 @@ impl Store for PgStore {
         endpoint_id: &EndpointId,
         query: &ListQuery,
         filter: &DeliveryFilter,
+        payloads: Payloads,
     ) -> StoreResult<Page<DeliveredMessage>> {
-        let mut builder = QueryBuilder::new(
-            "SELECT m.*, d.msg_id, d.endpoint_id, d.state, d.attempts, d.next_attempt_at, \
-             d.manual, d.updated_at, d.created_at AS delivery_created_at \
-             FROM delivery d JOIN message m ON m.id = d.msg_id WHERE d.tenant_id = ",
-        );
-        builder.push_bind(tenant_id.as_str());
-        builder.push(" AND d.app_id = ");
-        builder.push_bind(app_id.as_str());
-        builder.push(" AND d.endpoint_id = ");
-        builder.push_bind(endpoint_id.as_str());
-        if let Some(status) = filter.status {
-            builder.push(" AND ");
-            builder.push(delivery_status_condition(status));
-        }
-        push_message_conditions(
-            &mut builder,
-            filter.channel.as_ref(),
-            filter.event_types.as_deref(),
-        );
-        push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
-        push_keyset(&mut builder, "d.msg_id", query);
-        let rows = builder.build().fetch_all(&self.pool).await?;
-        page_of(rows, query, |row| {
+        let build = |columns: &str, last: Option<&str>, limit: i64| {
+            let mut builder = QueryBuilder::new(format!(
+                "SELECT {columns}, d.msg_id, d.endpoint_id, d.state, d.attempts, \
+                 d.next_attempt_at, d.manual, d.updated_at, d.created_at AS delivery_created_at \
+                 FROM delivery d JOIN message m ON m.id = d.msg_id WHERE d.tenant_id = "
+            ));
+            builder.push_bind(tenant_id.as_str());
+            builder.push(" AND d.app_id = ");
+            builder.push_bind(app_id.as_str());
+            builder.push(" AND d.endpoint_id = ");
+            builder.push_bind(endpoint_id.as_str());
+            if let Some(status) = filter.status {
+                builder.push(" AND ");
+                builder.push(delivery_status_condition(status));
+            }
+            push_message_conditions(
+                &mut builder,
+                filter.channel.as_ref(),
+                filter.event_types.as_deref(),
+            );
+            push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
+            push_keyset_to(&mut builder, "d.msg_id", query, last, limit);
+            builder
+        };
+        bounded_page(&self.pool, query, payloads, "d.msg_id", build, |row| {
             let mut delivery = delivery_from_row(row)?;
             delivery.created_at = row.try_get("delivery_created_at")?;
             Ok(DeliveredMessage {
@@ -1210,6 +1320,7 @@ impl Store for PgStore {
                 message: message_from_row(row)?,
             })
         })
+        .await
     }
 
     async fn list_message_deliveries(

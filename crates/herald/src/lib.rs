@@ -516,6 +516,7 @@ async fn serve_api(
         }),
         handoff,
         api_keys: Default::default(),
+        revoked_tokens: Default::default(),
     };
     tracing::info!(%address, "api listening");
     // A plain line on stdout that scripts and tests can wait for.

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use herald_core::{ApplicationId, TenantId, Uid, ValidationError};
 use herald_store::Application;
 
-use crate::auth::Principal;
+use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
@@ -242,7 +242,7 @@ async fn modify_application(
 )]
 pub async fn list_applications(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<ListResponse<ApplicationOut>>, ApiError> {
     let tenant_id = principal.require_org()?;
@@ -269,7 +269,7 @@ pub async fn list_applications(
 )]
 pub async fn create_application(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     QueryParams(params): QueryParams<CreateApplicationParams>,
     JsonBody(input): JsonBody<ApplicationIn>,
 ) -> Result<(StatusCode, Json<ApplicationOut>), ApiError> {
@@ -326,7 +326,7 @@ pub async fn get_application(
 )]
 pub async fn update_application(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(app_id): Path<String>,
     JsonBody(input): JsonBody<ApplicationIn>,
 ) -> Result<(StatusCode, Json<ApplicationOut>), ApiError> {
@@ -373,11 +373,10 @@ pub async fn update_application(
 )]
 pub async fn patch_application(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(app_id): Path<String>,
     JsonBody(patch): JsonBody<ApplicationPatch>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
-    principal.require_org()?;
     let name = patch.name.map(parse_name).transpose()?;
     let uid = patch
         .uid
@@ -416,7 +415,7 @@ pub async fn patch_application(
 )]
 pub async fn delete_application(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(app_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;

@@ -25,7 +25,7 @@ use herald_store::{
     Endpoint, Message,
 };
 
-use crate::auth::Principal;
+use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
@@ -519,6 +519,7 @@ pub async fn list_attempted_messages(
             &endpoint.id,
             &query,
             &filter,
+            crate::list::payloads(params.with_content),
         )
         .await?;
     Ok(Json(ListResponse::from_page(
@@ -647,7 +648,7 @@ pub async fn get_attempt(
 )]
 pub async fn expunge_attempt_content(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;

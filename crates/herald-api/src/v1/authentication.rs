@@ -1,7 +1,9 @@
 //! App-scoped tokens: `POST /api/v1/auth/app-portal-access/{app_id}` issues a
-//! JWT that can see one application of the tenant and nothing else.
+//! JWT that can see one application of the tenant and nothing else, and
+//! `POST /api/v1/auth/logout` revokes the token it is called with.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -9,17 +11,19 @@ use utoipa::ToSchema;
 
 use herald_core::ValidationError;
 
-use crate::auth::Principal;
+use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::JsonBody;
 use crate::v1::application::{existing_or_inline_application, ApplicationIn};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/auth/app-portal-access/{app_id}",
-        post(app_portal_access),
-    )
+    Router::new()
+        .route(
+            "/api/v1/auth/app-portal-access/{app_id}",
+            post(app_portal_access),
+        )
+        .route("/api/v1/auth/logout", post(logout))
 }
 
 const MIN_EXPIRY_SECONDS: u64 = 60 * 60;
@@ -56,7 +60,7 @@ pub struct AppPortalAccessOut {
 )]
 pub async fn app_portal_access(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(app_id): Path<String>,
     JsonBody(input): JsonBody<AppPortalAccessIn>,
 ) -> Result<Json<AppPortalAccessOut>, ApiError> {
@@ -78,4 +82,39 @@ pub async fn app_portal_access(
         app.id
     );
     Ok(Json(AppPortalAccessOut { token, url }))
+}
+
+/// Logs out the app-scoped token the request carries: it is refused from now
+/// until it would have expired. A tenant API key cannot be logged out (revoke
+/// it through the admin API or `herald tenant` instead).
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", operation_id = "v1.authentication.logout", tag = "Authentication",
+    responses(
+        (status = 204, description = "The token is revoked"),
+        (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    match principal {
+        Principal::App {
+            tenant_id,
+            token_id,
+            expires_at,
+            ..
+        } => {
+            state
+                .revoked_tokens
+                .revoke(&state, &tenant_id, &token_id, expires_at)
+                .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Principal::Tenant { .. } => Err(ApiError::Forbidden(
+            "only an application token can be logged out; revoke API keys through the admin API"
+                .into(),
+        )),
+    }
 }

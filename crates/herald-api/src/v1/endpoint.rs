@@ -64,7 +64,7 @@ const DEFAULT_GRACE_SECONDS: u32 = 24 * 60 * 60;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointIn {
-    #[schema(example = "https://example.com/webhook/")]
+    #[schema(example = "https://example.com/webhook/", max_length = 2048)]
     pub url: String,
     #[serde(default)]
     pub description: String,
@@ -93,6 +93,7 @@ pub struct EndpointIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointUpdate {
+    #[schema(max_length = 2048)]
     pub url: String,
     #[serde(default)]
     pub description: String,
@@ -111,6 +112,7 @@ pub struct EndpointUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPatch {
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
     pub description: Option<String>,
     #[serde(default, deserialize_with = "nullable")]

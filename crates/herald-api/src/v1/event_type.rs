@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use herald_core::{EventTypeName, FeatureFlag, ValidationError};
 use herald_store::EventType;
 
-use crate::auth::Principal;
+use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
@@ -246,7 +246,7 @@ pub async fn list_event_types(
 )]
 pub async fn create_event_type(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     JsonBody(input): JsonBody<EventTypeIn>,
 ) -> Result<(StatusCode, Json<EventTypeOut>), ApiError> {
     let tenant_id = principal.require_org()?;
@@ -326,7 +326,7 @@ pub async fn get_event_type(
 )]
 pub async fn update_event_type(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(name): Path<String>,
     JsonBody(input): JsonBody<EventTypeUpdate>,
 ) -> Result<(StatusCode, Json<EventTypeOut>), ApiError> {
@@ -364,7 +364,7 @@ pub async fn update_event_type(
 )]
 pub async fn patch_event_type(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(name): Path<String>,
     JsonBody(patch): JsonBody<EventTypePatch>,
 ) -> Result<Json<EventTypeOut>, ApiError> {
@@ -409,7 +409,7 @@ pub async fn patch_event_type(
 )]
 pub async fn delete_event_type(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(name): Path<String>,
     QueryParams(params): QueryParams<EventTypeDeleteParams>,
 ) -> Result<StatusCode, ApiError> {

@@ -19,7 +19,7 @@ use herald_core::{
 use herald_queue::DeliveryTask;
 use herald_store::{Message, MessageFilter};
 
-use crate::auth::Principal;
+use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{QueryParams, RawJsonBody};
 use crate::list::{ListParams, ListResponse};
@@ -209,7 +209,7 @@ pub(crate) fn event_types_of(query: Option<&str>) -> Result<Option<Vec<EventType
 )]
 pub async fn create_message(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path(app_id): Path<String>,
     QueryParams(params): QueryParams<WithContentParams>,
     RawJsonBody(input): RawJsonBody<MessageIn>,
@@ -361,7 +361,13 @@ pub async fn list_messages(
     let with_content = params.with_content.unwrap_or(true);
     let page = state
         .store
-        .list_messages(principal.tenant_id(), &app.id, &query, &filter)
+        .list_messages(
+            principal.tenant_id(),
+            &app.id,
+            &query,
+            &filter,
+            crate::list::payloads(params.with_content),
+        )
         .await?;
     Ok(Json(ListResponse::from_page(
         page,
@@ -415,7 +421,7 @@ pub async fn get_message(
 )]
 pub async fn expunge_message_content(
     State(state): State<AppState>,
-    principal: Principal,
+    OrgPrincipal(principal): OrgPrincipal,
     Path((app_id, msg_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;

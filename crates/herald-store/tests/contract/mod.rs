@@ -34,6 +34,8 @@ macro_rules! contract_tests {
             roll_up_keeps_totals_and_quantiles,
             roll_up_forgets_old_seen_attempts,
             expired_hour_buckets_are_deleted,
+            message_pages_end_early_to_keep_payloads_within_a_budget,
+            logged_out_tokens_stay_revoked_until_they_expire,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -59,7 +61,7 @@ use herald_core::{
 use herald_store::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, Cursor, DeliveryCounts,
     DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate, Endpoint, EndpointSecrets,
-    EventType, ListQuery, Message, MessageFilter, Ordering, Store, Tenant,
+    EventType, ListQuery, Message, MessageFilter, Ordering, Payloads, Store, Tenant,
 };
 
 pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
@@ -105,6 +107,9 @@ pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
         updated_at: now,
     }
 }
+
+/// Listings with every payload, as before payload budgets.
+const ALL_PAYLOADS: Payloads = Payloads::UpTo(usize::MAX);
 
 fn id_ref(s: &str) -> IdOrUid {
     IdOrUid::parse("id", s).unwrap()
@@ -683,7 +688,7 @@ pub async fn attempt_listings_filter_and_stay_in_their_tenant(store: &dyn Store)
         let (t, app, a, query) = (&t, &app, &a, &query);
         async move {
             store
-                .list_endpoint_deliveries(t, &app.id, &a.id, query, &filter)
+                .list_endpoint_deliveries(t, &app.id, &a.id, query, &filter, ALL_PAYLOADS)
                 .await
                 .unwrap()
                 .items
@@ -745,7 +750,14 @@ pub async fn attempt_listings_filter_and_stay_in_their_tenant(store: &dyn Store)
         .await
         .unwrap());
     assert!(store
-        .list_endpoint_deliveries(&other, &app.id, &a.id, &query, &DeliveryFilter::default())
+        .list_endpoint_deliveries(
+            &other,
+            &app.id,
+            &a.id,
+            &query,
+            &DeliveryFilter::default(),
+            ALL_PAYLOADS,
+        )
         .await
         .unwrap()
         .items
@@ -1039,7 +1051,13 @@ pub async fn concurrent_writes_all_succeed(store: &dyn Store) {
     });
     futures::future::join_all(writers).await;
     let page = store
-        .list_messages(t, &app.id, &ListQuery::default(), &Default::default())
+        .list_messages(
+            t,
+            &app.id,
+            &ListQuery::default(),
+            &Default::default(),
+            ALL_PAYLOADS,
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), 32);
@@ -1159,7 +1177,7 @@ pub async fn listings_filter_by_channel_event_type_and_time(store: &dyn Store) {
         let (t, app) = (&t, &app);
         async move {
             let page = store
-                .list_messages(t, &app.id, &ListQuery::default(), &filter)
+                .list_messages(t, &app.id, &ListQuery::default(), &filter, ALL_PAYLOADS)
                 .await
                 .unwrap();
             let mut ids: Vec<String> = page.items.iter().map(|m| m.id.to_string()).collect();
@@ -1280,4 +1298,162 @@ pub async fn listings_filter_by_channel_event_type_and_time(store: &dyn Store) {
     let page = store.list_endpoints(&t, &app.id, &one).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert!(!page.done);
+}
+
+pub async fn message_pages_end_early_to_keep_payloads_within_a_budget(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let mut inserted = Vec::new();
+    for i in 0..7 {
+        let mut msg = message(&app.id);
+        // 100 bytes each; the fourth is expunged and weighs nothing.
+        msg.payload = (i != 3).then(|| format!("{{\"pad\":\"{}\"}}", "x".repeat(90)).into_bytes());
+        store
+            .insert_message(&t, &msg, std::slice::from_ref(&ep.id))
+            .await
+            .unwrap();
+        inserted.push(msg.id.to_string());
+    }
+    // Ids are ordered by time to the millisecond only.
+    inserted.sort();
+
+    for ordering in [Ordering::Ascending, Ordering::Descending] {
+        let mut expected = inserted.clone();
+        if ordering == Ordering::Descending {
+            expected.reverse();
+        }
+        // 250 bytes: two payloads a page, three where the expunged one is.
+        let mut query = ListQuery {
+            limit: 50,
+            cursor: None,
+            ordering,
+        };
+        let (mut seen, mut pages, mut delivered_seen) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            let page = store
+                .list_messages(
+                    &t,
+                    &app.id,
+                    &query,
+                    &Default::default(),
+                    Payloads::UpTo(250),
+                )
+                .await
+                .unwrap();
+            let bytes: usize = page
+                .items
+                .iter()
+                .map(|m| m.payload.as_ref().map_or(0, Vec::len))
+                .sum();
+            assert!(
+                bytes <= 250 || page.items.len() == 1,
+                "{bytes} bytes in a page"
+            );
+            pages.push(page.items.len());
+            seen.extend(page.items.iter().map(|m| m.id.to_string()));
+            let delivered = store
+                .list_endpoint_deliveries(
+                    &t,
+                    &app.id,
+                    &ep.id,
+                    &query,
+                    &DeliveryFilter::default(),
+                    Payloads::UpTo(250),
+                )
+                .await
+                .unwrap();
+            delivered_seen.extend(delivered.items.iter().map(|d| d.message.id.to_string()));
+            assert_eq!(delivered.done, page.done);
+            if page.done {
+                break;
+            }
+            let last = page
+                .items
+                .last()
+                .expect("a page that is not done has items");
+            query.cursor = Some(Cursor::After(last.id.to_string()));
+        }
+        assert_eq!(seen, expected, "{ordering:?}: every message once, in order");
+        assert_eq!(
+            delivered_seen, expected,
+            "{ordering:?}: every delivery once"
+        );
+        assert!(
+            pages.len() >= 3,
+            "{ordering:?}: the budget cut pages: {pages:?}"
+        );
+
+        // Going back from the end lands on the messages just before it.
+        let back = store
+            .list_messages(
+                &t,
+                &app.id,
+                &ListQuery {
+                    limit: 50,
+                    cursor: Some(Cursor::Before(expected[6].clone())),
+                    ordering,
+                },
+                &Default::default(),
+                Payloads::UpTo(250),
+            )
+            .await
+            .unwrap();
+        let back: Vec<String> = back.items.iter().map(|m| m.id.to_string()).collect();
+        assert!(!back.is_empty() && back.len() < 6, "{back:?}");
+        assert_eq!(
+            back,
+            expected[6 - back.len()..6],
+            "{ordering:?}: the page before the end"
+        );
+    }
+
+    // Without content nothing is read, and nothing cuts the page.
+    let bare = store
+        .list_messages(
+            &t,
+            &app.id,
+            &ListQuery::default(),
+            &Default::default(),
+            Payloads::Omitted,
+        )
+        .await
+        .unwrap();
+    assert!(bare.done);
+    assert_eq!(bare.items.len(), 7);
+    assert!(bare.items.iter().all(|m| m.payload.is_none()));
+    assert!(bare.items.iter().all(|m| m.event_type.as_str() == "a.b"));
+    let bare = store
+        .list_endpoint_deliveries(
+            &t,
+            &app.id,
+            &ep.id,
+            &ListQuery::default(),
+            &DeliveryFilter::default(),
+            Payloads::Omitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bare.items.len(), 7);
+    assert!(bare.items.iter().all(|d| d.message.payload.is_none()));
+}
+
+pub async fn logged_out_tokens_stay_revoked_until_they_expire(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let later = herald_store::now() + chrono::Duration::hours(1);
+    assert!(!store.token_revoked("tok-1").await.unwrap());
+    store.revoke_token(&t, "tok-1", later).await.unwrap();
+    // Logging out twice is not an error.
+    store.revoke_token(&t, "tok-1", later).await.unwrap();
+    assert!(store.token_revoked("tok-1").await.unwrap());
+    assert!(!store.token_revoked("tok-2").await.unwrap());
+
+    // A record past its token's expiry is dropped when the next is written.
+    let past = herald_store::now() - chrono::Duration::seconds(1);
+    store.revoke_token(&t, "tok-old", past).await.unwrap();
+    store.revoke_token(&t, "tok-3", later).await.unwrap();
+    assert!(!store.token_revoked("tok-old").await.unwrap());
+    assert!(store.token_revoked("tok-1").await.unwrap());
 }
