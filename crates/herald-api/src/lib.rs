@@ -20,6 +20,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
+use tower_http::normalize_path::NormalizePath;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -56,7 +57,9 @@ pub struct AppState {
     pub api_keys: auth::KeyCache,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. Every route answers with or without a trailing
+/// slash (`/api/v1/app/` as `/api/v1/app`, as svix-server does), except the
+/// docs page, a static site whose relative links need its `/docs/`.
 pub fn router(state: AppState) -> Router {
     // Idempotency covers the tenant API only: admin responses carry freshly
     // minted API keys, which must not be kept in a cache.
@@ -64,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         idempotency::idempotency,
     ));
-    Router::new()
+    let api = Router::new()
         .merge(api)
         .merge(admin::router())
         .merge(metrics::routes(state.config.metrics_token.clone()))
@@ -77,9 +80,6 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .merge(
-            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
-        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // After every route and the fallback, so each request's matched path
@@ -87,5 +87,16 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    let docs = Router::new()
+        .merge(
+            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
+        )
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http());
+    // Trimmed before the API router routes (a layer on it would run after
+    // routing), so the matched path and its metrics label are the slashless
+    // template; the query string is kept.
+    docs.fallback_service(NormalizePath::trim_trailing_slash(api))
 }
