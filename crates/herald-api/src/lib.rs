@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::normalize_path::NormalizePath;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
@@ -38,6 +38,9 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Time a request body may take to arrive once a handler reads it;
+    /// slower ones get 408.
+    pub body_timeout: std::time::Duration,
     /// Bearer token `/metrics` requires; `None` leaves it open.
     pub metrics_token: Option<String>,
 }
@@ -67,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         idempotency::idempotency,
     ));
+    let body_timeout = extract::BodyTimeout(state.config.body_timeout);
     let api = Router::new()
         .merge(api)
         .merge(admin::router())
@@ -86,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         // (its route template) is known to the middleware.
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(Extension(body_timeout))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     let docs = Router::new()
