@@ -824,3 +824,104 @@ herald_e2e::e2e_tests! {
         assert_eq!(herald.count_rows("api_key").await, 1);
     }
 }
+
+/// A request to send with a given set of `Authorization` headers.
+struct Call {
+    method: Method,
+    path: &'static str,
+    body: Option<Value>,
+    idempotency_key: Option<&'static str>,
+}
+
+impl Call {
+    fn new(method: Method, path: &'static str, body: Option<Value>) -> Self {
+        Self {
+            method,
+            path,
+            body,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sends it with each of `authorizations` as an `Authorization` header of
+    /// its own.
+    async fn send(&self, herald: &Herald, authorizations: &[String]) -> Reply {
+        let url = format!("{}{}", herald.url, self.path);
+        let mut request = herald.http.request(self.method.clone(), url);
+        for value in authorizations {
+            // `header` appends: each value is a header of its own.
+            request = request.header("authorization", value);
+        }
+        if let Some(key) = self.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(body) = &self.body {
+            request = request.json(body);
+        }
+        Herald::reply(request.send().await.expect("request reaches herald")).await
+    }
+}
+
+herald_e2e::e2e_tests! {
+    async fn two_authorization_headers_get_400_and_nothing_is_done() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        let app = create_app(&herald, "Owner", "owner").await;
+        let app_token = app_token(&herald, &app, json!({})).await;
+        let bearer = |token: &str| format!("Bearer {token}");
+        let tenant = bearer(&herald.tenant.key);
+        let admin = bearer(&herald.admin_token);
+        let unknown = bearer("hsk_unknownunknownunknownunknown1");
+        let apps_before = herald.count_rows("application").await;
+        let tenants_before = herald.count_rows("tenant").await;
+
+        let new_app = json!({"name": "Twice", "uid": "twice"});
+        let create_app = Call::new(Method::POST, "/api/v1/app", Some(new_app.clone()));
+        let idempotent_create = Call {
+            // Through the idempotency middleware, which authenticates first.
+            idempotency_key: Some("dup-auth-1"),
+            ..Call::new(Method::POST, "/api/v1/app", Some(new_app))
+        };
+        let list_apps = Call::new(Method::GET, "/api/v1/app", None);
+        let read_app = Call::new(Method::GET, "/api/v1/app/owner", None);
+        let create_tenant = Call::new(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({"name": "twice"})),
+        );
+        // Both valid, valid then invalid, invalid then valid, two kinds of
+        // credential: which one a proxy in front looked at is unknowable.
+        let tenant_pairs = [
+            [tenant.clone(), tenant.clone()],
+            [tenant.clone(), unknown.clone()],
+            [unknown.clone(), tenant.clone()],
+            [bearer(&app_token), tenant.clone()],
+        ];
+        let mut cases = Vec::new();
+        for pair in &tenant_pairs {
+            cases.extend([(&create_app, pair.clone()), (&list_apps, pair.clone())]);
+        }
+        cases.extend([
+            (&idempotent_create, [tenant.clone(), unknown.clone()]),
+            (&read_app, [bearer(&app_token), bearer(&app_token)]),
+            (&create_tenant, [admin.clone(), admin.clone()]),
+            (&create_tenant, [admin.clone(), unknown.clone()]),
+        ]);
+
+        for (call, pair) in cases {
+            let reply = call.send(&herald, &pair).await;
+            let what = format!("{} {} with Authorization {pair:?}", call.method, call.path);
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}: {reply:?}");
+            assert_eq!(reply.body["code"], "duplicate_authorization", "{what}: {reply:?}");
+            assert!(reply.body["detail"].is_string(), "{what}: {reply:?}");
+        }
+        assert_eq!(herald.count_rows("application").await, apps_before);
+        assert_eq!(herald.count_rows("tenant").await, tenants_before);
+
+        // One header of the same value is fine, so the count is the reason;
+        // and the idempotency key was never claimed.
+        let once = idempotent_create.send(&herald, std::slice::from_ref(&tenant)).await;
+        assert_eq!(once.status, StatusCode::CREATED, "{once:?}");
+    }
+}

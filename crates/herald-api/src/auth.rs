@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::distributions::{Alphanumeric, DistString};
@@ -208,10 +209,23 @@ impl Principal {
     }
 }
 
+/// The request's one `Authorization` header, if any. Several are refused with
+/// 400, not resolved by picking one: a proxy that authorises on the last and
+/// Herald on the first would disagree about who is calling.
+pub(crate) fn authorization(headers: &HeaderMap) -> Result<Option<&HeaderValue>, ApiError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "duplicate_authorization",
+            "send exactly one Authorization header",
+        ));
+    }
+    Ok(first)
+}
+
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
+    let header = authorization(&parts.headers)?
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
     let value = header
         .to_str()

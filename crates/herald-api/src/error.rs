@@ -51,6 +51,8 @@ pub enum ApiError {
     Validation(Vec<ValidationError>),
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("request body timed out")]
+    RequestTimeout,
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("service unavailable: {0}")]
@@ -174,6 +176,20 @@ impl IntoResponse for ApiError {
                 "payload_too_large",
                 "the request body exceeds the configured size limit".into(),
             ),
+            Self::RequestTimeout => {
+                let mut response = error_body(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive within the time allowed".into(),
+                );
+                // RFC 9110 §15.5.9: a 408 closes the connection; the rest of
+                // the body is never read.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                response
+            }
             Self::UnsupportedMediaType(detail) => error_body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

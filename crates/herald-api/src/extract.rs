@@ -78,7 +78,14 @@ fn not_json() -> ApiError {
     ApiError::UnsupportedMediaType("expected a body with Content-Type: application/json".into())
 }
 
-/// Reads the body within the configured size limit; says whether it is JSON.
+/// How long a request body may take to arrive once it is read
+/// (`HERALD_HTTP_BODY_TIMEOUT`); the router gives it to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// Reads the body within the configured size limit and time; says whether it
+/// is JSON. The time is the whole body's, not a gap between two reads, so a
+/// client trickling a byte now and then cannot hold the connection.
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
     let is_json = req
         .headers()
@@ -93,7 +100,15 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
                 .to_ascii_lowercase();
             mime == "application/json" || mime.ends_with("+json")
         });
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+    let timeout = req.extensions().get::<BodyTimeout>().copied();
+    let read = Bytes::from_request(req, state);
+    let read = match timeout {
+        Some(BodyTimeout(limit)) => tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_elapsed| ApiError::RequestTimeout)?,
+        None => read.await,
+    };
+    let bytes = read.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
         } else {

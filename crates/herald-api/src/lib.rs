@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+use tower_http::normalize_path::NormalizePath;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -37,6 +38,9 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Time a request body may take to arrive once a handler reads it;
+    /// slower ones get 408.
+    pub body_timeout: std::time::Duration,
     /// Bearer token `/metrics` requires; `None` leaves it open.
     pub metrics_token: Option<String>,
 }
@@ -58,7 +62,9 @@ pub struct AppState {
     pub revoked_tokens: auth::RevokedTokens,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. Every route answers with or without a trailing
+/// slash (`/api/v1/app/` as `/api/v1/app`, as svix-server does), except the
+/// docs page, a static site whose relative links need its `/docs/`.
 pub fn router(state: AppState) -> Router {
     // Idempotency covers the tenant API only: admin responses carry freshly
     // minted API keys, which must not be kept in a cache.
@@ -66,7 +72,8 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         idempotency::idempotency,
     ));
-    Router::new()
+    let body_timeout = extract::BodyTimeout(state.config.body_timeout);
+    let api = Router::new()
         .merge(api)
         .merge(admin::router())
         .merge(metrics::routes(state.config.metrics_token.clone()))
@@ -79,15 +86,24 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .merge(
-            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
-        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // After every route and the fallback, so each request's matched path
         // (its route template) is known to the middleware.
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(Extension(body_timeout))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    let docs = Router::new()
+        .merge(
+            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
+        )
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http());
+    // Trimmed before the API router routes (a layer on it would run after
+    // routing), so the matched path and its metrics label are the slashless
+    // template; the query string is kept.
+    docs.fallback_service(NormalizePath::trim_trailing_slash(api))
 }

@@ -145,8 +145,11 @@ pub fn standalone_router(token: Option<String>) -> Router {
 
 fn scrape(token: Option<&str>, headers: &HeaderMap) -> Response {
     if let Some(expected) = token {
-        let given = headers
-            .get(header::AUTHORIZATION)
+        let header = match crate::auth::authorization(headers) {
+            Ok(header) => header,
+            Err(error) => return error.into_response(),
+        };
+        let given = header
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

@@ -66,6 +66,21 @@ pub struct Config {
     pub default_tenant: bool,
     /// Largest request body accepted, in bytes (`HERALD_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's head, the request line and
+    /// headers (`HERALD_HTTP_HEADER_TIMEOUT`), counted from when the server
+    /// starts waiting for it: when the connection opens or when the previous
+    /// response on it has been sent. Past it the connection is closed.
+    pub http_header_timeout: u64,
+    /// Seconds a request body may take to arrive once Herald starts reading it
+    /// (`HERALD_HTTP_BODY_TIMEOUT`); past it the answer is 408.
+    pub http_body_timeout: u64,
+    /// Seconds a connection with no request in progress may go without a byte
+    /// read or written before it is closed (`HERALD_HTTP_IDLE_TIMEOUT`).
+    pub http_idle_timeout: u64,
+    /// Most connections each HTTP listener (API, metrics) holds open at once
+    /// (`HERALD_HTTP_MAX_CONNECTIONS`); further ones wait in the kernel's
+    /// listen backlog until one closes.
+    pub http_max_connections: usize,
     /// Log filter in tracing `EnvFilter` syntax (`HERALD_LOG`).
     pub log: String,
     /// `text` or `json` (`HERALD_LOG_FORMAT`).
@@ -107,6 +122,10 @@ impl Default for Config {
             jwt_secret: None,
             default_tenant: true,
             max_body_bytes: 1024 * 1024,
+            http_header_timeout: 10,
+            http_body_timeout: 30,
+            http_idle_timeout: 60,
+            http_max_connections: 10_000,
             log: "info,sqlx=warn".into(),
             log_format: "text".into(),
             metrics_addr: None,
@@ -202,6 +221,18 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             bail!("HERALD_MAX_BODY_BYTES must be at least 1024");
+        }
+        for (name, seconds) in [
+            ("HERALD_HTTP_HEADER_TIMEOUT", self.http_header_timeout),
+            ("HERALD_HTTP_BODY_TIMEOUT", self.http_body_timeout),
+            ("HERALD_HTTP_IDLE_TIMEOUT", self.http_idle_timeout),
+        ] {
+            if !(1..=3600).contains(&seconds) {
+                bail!("{name} must be between 1 and 3600 seconds");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.http_max_connections) {
+            bail!("HERALD_HTTP_MAX_CONNECTIONS must be between 1 and 1000000");
         }
         if self
             .admin_token

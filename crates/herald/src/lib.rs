@@ -2,6 +2,7 @@
 //! commands, kept out of `main` so they can be tested.
 
 pub mod config;
+pub mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -478,14 +479,21 @@ async fn serve_metrics(
     let app = herald_api::metrics::standalone_router(metrics_token(config));
     tracing::info!(%address, "metrics listening");
     println!("herald: metrics on http://{address}/metrics");
-    Ok(tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(%error, "metrics server failed");
-        }
-    }))
+    Ok(tokio::spawn(http::serve(
+        listener,
+        app,
+        connection_limits(config),
+        shutdown,
+    )))
+}
+
+/// The `HERALD_HTTP_*` limits of every listener's connections.
+fn connection_limits(config: &Config) -> http::ConnectionLimits {
+    http::ConnectionLimits {
+        header_timeout: Duration::from_secs(config.http_header_timeout),
+        idle_timeout: Duration::from_secs(config.http_idle_timeout),
+        max_connections: config.http_max_connections,
+    }
 }
 
 async fn serve_api(
@@ -512,6 +520,7 @@ async fn serve_api(
                 .as_ref()
                 .map(|t| t.expose_secret().to_owned()),
             max_body_bytes: config.max_body_bytes,
+            body_timeout: Duration::from_secs(config.http_body_timeout),
             metrics_token: metrics_token(config),
         }),
         handoff,
@@ -521,10 +530,13 @@ async fn serve_api(
     tracing::info!(%address, "api listening");
     // A plain line on stdout that scripts and tests can wait for.
     println!("herald: listening on http://{address} (docs at http://{address}/docs)");
-    axum::serve(listener, herald_api::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("http server failed")?;
+    http::serve(
+        listener,
+        herald_api::router(state),
+        connection_limits(config),
+        shutdown,
+    )
+    .await;
     tracing::info!("api stopped");
     Ok(())
 }
