@@ -341,7 +341,7 @@ impl Dispatcher {
     /// Acknowledges a handled task, or puts it back for later: at once is
     /// never right, as whatever failed would fail again in a tight loop.
     async fn settle(&self, received: Received, handled: Result<(), DispatchError>) {
-        let requeued = match handled {
+        let settled = match handled {
             Ok(()) => Ok(()),
             Err(DispatchError::Unrecorded(error)) => self.unrecorded(&received.task, &error).await,
             Err(error) => {
@@ -353,7 +353,7 @@ impl Dispatcher {
                     .await
             }
         };
-        match requeued {
+        match settled {
             Ok(()) => {
                 if let Err(error) = received.ack().await {
                     tracing::warn!(%error, "ack failed; the task will be redelivered");
@@ -362,7 +362,7 @@ impl Dispatcher {
             // Dropping `received` unacknowledged returns it to the queue,
             // which counts it towards the delivery limit.
             Err(error) => {
-                tracing::warn!(%error, "could not queue the task again; it is redelivered")
+                tracing::warn!(%error, msg_id = %received.task.msg_id, "could not queue the task again; it is redelivered")
             }
         }
     }
