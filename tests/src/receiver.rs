@@ -1,6 +1,7 @@
 //! A real webhook receiver for the tests: an HTTP server on 127.0.0.1 that
 //! answers each path with a scripted sequence of statuses (optionally after a
-//! fixed delay) and records every request it gets.
+//! fixed delay, optionally with a body of any bytes) and records every request
+//! it gets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ struct Inner {
     scripts: HashMap<String, Vec<u16>>,
     delays: HashMap<String, Duration>,
     plans: HashMap<String, Vec<(u16, Duration)>>,
+    bodies: HashMap<String, Bytes>,
     received: Vec<Received>,
 }
 
@@ -76,6 +78,14 @@ impl Receiver {
         self.lock().plans.insert(path.to_owned(), plan.to_vec());
     }
 
+    /// Answers every request on `path` with this body (any bytes; empty
+    /// unless set).
+    pub fn body(&self, path: &str, body: &[u8]) {
+        self.lock()
+            .bodies
+            .insert(path.to_owned(), Bytes::copy_from_slice(body));
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base_url)
     }
@@ -118,10 +128,11 @@ async fn receive(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
-    let (status, delay) = {
+) -> (StatusCode, Bytes) {
+    let (status, delay, answer) = {
         let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
         let seen = inner.received.iter().filter(|r| r.path == path).count();
+        let answer = inner.bodies.get(&path).cloned().unwrap_or_default();
         inner.received.push(Received {
             path: path.clone(),
             headers,
@@ -130,18 +141,21 @@ async fn receive(
         });
         if let Some(plan) = inner.plans.get(&path).filter(|p| !p.is_empty()) {
             let (status, delay) = plan[seen % plan.len()];
-            (status, Some(delay))
+            (status, Some(delay), answer)
         } else {
             let status = match inner.scripts.get(&path) {
                 Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
                 _ => 200,
             };
-            (status, inner.delays.get(&path).copied())
+            (status, inner.delays.get(&path).copied(), answer)
         }
     };
     // Not under the lock: other requests are received while this one waits.
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        answer,
+    )
 }

@@ -1,11 +1,12 @@
 //! Delivery end to end: the real binary (API + worker roles) delivers posted
 //! messages to a real local receiver, signed, retried on the configured
-//! schedule, and dead after the last attempt.
+//! schedule, and dead after the last attempt — also when its attempts cannot
+//! be recorded.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_e2e::receiver::Receiver;
-use herald_e2e::{Herald, Options};
+use herald_e2e::{Backend, Herald, Options};
 use serde_json::json;
 
 async fn start() -> Option<Herald> {
@@ -26,14 +27,67 @@ async fn delivery_state(herald: &Herald, msg_id: &str) -> (String, i32) {
 }
 
 async fn wait_for_state(herald: &Herald, msg_id: &str, state: &str) -> (String, i32) {
-    for _ in 0..300 {
+    wait_for_state_within(herald, msg_id, state, Duration::from_secs(15)).await
+}
+
+/// Polls the delivery of `msg_id` until it is in `state` (at most `limit`);
+/// the last `(state, attempts)` seen.
+async fn wait_for_state_within(
+    herald: &Herald,
+    msg_id: &str,
+    state: &str,
+    limit: Duration,
+) -> (String, i32) {
+    let deadline = Instant::now() + limit;
+    loop {
         let current = delivery_state(herald, msg_id).await;
-        if current.0 == state {
+        if current.0 == state || Instant::now() > deadline {
             return current;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    delivery_state(herald, msg_id).await
+}
+
+/// Makes the database refuse every attempt record, as a write can fail for
+/// reasons the worker cannot foresee: a trigger of the test's own on
+/// `message_attempt` that raises an error.
+async fn refuse_attempt_records(herald: &Herald) {
+    let mut conn = herald.db().await;
+    let statements: &[&str] = match Backend::current() {
+        Backend::Services => &[
+            "CREATE FUNCTION refuse_attempt_records() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'attempt records refused by the test'; END $$",
+            "CREATE TRIGGER refuse_attempt_records BEFORE INSERT ON message_attempt \
+             FOR EACH ROW EXECUTE FUNCTION refuse_attempt_records()",
+        ],
+        Backend::Embedded => &[
+            "CREATE TRIGGER refuse_attempt_records BEFORE INSERT ON message_attempt \
+             BEGIN SELECT RAISE(ABORT, 'attempt records refused by the test'); END",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+/// The value of one series (name and labels, as exported) in the server's
+/// `/metrics`; 0 when it is not there.
+async fn metric(herald: &Herald, series: &str) -> f64 {
+    let text = herald
+        .http
+        .get(format!("{}/metrics", herald.url))
+        .send()
+        .await
+        .expect("scrape /metrics")
+        .text()
+        .await
+        .expect("read /metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 herald_e2e::e2e_tests! {
@@ -167,5 +221,72 @@ herald_e2e::e2e_tests! {
             ("dead".into(), 3)
         );
         assert_eq!(receiver.received("down").len(), 3);
+    }
+}
+
+herald_e2e::e2e_tests! {
+    async fn an_attempt_that_cannot_be_recorded_backs_off_and_ends_dead() {
+        // Schedule "1,1,4": four attempts allowed; unrecorded ones back off
+        // from the first delay, doubling up to the longest: 1, 2 and 4 s.
+        let Some(herald) = Herald::start_with(Options {
+            worker: true,
+            rabbit: true,
+            env: vec![("HERALD_RETRY_SCHEDULE".into(), "1,1,4".into())],
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        refuse_attempt_records(&herald).await;
+        let receiver = Receiver::start().await;
+        herald
+            .post("/api/v1/app", json!({"name": "A", "uid": "a"}))
+            .await;
+        let endpoint = herald
+            .post("/api/v1/app/a/endpoint", json!({"url": receiver.url("ok")}))
+            .await;
+        assert_eq!(endpoint.status, 201, "{endpoint:?}");
+        let created = herald
+            .post("/api/v1/app/a/msg", json!({"eventType": "t", "payload": {}}))
+            .await;
+        assert_eq!(created.status, 202, "{created:?}");
+        let msg_id = created.body["id"].as_str().unwrap().to_owned();
+
+        assert_eq!(
+            wait_for_state_within(&herald, &msg_id, "dead", Duration::from_secs(60)).await,
+            ("dead".into(), 0),
+            "dead with no attempt recorded; server log:\n{}",
+            herald.log()
+        );
+        // Past the last backoff nothing more comes: no loop.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let sent = receiver.received("ok");
+        assert_eq!(
+            sent.len(),
+            4,
+            "as many requests as the schedule allows attempts; server log:\n{}",
+            herald.log()
+        );
+        // Each wait is at least its backoff less the 20% jitter, so the waits
+        // grow: the last is longer than the first could be.
+        let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1].at - w[0].at).collect();
+        for (gap, backoff) in gaps.iter().zip([1, 2, 4]) {
+            assert!(
+                *gap >= Duration::from_secs(backoff).mul_f64(0.8) - Duration::from_millis(10),
+                "sent again too early: gaps {gaps:?}"
+            );
+        }
+        eprintln!("unrecordable attempts: gaps between requests {gaps:?}");
+
+        let series = "herald_attempt_record_failures_total";
+        assert_eq!(metric(&herald, &format!("{series}{{action=\"retry\"}}")).await, 3.0);
+        assert_eq!(metric(&herald, &format!("{series}{{action=\"dead\"}}")).await, 1.0);
+        assert_eq!(metric(&herald, "herald_dead_letters_total").await, 1.0);
+        let log = herald.log();
+        assert!(
+            log.lines().any(|line| line.contains("the delivery is dead") && line.contains(&msg_id)),
+            "the give-up is logged with the message id; server log:\n{log}"
+        );
     }
 }

@@ -247,6 +247,62 @@ async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_queue_and_listed_as
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_with_a_nul_byte_is_recorded_once_as_safe_text() {
+    let _serial = SERIAL.lock().await;
+    let Some(topology) = start().await else {
+        return;
+    };
+    let api = &topology.api;
+    let receiver = Receiver::start().await;
+    // PostgreSQL's TEXT cannot hold U+0000: stored as it came, this body made
+    // the attempt unrecordable and the task came back every few seconds.
+    receiver.body("nul", b"ok\x00nul");
+    create_app(api, "a", &[receiver.url("nul")]).await;
+    let created = api
+        .post(
+            "/api/v1/app/a/msg",
+            json!({"eventType": "t", "payload": {}}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{created:?}");
+    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        topology
+            .wait_for_delivery(&msg_id, "succeeded", Duration::from_secs(30))
+            .await,
+        ("succeeded".to_owned(), 1),
+        "logs:\n{}",
+        topology.logs()
+    );
+    // A task that could not be recorded would come back within seconds.
+    tokio::time::sleep(RETRY_DELAY * 3).await;
+    assert_eq!(
+        receiver.received("nul").len(),
+        1,
+        "one request and no more; logs:\n{}",
+        topology.logs()
+    );
+
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT response_body FROM message_attempt WHERE msg_id = $1")
+            .bind(&msg_id)
+            .fetch_all(&mut topology.db().await)
+            .await
+            .unwrap();
+    assert_eq!(stored, ["ok\u{fffd}nul"], "the NUL is stored as U+FFFD");
+    let listed = api
+        .get(&format!("/api/v1/app/a/attempt/msg/{msg_id}"))
+        .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let attempts = listed.body["data"].as_array().expect("data is a list");
+    assert_eq!(attempts.len(), 1, "{listed:?}");
+    assert_eq!(attempts[0]["status"], 0, "a successful attempt: {listed:?}");
+    assert_eq!(attempts[0]["responseStatusCode"], 200, "{listed:?}");
+    assert_eq!(attempts[0]["response"], "ok\u{fffd}nul", "{listed:?}");
+}
+
 /// Messages in each burst.
 const BURST: usize = 3000;
 /// Messages posted at once.

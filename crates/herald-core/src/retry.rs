@@ -20,6 +20,11 @@ pub const MAX_RETRIES: usize = 50;
 /// not park a delivery for days.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Shortest wait before a task whose attempt could not be recorded is sent
+/// again (see [`RetrySchedule::decide_unrecorded`]), whatever the schedule's
+/// first delay: never a tight loop against the receiver.
+pub const MIN_UNRECORDED_DELAY: Duration = Duration::from_secs(1);
+
 /// Why a retry schedule was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RetryScheduleError {
@@ -163,6 +168,33 @@ impl RetrySchedule {
             _ => delay,
         };
         Decision::RetryAfter(delay)
+    }
+
+    /// What to do with a task after the `failures`-th (1-based) time its
+    /// attempt was made but could not be recorded (the database refused the
+    /// write). The receiver's answer is lost with the record, so the schedule
+    /// cannot decide; the task is sent again after a capped exponential
+    /// backoff — the schedule's first delay (at least
+    /// [`MIN_UNRECORDED_DELAY`]) doubled per failure, at most its longest
+    /// delay, jittered like every retry — and is given up
+    /// ([`Decision::Exhausted`]) once `failures` reaches
+    /// [`RetrySchedule::max_attempts`]: an attempt that cannot be recorded
+    /// costs the receiver no more requests than a delivery that always fails.
+    pub fn decide_unrecorded(&self, failures: u32, rng: &mut impl Rng) -> Decision {
+        if failures >= self.max_attempts() {
+            return Decision::Exhausted;
+        }
+        let first = self
+            .delays
+            .first()
+            .copied()
+            .unwrap_or_default()
+            .max(MIN_UNRECORDED_DELAY);
+        let longest = self.delays.iter().copied().max().unwrap_or_default();
+        let doubled = first
+            .checked_mul(1 << failures.saturating_sub(1).min(31))
+            .unwrap_or(Duration::MAX);
+        Decision::RetryAfter(jittered(doubled.min(longest.max(first)), rng))
     }
 }
 
@@ -474,6 +506,58 @@ mod tests {
             panic!("expected a retry, got {decision:?}");
         };
         assert_within_jitter(delay, secs(5));
+    }
+
+    fn unrecorded_delays(schedule: &RetrySchedule) -> Vec<Option<Duration>> {
+        (1..=schedule.max_attempts())
+            .map(
+                |failures| match schedule.decide_unrecorded(failures, &mut rng()) {
+                    Decision::RetryAfter(delay) => Some(delay),
+                    Decision::Exhausted => None,
+                    other => panic!("unexpected decision {other:?}"),
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn unrecorded_attempts_back_off_from_the_first_delay_and_give_up_with_the_schedule() {
+        let delays = unrecorded_delays(&RetrySchedule::default());
+        // Eight attempts allowed: seven doublings of 5 s, then give up.
+        assert_eq!(delays.len(), 8);
+        assert_eq!(delays[7], None);
+        for (failures, delay) in delays[..7].iter().enumerate() {
+            let delay = delay.expect("a retry before the last attempt");
+            assert_within_jitter(delay, secs(5 << failures));
+        }
+    }
+
+    #[test]
+    fn unrecorded_attempts_back_off_to_the_longest_delay_at_most() {
+        let schedule = RetrySchedule::parse("1,1,1,4").unwrap();
+        let delays = unrecorded_delays(&schedule);
+        for (delay, nominal) in delays[..4].iter().zip([1, 2, 4, 4]) {
+            assert_within_jitter(delay.expect("a retry"), secs(nominal));
+        }
+        assert_eq!(delays[4], None);
+        // A first delay longer than the rest is the cap itself.
+        let falling = RetrySchedule::parse("10,3").unwrap();
+        for delay in &unrecorded_delays(&falling)[..2] {
+            assert_within_jitter(delay.expect("a retry"), secs(10));
+        }
+    }
+
+    #[test]
+    fn unrecorded_attempts_wait_at_least_a_second_even_on_an_immediate_schedule() {
+        let schedule = RetrySchedule::parse("0").unwrap();
+        let delays = unrecorded_delays(&schedule);
+        assert_within_jitter(delays[0].expect("a retry"), MIN_UNRECORDED_DELAY);
+        assert_eq!(delays[1], None);
+        // Past the limit (a counter from an older, longer schedule): given up.
+        assert_eq!(
+            schedule.decide_unrecorded(40, &mut rng()),
+            Decision::Exhausted
+        );
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub struct DeliveryTask {
     pub attempt: u32,
     /// True when a user asked for this attempt (resend/recover) rather than the schedule.
     pub manual: bool,
+    /// How many times this task's attempt was made but could not be recorded
+    /// (the worker backs off and gives up on it by this count). Left out of
+    /// the JSON while 0, and read as 0 when absent, so tasks queued before the
+    /// field existed still decode, and older workers ignore it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub record_failures: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// A task that was taken out of circulation, and why.
@@ -221,6 +231,24 @@ fn backoff_delay(attempt: u32, min: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tasks_without_a_record_failure_count_decode_and_encode_as_before() {
+        let queued = r#"{"tenant_id":"tnt_1","app_id":"app_1","msg_id":"msg_1","endpoint_id":"ep_1","attempt":2,"manual":false}"#;
+        let task: DeliveryTask = serde_json::from_str(queued).unwrap();
+        assert_eq!(task.record_failures, 0);
+        assert_eq!(serde_json::to_string(&task).unwrap(), queued);
+        let failed = DeliveryTask {
+            record_failures: 3,
+            ..task
+        };
+        let encoded = serde_json::to_value(&failed).unwrap();
+        assert_eq!(encoded["record_failures"], 3);
+        assert_eq!(
+            serde_json::from_value::<DeliveryTask>(encoded).unwrap(),
+            failed
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

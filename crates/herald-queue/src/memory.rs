@@ -620,6 +620,7 @@ mod tests {
             endpoint_id: "ep_1".into(),
             attempt: 1,
             manual: false,
+            record_failures: 0,
         }
     }
 

@@ -197,6 +197,8 @@ pub struct Attempt {
     /// 0 when no response was received.
     pub status_code: u16,
     pub error_class: Option<String>,
+    /// The start of the response, as text without NUL (the worker's
+    /// `send::response_text`): PostgreSQL's `TEXT` cannot hold U+0000.
     pub response_body: Option<String>,
     /// How long the attempt took, in microseconds.
     pub duration_us: u64,

@@ -6,7 +6,9 @@
 //! lease and publishes them; a worker that dies mid-task leaves its delivery to
 //! come due again when the lease ends, and RabbitMQ redelivers the task it held.
 //! So every accepted message is attempted at least once, whatever restarts.
-//! A task is acknowledged only after its attempt is committed.
+//! A task is acknowledged only after its attempt is committed. One whose
+//! attempt cannot be committed is not sent again at once: it backs off, and
+//! after as many sends as the schedule allows attempts its delivery is dead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use url::Url;
 
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
-use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue};
+use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_signature::SignatureScheme;
 use herald_store::{Attempt, AttemptTrigger, DeliveryState, DeliveryUpdate, Store, StoreError};
 
@@ -28,6 +30,13 @@ use crate::send::{DeliveryRequest, Sender};
 /// How long a task for an endpoint at its concurrency limit waits in the
 /// queue before it is tried again.
 const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a task that failed before its attempt (a database or broker
+/// outage) waits in the queue before it is tried again.
+const TASK_FAILED_DELAY: Duration = Duration::from_secs(5);
+
+/// Dead-letter reason of a task whose attempts could not be recorded.
+const UNRECORDED_REASON: &str = "attempt could not be recorded";
 
 /// Settings of the delivery loop.
 #[derive(Clone, Debug)]
@@ -67,6 +76,10 @@ impl Default for WorkerConfig {
 pub enum DispatchError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The attempt was made but could not be recorded: the receiver was
+    /// called, so the task must not come straight back.
+    #[error("could not record the attempt: {0}")]
+    Unrecorded(StoreError),
     #[error(transparent)]
     Queue(#[from] herald_queue::QueueError),
     #[error("malformed task: {0}")]
@@ -169,6 +182,27 @@ impl Drop for EndpointSlot<'_> {
     }
 }
 
+/// A task's ids, typed.
+struct TaskIds {
+    tenant_id: TenantId,
+    app_id: ApplicationId,
+    msg_id: MessageId,
+    endpoint_id: EndpointId,
+}
+
+impl TaskIds {
+    fn parse(task: &DeliveryTask) -> Result<Self, DispatchError> {
+        let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
+        Ok(Self {
+            tenant_id: TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?,
+            app_id: ApplicationId::parse(&task.app_id).map_err(|_| malformed("app id"))?,
+            msg_id: MessageId::parse(&task.msg_id).map_err(|_| malformed("message id"))?,
+            endpoint_id: EndpointId::parse(&task.endpoint_id)
+                .map_err(|_| malformed("endpoint id"))?,
+        })
+    }
+}
+
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
@@ -239,6 +273,7 @@ impl Dispatcher {
                 endpoint_id: c.delivery.endpoint_id.to_string(),
                 attempt: c.delivery.attempts + 1,
                 manual: c.delivery.manual,
+                record_failures: 0,
             })
             .collect();
         // If this fails the claims simply expire and the next round retries.
@@ -294,31 +329,120 @@ impl Dispatcher {
                     _ = shutdown.cancelled() => return,
                 };
                 let Ok(_permit) = permit else { return };
-                match dispatcher.handle(&received.task, slot).await {
-                    Ok(()) => {
-                        if let Err(error) = received.ack().await {
-                            tracing::warn!(%error, "ack failed; the task will be redelivered");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, msg_id = %received.task.msg_id, "task failed; retrying it later");
-                        // Not requeued at once: a database outage would burn the
-                        // broker's delivery limit in a tight loop.
-                        let later = dispatcher
-                            .queue
-                            .publish_delayed(&received.task, Duration::from_secs(5))
-                            .await;
-                        if later.is_ok() {
-                            let _ = received.ack().await;
-                        }
-                        // Otherwise dropping `received` returns it to the queue.
-                    }
-                }
+                let handled = dispatcher.handle(&received.task, slot).await;
+                dispatcher.settle(received, handled).await;
             });
         }
         tasks.close();
         tasks.wait().await;
         Ok(())
+    }
+
+    /// Acknowledges a handled task, or puts it back for later: at once is
+    /// never right, as whatever failed would fail again in a tight loop.
+    async fn settle(&self, received: Received, handled: Result<(), DispatchError>) {
+        let settled = match handled {
+            Ok(()) => Ok(()),
+            Err(DispatchError::Unrecorded(error)) => self.unrecorded(&received.task, &error).await,
+            Err(error) => {
+                tracing::warn!(%error, msg_id = %received.task.msg_id, "task failed; retrying it later");
+                // Not requeued at once: a database outage would burn the
+                // broker's delivery limit in a tight loop.
+                self.queue
+                    .publish_delayed(&received.task, TASK_FAILED_DELAY)
+                    .await
+            }
+        };
+        match settled {
+            Ok(()) => {
+                if let Err(error) = received.ack().await {
+                    tracing::warn!(%error, "ack failed; the task will be redelivered");
+                }
+            }
+            // Dropping `received` unacknowledged returns it to the queue,
+            // which counts it towards the delivery limit.
+            Err(error) => {
+                tracing::warn!(%error, msg_id = %received.task.msg_id, "could not queue the task again; it is redelivered")
+            }
+        }
+    }
+
+    /// After an attempt that was made but could not be recorded (the database
+    /// refused the write): the receiver was called and nothing says so. The
+    /// task counts the failure and backs off (`RetrySchedule::decide_unrecorded`);
+    /// once the schedule's attempts are used up the delivery ends dead, in the
+    /// database as far as it takes the write and in the dead-letter queue in
+    /// any case, so it is never lost silently. `Ok` once the task's next step
+    /// is queued and the task can be acknowledged.
+    async fn unrecorded(
+        &self,
+        task: &DeliveryTask,
+        error: &StoreError,
+    ) -> Result<(), herald_queue::QueueError> {
+        let task = DeliveryTask {
+            record_failures: task.record_failures.saturating_add(1),
+            ..task.clone()
+        };
+        let decision = self.config.schedule.decide_unrecorded(
+            task.record_failures,
+            &mut rand::rngs::StdRng::from_entropy(),
+        );
+        if let Decision::RetryAfter(delay) = decision {
+            crate::metrics::attempt_unrecorded(false);
+            tracing::warn!(
+                %error,
+                msg_id = %task.msg_id,
+                endpoint_id = %task.endpoint_id,
+                record_failures = task.record_failures,
+                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "could not record the delivery attempt; sending it again later"
+            );
+            // Due when the copy below is, so the relay does not hand out
+            // another one a lease after the claim.
+            self.move_delivery(&task, DeliveryState::Sending, Some(delay))
+                .await;
+            return self.queue.publish_delayed(&task, delay).await;
+        }
+        crate::metrics::attempt_unrecorded(true);
+        crate::metrics::dead_lettered();
+        tracing::error!(
+            %error,
+            msg_id = %task.msg_id,
+            endpoint_id = %task.endpoint_id,
+            record_failures = task.record_failures,
+            "could not record the delivery attempt again; the delivery is dead"
+        );
+        self.move_delivery(&task, DeliveryState::Dead, None).await;
+        self.queue.dead_letter(&task, UNRECORDED_REASON).await
+    }
+
+    /// Moves the task's delivery to `state`, due `after` from now, as far as
+    /// the database takes the write: a task that could not be recorded may
+    /// not be updatable either, and the queue still holds it.
+    async fn move_delivery(
+        &self,
+        task: &DeliveryTask,
+        state: DeliveryState,
+        after: Option<Duration>,
+    ) {
+        let update = DeliveryUpdate {
+            state,
+            next_attempt_at: after.map(|delay| {
+                herald_store::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(24))
+            }),
+        };
+        let moved = match TaskIds::parse(task) {
+            Ok(ids) => self
+                .store
+                .update_delivery(&ids.tenant_id, &ids.msg_id, &ids.endpoint_id, &update)
+                .await
+                .map_err(DispatchError::from),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = moved {
+            tracing::warn!(%error, msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, state = state.as_str(), "could not update the delivery; the queue still holds its task");
+        }
     }
 
     /// Makes one attempt for `task` and records it; `Ok` means the outcome is
@@ -331,11 +455,12 @@ impl Dispatcher {
         slot: EndpointSlot<'_>,
     ) -> Result<(), DispatchError> {
         let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
-        let tenant_id = TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?;
-        let app_id = ApplicationId::parse(&task.app_id).map_err(|_| malformed("app id"))?;
-        let msg_id = MessageId::parse(&task.msg_id).map_err(|_| malformed("message id"))?;
-        let endpoint_id =
-            EndpointId::parse(&task.endpoint_id).map_err(|_| malformed("endpoint id"))?;
+        let TaskIds {
+            tenant_id,
+            app_id,
+            msg_id,
+            endpoint_id,
+        } = TaskIds::parse(task)?;
 
         let message_ref =
             IdOrUid::parse("msg_id", msg_id.as_str()).map_err(|_| malformed("message id"))?;
@@ -465,7 +590,8 @@ impl Dispatcher {
         };
         self.store
             .record_attempt(&tenant_id, &attempt, &update)
-            .await?;
+            .await
+            .map_err(DispatchError::Unrecorded)?;
         self.announce(&tenant_id, &message.event_type, &attempt, outcome.success)
             .await;
         crate::metrics::attempt_recorded(&outcome);

@@ -11,6 +11,7 @@ pub const DELIVERY_ATTEMPTS: &str = "herald_delivery_attempts_total";
 pub const DELIVERY_DURATION: &str = "herald_delivery_duration_seconds";
 pub const RETRIES_SCHEDULED: &str = "herald_retries_scheduled_total";
 pub const DEAD_LETTERS: &str = "herald_dead_letters_total";
+pub const RECORD_FAILURES: &str = "herald_attempt_record_failures_total";
 pub const DELIVERIES_RELAYED: &str = "herald_deliveries_relayed_total";
 pub const RELAY_BATCH_SIZE: &str = "herald_relay_batch_size";
 pub const IN_FLIGHT: &str = "herald_worker_in_flight";
@@ -36,7 +37,11 @@ pub fn register() {
     );
     metrics::describe_counter!(
         DEAD_LETTERS,
-        "Deliveries that exhausted the retry schedule and went dead"
+        "Deliveries that went dead: their retry schedule was exhausted, or their attempts could not be recorded"
+    );
+    metrics::describe_counter!(
+        RECORD_FAILURES,
+        "Delivery attempts made but not recorded (the database refused the write), by what became of the task: retry (sent again after a backoff) or dead"
     );
     metrics::describe_counter!(
         DELIVERIES_RELAYED,
@@ -59,6 +64,8 @@ pub fn register() {
     metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => "success").increment(0);
     metrics::counter!(RETRIES_SCHEDULED).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
+    metrics::counter!(RECORD_FAILURES, "action" => "retry").increment(0);
+    metrics::counter!(RECORD_FAILURES, "action" => "dead").increment(0);
     metrics::counter!(DELIVERIES_RELAYED).increment(0);
     metrics::gauge!(RELAY_BATCH_SIZE).set(0.0);
     metrics::gauge!(IN_FLIGHT).set(0.0);
@@ -98,6 +105,13 @@ pub(crate) fn retry_scheduled() {
 
 pub(crate) fn dead_lettered() {
     metrics::counter!(DEAD_LETTERS).increment(1);
+}
+
+/// An attempt was made but not recorded; its task was `given_up` (dead) or
+/// will be sent again.
+pub(crate) fn attempt_unrecorded(given_up: bool) {
+    let action = if given_up { "dead" } else { "retry" };
+    metrics::counter!(RECORD_FAILURES, "action" => action).increment(1);
 }
 
 /// One relay round handed `count` deliveries to the queue.

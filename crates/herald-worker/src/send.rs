@@ -192,8 +192,8 @@ pub struct AttemptOutcome {
     /// What Herald saw going wrong when there was no response (for operators;
     /// never includes resolved addresses). `None` when a response arrived.
     pub error_detail: Option<String>,
-    /// The first `max_response_body` bytes of the response, as UTF-8 (invalid
-    /// sequences replaced).
+    /// The start of the response body as [`response_text`] keeps it: at most
+    /// `max_response_body` bytes of UTF-8 with no NUL, so every store can hold it.
     pub response_body: String,
     /// From just before the request until the kept body was read.
     pub duration: Duration,
@@ -327,7 +327,7 @@ impl Sender {
             status_code: status.as_u16(),
             error_class: ErrorClass::from_status(status),
             error_detail: None,
-            response_body: truncate_utf8(&body, self.max_response_body),
+            response_body: response_text(&body, self.max_response_body),
             duration: started.elapsed(),
             retry_after,
             success: status.is_success(),
@@ -405,11 +405,14 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The first `max` bytes of `body` as a string, cut at a character boundary so
-/// replacement characters cannot push it past `max`.
-fn truncate_utf8(body: &[u8], max: usize) -> String {
+/// What the attempt log keeps of a response body: its first `max` bytes as
+/// UTF-8 text. A receiver may answer with any bytes, but a stored text must be
+/// valid UTF-8 without NUL (PostgreSQL's `TEXT` refuses U+0000), so invalid
+/// sequences and NUL bytes alike become U+FFFD; the text is then cut at a
+/// character boundary, so a replacement never pushes it past `max` bytes.
+pub fn response_text(body: &[u8], max: usize) -> String {
     let kept = &body[..body.len().min(max)];
-    let mut text = String::from_utf8_lossy(kept).into_owned();
+    let mut text = String::from_utf8_lossy(kept).replace('\0', "\u{fffd}");
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
@@ -513,14 +516,42 @@ mod tests {
     }
 
     #[test]
-    fn truncation_never_exceeds_the_limit_or_splits_a_character() {
-        assert_eq!(truncate_utf8(b"hello", 10), "hello");
-        assert_eq!(truncate_utf8(b"hello", 3), "hel");
-        // "é" is two bytes; cutting after its first leaves a replacement character
-        // that must not push the text over the limit.
-        let text = truncate_utf8("aé".as_bytes(), 2);
-        assert!(text.len() <= 2, "{text:?}");
-        assert_eq!(truncate_utf8(&[0xff, 0xfe], 4), "\u{fffd}");
+    fn response_text_keeps_text_and_cuts_at_the_limit() {
+        assert_eq!(response_text(b"hello", 10), "hello");
+        assert_eq!(response_text(b"hello", 3), "hel");
+        assert_eq!(response_text("héllo ✓".as_bytes(), 64), "héllo ✓");
+        assert_eq!(response_text(b"", 4), "");
+    }
+
+    #[test]
+    fn response_text_replaces_nul_with_the_replacement_character() {
+        assert_eq!(response_text(b"ok\0nul", 64), "ok\u{fffd}nul");
+        assert_eq!(response_text(b"\0\0", 64), "\u{fffd}\u{fffd}");
+        let text = response_text(&[0; 100], 64);
+        assert!(!text.contains('\0'), "{text:?}");
+        // A NUL is one byte, its replacement three: the limit still holds.
+        assert_eq!(text.len(), 63);
+    }
+
+    #[test]
+    fn response_text_replaces_invalid_utf8() {
+        assert_eq!(response_text(&[0xff, 0xfe], 4), "\u{fffd}");
+        assert_eq!(response_text(b"a\xc3(b", 64), "a\u{fffd}(b");
+        // An encoded surrogate is not UTF-8 either.
+        let surrogate = response_text(b"\xed\xa0\x80", 64);
+        assert!(surrogate.chars().all(|c| c == '\u{fffd}'), "{surrogate:?}");
+    }
+
+    #[test]
+    fn response_text_never_splits_a_character_at_the_limit() {
+        // "é" is two bytes: cut after its first byte, the rest of it would be
+        // a replacement character of three bytes, past the limit of two.
+        assert_eq!(response_text("aé".as_bytes(), 2), "a");
+        // "€" is three bytes; a limit inside it keeps only the whole ones.
+        for max in 0..=7 {
+            let whole = "€".repeat(max.min(6) / 3);
+            assert_eq!(response_text("€€".as_bytes(), max), whole, "limit {max}");
+        }
     }
 
     #[test]

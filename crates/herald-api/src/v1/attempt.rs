@@ -166,7 +166,9 @@ pub struct MessageAttemptOut {
     pub msg_id: String,
     pub endpoint_id: String,
     pub url: String,
-    /// The start of the response body ("" once expunged or without `with_content`).
+    /// The start of the response body, at most 4 KiB of UTF-8 text: bytes
+    /// that are not UTF-8, and NUL, read as U+FFFD ("" once expunged or
+    /// without `with_content`).
     pub response: String,
     /// 0 when no response was received (see `errorClass`).
     pub response_status_code: u16,

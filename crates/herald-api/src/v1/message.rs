@@ -318,6 +318,7 @@ async fn hand_off(
             endpoint_id: endpoint_id.to_string(),
             attempt: 1,
             manual: false,
+            record_failures: 0,
         })
         .collect();
     let error = match tokio::time::timeout(HANDOFF_TIMEOUT, queue.publish_many(&tasks)).await {

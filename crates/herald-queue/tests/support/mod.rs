@@ -45,6 +45,7 @@ pub fn task(n: u32) -> DeliveryTask {
         endpoint_id: "ep_test".to_owned(),
         attempt: 1,
         manual: false,
+        record_failures: 0,
     }
 }
 
