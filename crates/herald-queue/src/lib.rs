@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 pub use events::{AttemptCompleted, BatchingEventBus, EventBus, EventConsumer, ReceivedEvent};
 pub use memory::{MemoryQueue, MemoryQueueOptions};
-pub use rabbit::{RabbitOptions, RabbitQueue, Topology, DEFAULT_STATS_MAX_LENGTH};
+pub use rabbit::{
+    RabbitOptions, RabbitQueue, Topology, DEFAULT_SETTLE_TIMEOUT, DEFAULT_STATS_MAX_LENGTH,
+};
 
 /// How many times a task may be returned to the queue (requeued, or its
 /// consumer lost) before it is dead-lettered as poison.

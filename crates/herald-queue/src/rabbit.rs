@@ -41,6 +41,14 @@
 //! dropping a consumer closes it and the broker redelivers what it held. Lost
 //! connections are re-opened with capped exponential backoff and the topology is
 //! re-declared each time.
+//!
+//! No wait on lapin in publishing, consuming or settling is left unbounded
+//! ([`RabbitOptions::settle_timeout`], `connect_timeout`, `publish_timeout`):
+//! lapin 4 can lose a request made in the instant its connection dies, and its
+//! future then never completes (see `RabbitAcker`). A worker awaiting such an
+//! ack would hold its slot for ever and never ask the consumer for the next
+//! task, so never learn that the connection is gone — stuck after a broker
+//! restart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,6 +87,10 @@ const REPLY_SUCCESS: u16 = 200;
 /// Routing key of events; the fanout exchange ignores it.
 const KEY_ATTEMPT: &str = "attempt.completed";
 
+/// Default [`RabbitOptions::settle_timeout`]: generous for a write to a local
+/// socket buffer, short enough that a lost ack costs a worker slot only briefly.
+pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default `x-max-length` of `{prefix}.stats`: at a few hundred bytes per event,
 /// a backlog of well under a gigabyte.
 pub const DEFAULT_STATS_MAX_LENGTH: u32 = 1_000_000;
@@ -101,8 +113,15 @@ pub struct RabbitOptions {
     pub stats_max_length: u32,
     /// How long a publish keeps retrying over reconnects before it fails.
     pub publish_timeout: Duration,
-    /// Longest wait for a TCP connection and AMQP handshake.
+    /// Longest wait for a TCP connection and AMQP handshake, and again for
+    /// what follows before the connection is used (channel, topology,
+    /// subscription); also bounds closing a connection and counting the queues.
     pub connect_timeout: Duration,
+    /// Longest wait for an ack, nack or reject to be handed to the connection
+    /// (lapin does not wait for the broker, so this normally takes well under a
+    /// millisecond). Past it the delivery is reported stale and the consumer's
+    /// connection is re-opened, so the broker redelivers what it held.
+    pub settle_timeout: Duration,
     /// First reconnect backoff; it doubles per failure up to `reconnect_max`.
     pub reconnect_min: Duration,
     /// Cap of the reconnect backoff.
@@ -119,6 +138,7 @@ impl RabbitOptions {
             stats_max_length: DEFAULT_STATS_MAX_LENGTH,
             publish_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            settle_timeout: DEFAULT_SETTLE_TIMEOUT,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
         }
@@ -195,7 +215,9 @@ struct Inner {
 
 /// The shared publishing connection and its confirm-mode channel.
 struct PublisherLink {
-    connection: Connection,
+    // Shared so that `depths` can open a channel on it without holding the
+    // publisher lock across that wait.
+    connection: Arc<Connection>,
     channel: Channel,
     generation: u64,
 }
@@ -296,22 +318,41 @@ impl RabbitQueue {
         let failed = |e: lapin::Error| {
             QueueError::Unavailable(format!("failed to count queued messages: {e}"))
         };
-        let shared = match self.inner.publisher.lock().await.as_ref() {
-            Some(link) => link.connection.create_channel().await.ok(),
-            None => None,
-        };
-        if let Some(channel) = shared {
-            let result = self.inner.count_messages(&channel).await;
-            let _ = channel.close(REPLY_SUCCESS, "done".into()).await;
-            return result.map_err(failed);
+        let within = self.inner.options.connect_timeout;
+        let timed_out = || QueueError::Unavailable("timed out counting queued messages".to_owned());
+        // The lock is released before any wait on the broker: publishers queue
+        // behind it.
+        let shared = self
+            .inner
+            .publisher
+            .lock()
+            .await
+            .as_ref()
+            .map(|link| Arc::clone(&link.connection));
+        if let Some(connection) = shared {
+            let counted = tokio::time::timeout(within, async {
+                // No channel: that connection is going away; a connection of
+                // our own may do.
+                let channel = connection.create_channel().await.ok()?;
+                let result = self.inner.count_messages(&channel).await;
+                let _ = channel.close(REPLY_SUCCESS, "done".into()).await;
+                Some(result)
+            })
+            .await;
+            match counted {
+                Ok(Some(result)) => return result.map_err(failed),
+                Ok(None) => {}
+                Err(_) => return Err(timed_out()),
+            }
         }
         let connection = self.inner.open_connection("depths").await?;
-        let result = match connection.create_channel().await {
-            Ok(channel) => self.inner.count_messages(&channel).await,
-            Err(e) => Err(e),
-        };
-        let _ = connection.close(REPLY_SUCCESS, "done".into()).await;
-        result.map_err(failed)
+        let counted = tokio::time::timeout(within, async {
+            let channel = connection.create_channel().await?;
+            self.inner.count_messages(&channel).await
+        })
+        .await;
+        close_connection(&connection, "done", within).await;
+        counted.map_err(|_| timed_out())?.map_err(failed)
     }
 
     /// Removes up to `max` messages from `{prefix}.dead` and returns them, for
@@ -320,7 +361,7 @@ impl RabbitQueue {
     pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let connection = self.inner.open_connection("dead-letters").await?;
         let result = self.inner.take_dead_letters(&connection, max).await;
-        let _ = connection.close(REPLY_SUCCESS, "done".into()).await;
+        close_connection(&connection, "done", self.inner.options.connect_timeout).await;
         result.map_err(|e| QueueError::Unavailable(format!("failed to read dead letters: {e}")))
     }
 }
@@ -348,6 +389,23 @@ impl Inner {
                 "timed out connecting to rabbitmq".to_owned(),
             )),
         }
+    }
+
+    /// Runs `setup` on a fresh connection, bounded by `connect_timeout` like
+    /// the connection itself: lapin can leave a request made as the connection
+    /// dies waiting for ever.
+    async fn set_up<T>(
+        &self,
+        what: &str,
+        setup: impl std::future::Future<Output = Result<T, QueueError>>,
+    ) -> Result<T, QueueError> {
+        tokio::time::timeout(self.options.connect_timeout, setup)
+            .await
+            .unwrap_or_else(|_| {
+                Err(QueueError::Unavailable(format!(
+                    "timed out setting up the {what} connection"
+                )))
+            })
     }
 
     /// Declares the exchange, queues and bindings. Idempotent; RabbitMQ refuses
@@ -485,21 +543,28 @@ impl Inner {
         }
         *link = None;
         let connection = self.open_connection("publisher").await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| QueueError::Unavailable(format!("failed to open channel: {e}")))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| QueueError::Unavailable(format!("failed to enable confirms: {e}")))?;
-        self.declare_topology(&channel).await?;
+        let channel = self
+            .set_up("publisher", async {
+                let channel = connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| QueueError::Unavailable(format!("failed to open channel: {e}")))?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(|e| {
+                        QueueError::Unavailable(format!("failed to enable confirms: {e}"))
+                    })?;
+                self.declare_topology(&channel).await?;
+                Ok(channel)
+            })
+            .await?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         if generation > 1 {
             tracing::info!(prefix = %self.options.prefix, generation, "publisher reconnected");
         }
         *link = Some(PublisherLink {
-            connection,
+            connection: Arc::new(connection),
             channel: channel.clone(),
             generation,
         });
@@ -509,14 +574,22 @@ impl Inner {
     /// Drops the publishing connection if it is still `generation`, so the next
     /// publish opens a fresh one.
     async fn invalidate_publisher(&self, generation: u64) {
-        let mut link = self.publisher.lock().await;
-        if link.as_ref().is_some_and(|l| l.generation == generation) {
-            if let Some(old) = link.take() {
-                let _ = old
-                    .connection
-                    .close(REPLY_SUCCESS, "reconnecting".into())
-                    .await;
+        let old = {
+            let mut link = self.publisher.lock().await;
+            if link.as_ref().is_some_and(|l| l.generation == generation) {
+                link.take()
+            } else {
+                None
             }
+        };
+        // Closed outside the lock: other publishers need not wait for it.
+        if let Some(old) = old {
+            close_connection(
+                &old.connection,
+                "reconnecting",
+                self.options.connect_timeout,
+            )
+            .await;
         }
     }
 
@@ -611,24 +684,28 @@ impl Inner {
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_headers(message.headers.clone());
-            let sent = channel
-                .basic_publish(
-                    self.exchange_name(message.exchange).into(),
-                    message.routing_key.as_str().into(),
-                    // Mandatory: an unroutable message (queue deleted) comes back
-                    // instead of being confirmed and silently dropped.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &message.body,
-                    properties,
-                )
-                .await;
+            let publish = channel.basic_publish(
+                self.exchange_name(message.exchange).into(),
+                message.routing_key.as_str().into(),
+                // Mandatory: an unroutable message (queue deleted) comes back
+                // instead of being confirmed and silently dropped.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.body,
+                properties,
+            );
+            // Bounded like the confirms: the frames may never be written if the
+            // connection dies under them.
+            let sent = match tokio::time::timeout_at(deadline, publish).await {
+                Ok(sent) => sent.map_err(|e| format!("failed to publish: {e}")),
+                Err(_) => Err("timed out handing a publish to the connection".to_owned()),
+            };
             match sent {
                 Ok(confirm) => confirms.push((*message, confirm)),
-                Err(e) => {
-                    error = QueueError::Unavailable(format!("failed to publish: {e}"));
+                Err(failure) => {
+                    error = QueueError::Unavailable(failure);
                     broken = true;
                     unconfirmed.extend_from_slice(&pending[index..]);
                     break;
@@ -866,8 +943,14 @@ impl Queue for RabbitQueue {
 
     async fn close(&self) {
         self.inner.shutdown.cancel();
-        if let Some(link) = self.inner.publisher.lock().await.take() {
-            let _ = link.connection.close(REPLY_SUCCESS, "closed".into()).await;
+        let link = self.inner.publisher.lock().await.take();
+        if let Some(link) = link {
+            close_connection(
+                &link.connection,
+                "closed",
+                self.inner.options.connect_timeout,
+            )
+            .await;
         }
         tracing::info!(prefix = %self.inner.options.prefix, "rabbitmq queue closed");
     }
@@ -876,6 +959,10 @@ impl Queue for RabbitQueue {
 /// A consumer's own connection, channel and subscription.
 struct ConsumerLink {
     stream: lapin::Consumer,
+    /// Cancelled when a delivery of this link could not be settled in time,
+    /// which makes the subscription re-open, and when the link is dropped,
+    /// which releases acks still waiting on it (see [`RabbitAcker`]).
+    lost: CancellationToken,
     // Held so the channel and connection stay open; dropping the link closes
     // them, which makes the broker redeliver the unacked messages.
     _channel: Channel,
@@ -892,29 +979,40 @@ impl ConsumerLink {
         let connection = inner.open_connection(role).await?;
         let unavailable =
             |what: &str, e: lapin::Error| QueueError::Unavailable(format!("failed to {what}: {e}"));
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("open channel", e))?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| unavailable("set prefetch", e))?;
-        inner.declare_topology(&channel).await?;
-        let stream = channel
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| unavailable("subscribe", e))?;
+        let setup = async {
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| unavailable("open channel", e))?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await
+                .map_err(|e| unavailable("set prefetch", e))?;
+            inner.declare_topology(&channel).await?;
+            let stream = channel
+                .basic_consume(
+                    queue.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| unavailable("subscribe", e))?;
+            Ok((channel, stream))
+        };
+        let (channel, stream) = inner.set_up(role, setup).await?;
         Ok(Self {
             stream,
+            lost: CancellationToken::new(),
             _channel: channel,
             _connection: connection,
         })
+    }
+}
+
+impl Drop for ConsumerLink {
+    fn drop(&mut self) {
+        self.lost.cancel();
     }
 }
 
@@ -987,9 +1085,9 @@ impl Subscription {
         true
     }
 
-    /// The next message from the broker, resubscribing as often as needed;
-    /// `None` only on shutdown.
-    async fn next_delivery(&mut self) -> Option<Delivery> {
+    /// The next message from the broker and the acker to settle it with,
+    /// resubscribing as often as needed; `None` only on shutdown.
+    async fn next_delivery(&mut self) -> Option<(Delivery, RabbitAcker)> {
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return None;
@@ -1000,12 +1098,31 @@ impl Subscription {
                 }
                 continue;
             };
+            let lost = link.lost.clone();
             let item = tokio::select! {
-                item = link.stream.next() => item,
+                item = link.stream.next() => Some(item),
+                () = lost.cancelled() => None,
                 () = self.inner.shutdown.cancelled() => return None,
             };
+            let Some(item) = item else {
+                // Closing the channel is what returns a message whose ack may
+                // have been lost, so this link must go even if it still works.
+                tracing::debug!(
+                    role = self.role,
+                    "a delivery was not settled in time; resubscribing"
+                );
+                self.link = None;
+                continue;
+            };
             match item {
-                Some(Ok(delivery)) => return Some(delivery),
+                Some(Ok(delivery)) => {
+                    let acker = RabbitAcker {
+                        acker: delivery.acker.clone(),
+                        timeout: self.inner.options.settle_timeout,
+                        link_lost: lost,
+                    };
+                    return Some((delivery, acker));
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, role = self.role, "consumer connection lost; resubscribing");
                     self.link = None;
@@ -1031,13 +1148,12 @@ impl RabbitConsumer {
     /// Turns a delivery into a [`Received`], or handles it here and returns
     /// `None`: malformed bodies are rejected (the broker dead-letters them) and
     /// tasks that are not yet due go back onto the delay ladder.
-    async fn accept(&self, delivery: Delivery) -> Option<Received> {
+    async fn accept(&self, delivery: Delivery, acker: RabbitAcker) -> Option<Received> {
         let task = match serde_json::from_slice::<DeliveryTask>(&delivery.data) {
             Ok(task) => task,
             Err(e) => {
                 tracing::error!(error = %e, bytes = delivery.data.len(), "rejecting a message that is not a delivery task");
-                let reject = BasicRejectOptions { requeue: false };
-                if let Err(e) = delivery.acker.reject(reject).await {
+                if let Err(e) = acker.reject().await {
                     tracing::warn!(error = %e, "failed to reject a malformed message");
                 }
                 return None;
@@ -1050,9 +1166,7 @@ impl RabbitConsumer {
             return Some(Received::new(
                 task,
                 delivery.redelivered,
-                Acker::Rabbit(RabbitAcker {
-                    acker: delivery.acker,
-                }),
+                Acker::Rabbit(acker),
             ));
         };
         // Not due yet: put it on the rung for the remainder, and only once that is
@@ -1078,17 +1192,13 @@ impl RabbitConsumer {
             .await
         {
             Ok(()) => {
-                if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                if let Err(e) = acker.ack().await {
                     tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to ack a re-delayed task; it may be delivered twice");
                 }
             }
             Err(e) => {
                 tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to re-delay a task; returning it");
-                let nack = BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                };
-                let _ = delivery.acker.nack(nack).await;
+                let _ = acker.requeue().await;
             }
         }
         None
@@ -1099,8 +1209,8 @@ impl RabbitConsumer {
 impl Consumer for RabbitConsumer {
     async fn next(&mut self) -> Option<Received> {
         loop {
-            let delivery = self.subscription.next_delivery().await?;
-            if let Some(received) = self.accept(delivery).await {
+            let (delivery, acker) = self.subscription.next_delivery().await?;
+            if let Some(received) = self.accept(delivery, acker).await {
                 return Some(received);
             }
         }
@@ -1147,10 +1257,7 @@ impl EventConsumer for RabbitEventConsumer {
             if let Some(event) = self.unpacked.pop_front() {
                 return Some(event);
             }
-            let delivery = self.subscription.next_delivery().await?;
-            let acker = RabbitAcker {
-                acker: delivery.acker,
-            };
+            let (delivery, acker) = self.subscription.next_delivery().await?;
             match decode_events(&delivery.data) {
                 Ok(mut events) if events.len() == 1 => {
                     let event = events.pop().expect("one event");
@@ -1172,8 +1279,7 @@ impl EventConsumer for RabbitEventConsumer {
                         body = %String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(512)]),
                         "dropping a message on the stats queue that is not an attempt event"
                     );
-                    let reject = BasicRejectOptions { requeue: false };
-                    if let Err(e) = acker.acker.reject(reject).await {
+                    if let Err(e) = acker.reject().await {
                         tracing::warn!(error = %e, "failed to reject a malformed event");
                     }
                 }
@@ -1196,14 +1302,28 @@ fn decode_events(body: &[u8]) -> Result<Vec<AttemptCompleted>, serde_json::Error
     })
 }
 
-/// Acknowledges one RabbitMQ delivery.
+/// Settles one RabbitMQ delivery, within a bounded wait.
+///
+/// Why the bound (observed with lapin 4.12): an ack is a command to the
+/// connection's internal loop. When the socket fails, lapin's I/O thread
+/// queues the error for that loop and then its stop; an ack queued in between
+/// lands behind the stop, so it is never run, and never dropped either (the
+/// acker's own handle keeps the command queue alive), and its future never
+/// completes. The ack itself does not matter — the dead connection returns the
+/// message to the queue — but a caller awaiting it would never return, and a
+/// worker would never ask for the next task and so never reconnect.
 pub(crate) struct RabbitAcker {
     acker: lapin::Acker,
+    /// [`RabbitOptions::settle_timeout`].
+    timeout: Duration,
+    /// The delivery's [`ConsumerLink::lost`].
+    link_lost: CancellationToken,
 }
 
 impl RabbitAcker {
     pub(crate) async fn ack(self) -> Result<(), QueueError> {
-        settled(self.acker.ack(BasicAckOptions::default()).await)
+        self.settle(self.acker.ack(BasicAckOptions::default()))
+            .await
     }
 
     pub(crate) async fn requeue(self) -> Result<(), QueueError> {
@@ -1211,14 +1331,21 @@ impl RabbitAcker {
             multiple: false,
             requeue: true,
         };
-        settled(self.acker.nack(nack).await)
+        self.settle(self.acker.nack(nack)).await
+    }
+
+    /// Rejects without requeueing: the broker dead-letters the message, or
+    /// drops it where the queue has no dead-letter exchange.
+    pub(crate) async fn reject(self) -> Result<(), QueueError> {
+        let reject = BasicRejectOptions { requeue: false };
+        self.settle(self.acker.reject(reject)).await
     }
 
     /// Called when a `Received` or `ReceivedEvent` is dropped unacked: requeue in
     /// the background. Without a runtime the channel's closing returns the
     /// message instead.
     pub(crate) fn release(self) {
-        if !self.acker.usable() {
+        if !self.acker.usable() || self.link_lost.is_cancelled() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -1228,6 +1355,42 @@ impl RabbitAcker {
                 }
             });
         }
+    }
+
+    async fn settle(
+        &self,
+        settle: impl std::future::Future<Output = Result<bool, lapin::Error>>,
+    ) -> Result<(), QueueError> {
+        tokio::select! {
+            biased;
+            outcome = settle => settled(outcome),
+            () = self.link_lost.cancelled() => Err(QueueError::StaleDelivery(
+                "its connection was lost; the broker redelivers the message".to_owned(),
+            )),
+            () = tokio::time::sleep(self.timeout) => {
+                // Whether or not this ack was lost, re-opening the link closes
+                // its channel, and that returns the message to the queue.
+                tracing::warn!(
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "a delivery was not settled in time; its consumer reconnects"
+                );
+                self.link_lost.cancel();
+                Err(QueueError::StaleDelivery(format!(
+                    "not settled within {:?}; the consumer reconnects and the broker redelivers the message",
+                    self.timeout
+                )))
+            }
+        }
+    }
+}
+
+/// Closes `connection` politely, giving up after `within`: the close of a
+/// connection that died a moment ago may never complete, and dropping it is
+/// then all there is left to do.
+async fn close_connection(connection: &Connection, reason: &str, within: Duration) {
+    let close = connection.close(REPLY_SUCCESS, reason.into());
+    if tokio::time::timeout(within, close).await.is_err() {
+        tracing::debug!(reason, "gave up closing a rabbitmq connection");
     }
 }
 
