@@ -40,14 +40,21 @@ pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1)
 #[derive(Clone)]
 pub struct KeyCache(moka::sync::Cache<Vec<u8>, TenantId>);
 
+/// A cache of up to 10,000 answers, each trusted for [`KEY_CACHE_TTL`].
+fn short_lived_cache<K, V>() -> moka::sync::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(KEY_CACHE_TTL)
+        .build()
+}
+
 impl Default for KeyCache {
     fn default() -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(KEY_CACHE_TTL)
-                .build(),
-        )
+        Self(short_lived_cache())
     }
 }
 
@@ -318,12 +325,7 @@ pub struct RevokedTokens(moka::sync::Cache<String, bool>);
 
 impl Default for RevokedTokens {
     fn default() -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(KEY_CACHE_TTL)
-                .build(),
-        )
+        Self(short_lived_cache())
     }
 }
 

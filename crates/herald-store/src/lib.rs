@@ -9,6 +9,7 @@
 //! Every method that touches tenant data takes the [`TenantId`] first, so no
 //! query can forget to scope by tenant.
 
+mod listing;
 pub mod model;
 pub mod page;
 pub mod postgres;

@@ -48,13 +48,14 @@ use herald_core::{
     EventTypeName, FeatureFlag, IdOrUid, MessageId, Metadata, TenantId, Uid,
 };
 
+use crate::listing::{bounded_page, push_keyset, push_keyset_to, PayloadSql};
 use crate::model::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery, DeliveredMessage,
     Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate,
     Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StatsBucket, StatsGranularity,
     StatsSample, StoredSecrets, Tenant,
 };
-use crate::page::{Cursor, ListQuery, Page, Payloads};
+use crate::page::{ListQuery, Page, Payloads};
 use crate::stats::{self as shared, COUNTER_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
@@ -361,95 +362,12 @@ fn optional_json_at<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-/// Appends the keyset condition, order and limit of `query` on column `key`.
-/// The caller's SQL must already end in a `WHERE …` clause.
-fn push_keyset(builder: &mut QueryBuilder<'_, Sqlite>, key: &str, query: &ListQuery) {
-    push_keyset_to(builder, key, query, None, i64::from(query.limit) + 1);
-}
-
-/// The keyset conditions of `query` and, for a page cut short by its
-/// payloads, an end at `last` (inclusive), with `LIMIT limit`.
-fn push_keyset_to(
-    builder: &mut QueryBuilder<'_, Sqlite>,
-    key: &str,
-    query: &ListQuery,
-    last: Option<&str>,
-    limit: i64,
-) {
-    let ascending = query.scans_ascending();
-    if let Some(Cursor::After(k) | Cursor::Before(k)) = &query.cursor {
-        builder.push(format!(" AND {key} {} ", if ascending { ">" } else { "<" }));
-        builder.push_bind(k.clone());
-    }
-    if let Some(last) = last {
-        builder.push(format!(
-            " AND {key} {} ",
-            if ascending { "<=" } else { ">=" }
-        ));
-        builder.push_bind(last.to_owned());
-    }
-    builder.push(format!(
-        " ORDER BY {key} {} LIMIT ",
-        if ascending { "ASC" } else { "DESC" }
-    ));
-    builder.push_bind(limit);
-}
-
-/// The columns of `message m` with the payload left out (NULL).
-const MESSAGE_COLUMNS_WITHOUT_PAYLOAD: &str = "m.id, m.tenant_id, m.app_id, m.event_id, \
-     m.event_type, m.channels, m.tags, NULL AS payload, m.created_at, m.expires_at";
-
-/// A page of a message listing that holds no more payload than `payloads`
-/// allows. `build(columns, last, limit)` makes the listing's query selecting
-/// `columns` besides its fixed ones, ending at `last` when given.
-///
-/// With a budget, a first scan reads only each row's key and payload size;
-/// the rows that fit are then read whole.
-async fn bounded_page<'q, T>(
-    pool: &SqlitePool,
-    query: &ListQuery,
-    payloads: Payloads,
-    key: &str,
-    build: impl Fn(&str, Option<&str>, i64) -> QueryBuilder<'q, Sqlite>,
-    from_row: impl Fn(&SqliteRow) -> StoreResult<T>,
-) -> StoreResult<Page<T>> {
-    let scan_limit = i64::from(query.limit) + 1;
-    let budget = match payloads {
-        Payloads::Omitted => {
-            let rows = build(MESSAGE_COLUMNS_WITHOUT_PAYLOAD, None, scan_limit)
-                .build()
-                .fetch_all(pool)
-                .await?;
-            let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-            return Ok(Page::from_scan(items, query));
-        }
-        Payloads::UpTo(budget) => budget,
-    };
-    let sizes: Vec<(String, Option<i64>)> = build(
-        &format!("{key} AS page_key, length(m.payload) AS payload_size"),
-        None,
-        scan_limit,
-    )
-    .build()
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|row| Ok((row.try_get("page_key")?, row.try_get("payload_size")?)))
-    .collect::<StoreResult<_>>()?;
-    let (last, limit) = match crate::page::payload_cut(&sizes, query.limit, budget) {
-        Some(cut) => (Some(cut.last_key), cut.count as i64),
-        None => (None, scan_limit),
-    };
-    let rows = build("m.*", last.as_deref(), limit)
-        .build()
-        .fetch_all(pool)
-        .await?;
-    let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-    Ok(match last {
-        Some(_) => Page::cut_short(items, query),
-        None => Page::from_scan(items, query),
-    })
-}
+/// How this database spells a bounded message listing's fragments.
+const PAYLOAD_SQL: PayloadSql = PayloadSql {
+    columns_without_payload: "m.id, m.tenant_id, m.app_id, m.event_id, m.event_type, \
+         m.channels, m.tags, NULL AS payload, m.created_at, m.expires_at",
+    payload_size: "length(m.payload)",
+};
 
 fn tenant_from_row(row: &SqliteRow) -> StoreResult<Tenant> {
     Ok(Tenant {
@@ -1270,7 +1188,7 @@ impl Store for SqliteStore {
         filter: &MessageFilter,
         payloads: Payloads,
     ) -> StoreResult<Page<Message>> {
-        let build = |columns: &str, last: Option<&str>, limit: i64| {
+        let fetch = |columns: String, last: Option<String>, limit: i64| async move {
             let mut builder = QueryBuilder::new(format!(
                 "SELECT {columns} FROM message m WHERE m.tenant_id = "
             ));
@@ -1283,15 +1201,15 @@ impl Store for SqliteStore {
                 filter.event_types.as_deref(),
             );
             push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
-            push_keyset_to(&mut builder, "m.id", query, last, limit);
-            builder
+            push_keyset_to(&mut builder, "m.id", query, last.as_deref(), limit);
+            Ok(builder.build().fetch_all(&self.reader).await?)
         };
         bounded_page(
-            &self.reader,
+            &PAYLOAD_SQL,
             query,
             payloads,
             "m.id",
-            build,
+            fetch,
             message_from_row,
         )
         .await
@@ -1536,7 +1454,7 @@ impl Store for SqliteStore {
         filter: &DeliveryFilter,
         payloads: Payloads,
     ) -> StoreResult<Page<DeliveredMessage>> {
-        let build = |columns: &str, last: Option<&str>, limit: i64| {
+        let fetch = |columns: String, last: Option<String>, limit: i64| async move {
             let mut builder = QueryBuilder::new(format!(
                 "SELECT {columns}, d.msg_id, d.endpoint_id, d.state, d.attempts, \
                  d.next_attempt_at, d.manual, d.updated_at, d.created_at AS delivery_created_at \
@@ -1557,10 +1475,10 @@ impl Store for SqliteStore {
                 filter.event_types.as_deref(),
             );
             push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
-            push_keyset_to(&mut builder, "d.msg_id", query, last, limit);
-            builder
+            push_keyset_to(&mut builder, "d.msg_id", query, last.as_deref(), limit);
+            Ok(builder.build().fetch_all(&self.reader).await?)
         };
-        bounded_page(&self.reader, query, payloads, "d.msg_id", build, |row| {
+        bounded_page(&PAYLOAD_SQL, query, payloads, "d.msg_id", fetch, |row| {
             let mut delivery = delivery_from_row(row)?;
             delivery.created_at = time_at(row, "delivery_created_at")?;
             Ok(DeliveredMessage {

@@ -902,7 +902,7 @@ pub async fn send_example(
         tags: None,
         payload: Some(payload.into_bytes()),
         created_at: now,
-        expires_at: now + chrono::Duration::days(90),
+        expires_at: now + chrono::Duration::days(crate::v1::message::DEFAULT_RETENTION_DAYS),
     };
     state
         .store

@@ -43,7 +43,8 @@ pub fn router() -> Router<AppState> {
 /// Most channels one message may carry, as in Svix.
 const MAX_CHANNELS: usize = 5;
 const MAX_TAGS: usize = 5;
-const DEFAULT_RETENTION_DAYS: i64 = 90;
+/// How long a payload is kept when the message names no retention, as in Svix.
+pub(crate) const DEFAULT_RETENTION_DAYS: i64 = 90;
 /// How long accepting a message waits for the queue to confirm its tasks
 /// before handing them to the relay instead: a broker outage slows the API
 /// by at most this.
