@@ -127,6 +127,9 @@ pub struct AppToken {
 }
 
 const ISSUER: &str = "herald";
+/// How far back a token's `nbf` is set: the clock skew between API processes
+/// that a fresh token tolerates.
+const NBF_SKEW_SECONDS: i64 = 60;
 
 impl JwtKeys {
     /// Issues a token that can only see `app` of `tenant_id`, until `expires_at`.
@@ -143,7 +146,9 @@ impl JwtKeys {
             tenant: tenant_id.to_string(),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             iat: now,
-            nbf: Some(now),
+            // A minute early, so an API process whose clock is a little behind
+            // the issuer's does not refuse a token it is handed at once.
+            nbf: Some(now - NBF_SKEW_SECONDS),
             exp: expires_at.timestamp(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)

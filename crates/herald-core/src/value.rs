@@ -58,9 +58,14 @@ fn check_name(field: &str, s: &str, max: usize) -> Result<(), ValidationError> {
             "may only contain letters, digits, '-', '_' and '.'",
         ));
     }
-    // Names appear as path segments (`/app/{uid}`, `/event-type/{name}`), and
-    // clients resolve `.` and `..` there before sending (RFC 3986 §5.2.4): an
-    // object so named could never be reached.
+    Ok(())
+}
+
+/// Refuses `.` and `..` for a name used as a path segment (`/app/{uid}`,
+/// `/event-type/{name}`): clients resolve those away before sending (RFC 3986
+/// §5.2.4), so an object so named could never be reached. Checked on input
+/// only: rows stored before the rule still load.
+fn check_path_segment(field: &str, s: &str) -> Result<(), ValidationError> {
     if s == "." || s == ".." {
         return Err(ValidationError::new(field, "must not be '.' or '..'"));
     }
@@ -69,6 +74,12 @@ fn check_name(field: &str, s: &str, max: usize) -> Result<(), ValidationError> {
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+        name_type!($(#[$doc])* $name, $field, $max, false);
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal, path_segment) => {
+        name_type!($(#[$doc])* $name, $field, $max, true);
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal, $segment:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -77,7 +88,17 @@ macro_rules! name_type {
         impl $name {
             pub const MAX_LEN: usize = $max;
 
+            /// Validates a name given as input.
             pub fn parse(s: impl Into<String>) -> Result<Self, ValidationError> {
+                let s = Self::from_stored(s)?;
+                if $segment {
+                    check_path_segment($field, &s.0)?;
+                }
+                Ok(s)
+            }
+
+            /// Accepts a stored name by the rules it was stored under.
+            pub fn from_stored(s: impl Into<String>) -> Result<Self, ValidationError> {
                 let s = s.into();
                 check_name($field, &s, $max)?;
                 Ok(Self(s))
@@ -102,7 +123,7 @@ macro_rules! name_type {
 
 name_type!(
     /// A name for an event type, e.g. `invoice.paid`.
-    EventTypeName, "name", 256
+    EventTypeName, "name", 256, path_segment
 );
 name_type!(
     /// A message channel an endpoint can subscribe to.
@@ -124,7 +145,15 @@ pub struct Uid(String);
 impl Uid {
     pub const MAX_LEN: usize = 256;
 
+    /// Validates a uid given as input.
     pub fn parse(s: impl Into<String>) -> Result<Self, ValidationError> {
+        let s = Self::from_stored(s)?;
+        check_path_segment("uid", &s.0)?;
+        Ok(s)
+    }
+
+    /// Accepts a stored uid by the rules it was stored under.
+    pub fn from_stored(s: impl Into<String>) -> Result<Self, ValidationError> {
         let s = s.into();
         check_name("uid", &s, Self::MAX_LEN)?;
         if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| s.starts_with(**p)) {
@@ -176,13 +205,24 @@ impl EndpointUrl {
     /// Longer URLs are refused: well past any real receiver's URL, and short
     /// enough that proxies and HTTP libraries on the way accept it.
     pub const MAX_LEN: usize = 2_048;
+    /// The limit of earlier versions, which stored URLs may still reach.
+    const MAX_STORED_LEN: usize = 65_536;
 
+    /// Validates a URL given as input.
     pub fn parse(s: impl Into<String>) -> Result<Self, ValidationError> {
-        let s = s.into();
-        if s.len() > Self::MAX_LEN {
+        Self::parse_up_to(s.into(), Self::MAX_LEN)
+    }
+
+    /// Accepts a stored URL by the rules it was stored under.
+    pub fn from_stored(s: impl Into<String>) -> Result<Self, ValidationError> {
+        Self::parse_up_to(s.into(), Self::MAX_STORED_LEN)
+    }
+
+    fn parse_up_to(s: String, max_len: usize) -> Result<Self, ValidationError> {
+        if s.len() > max_len {
             return Err(ValidationError::new(
                 "url",
-                format!("must be at most {} characters long", Self::MAX_LEN),
+                format!("must be at most {max_len} characters long"),
             ));
         }
         // The URL parser silently strips tabs and line breaks; refuse them instead
@@ -359,6 +399,11 @@ mod tests {
         }
         assert!(Uid::parse("...").is_ok());
         assert!(Uid::parse(".hidden").is_ok());
+        // Only input is refused: what an older version stored still loads,
+        // and channels, never path segments, keep every name.
+        assert!(Uid::from_stored("..").is_ok());
+        assert!(EventTypeName::from_stored(".").is_ok());
+        assert!(ChannelName::parse(".").is_ok());
     }
 
     #[test]
@@ -378,6 +423,7 @@ mod tests {
         assert_eq!(url(2_048).len(), 2_048);
         assert!(EndpointUrl::parse(url(2_048)).is_ok());
         assert!(EndpointUrl::parse(url(2_049)).is_err());
+        assert!(EndpointUrl::from_stored(url(3_000)).is_ok());
     }
 
     #[test]

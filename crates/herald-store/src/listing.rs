@@ -28,13 +28,14 @@ where
     push_keyset_to(builder, key, query, None, i64::from(query.limit) + 1);
 }
 
-/// The keyset conditions of `query` and, for a page cut short by its
-/// payloads, an end at `last` (inclusive), with `LIMIT limit`.
+/// The keyset conditions of `query` or, for the second read of a
+/// payload-bounded page, the exact keys its first scan chose (`only`), with
+/// `LIMIT limit`.
 pub(crate) fn push_keyset_to<'a, DB>(
     builder: &mut QueryBuilder<'a, DB>,
     key: &str,
     query: &ListQuery,
-    last: Option<&str>,
+    only: Option<&[String]>,
     limit: i64,
 ) where
     DB: Database,
@@ -42,16 +43,21 @@ pub(crate) fn push_keyset_to<'a, DB>(
     i64: Encode<'a, DB> + Type<DB>,
 {
     let ascending = query.scans_ascending();
-    if let Some(Cursor::After(k) | Cursor::Before(k)) = &query.cursor {
-        builder.push(format!(" AND {key} {} ", if ascending { ">" } else { "<" }));
-        builder.push_bind(k.clone());
-    }
-    if let Some(last) = last {
-        builder.push(format!(
-            " AND {key} {} ",
-            if ascending { "<=" } else { ">=" }
-        ));
-        builder.push_bind(last.to_owned());
+    match only {
+        Some(keys) => {
+            builder.push(format!(" AND {key} IN ("));
+            let mut list = builder.separated(", ");
+            for k in keys {
+                list.push_bind(k.clone());
+            }
+            builder.push(")");
+        }
+        None => {
+            if let Some(Cursor::After(k) | Cursor::Before(k)) = &query.cursor {
+                builder.push(format!(" AND {key} {} ", if ascending { ">" } else { "<" }));
+                builder.push_bind(k.clone());
+            }
+        }
     }
     builder.push(format!(
         " ORDER BY {key} {} LIMIT ",
@@ -61,19 +67,20 @@ pub(crate) fn push_keyset_to<'a, DB>(
 }
 
 /// A page of a message listing that holds no more payload than `payloads`
-/// allows. `fetch(columns, last, limit)` runs the listing's query selecting
-/// `columns` besides its fixed ones, ending at `last` when given (with
-/// [`push_keyset_to`]); `key` is the column the listing is keyed on. Only
-/// running the query is left to the caller, which knows its pool.
+/// allows. `fetch(columns, only, limit)` runs the listing's query selecting
+/// `columns` besides its fixed ones (with [`push_keyset_to`]); `key` is the
+/// column the listing is keyed on. Only running the query is left to the
+/// caller, which knows its pool.
 ///
 /// With a budget, a first scan reads only each row's key and payload size;
-/// the rows that fit are then read whole.
+/// then exactly the rows it chose are read whole, so messages that arrive in
+/// between cannot swell the page.
 pub(crate) async fn bounded_page<F, R, T>(
     sql: &PayloadSql,
     query: &ListQuery,
     payloads: Payloads,
     key: &str,
-    fetch: impl Fn(String, Option<String>, i64) -> F,
+    fetch: impl Fn(String, Option<Vec<String>>, i64) -> F,
     from_row: impl Fn(&R) -> StoreResult<T>,
 ) -> StoreResult<Page<T>>
 where
@@ -98,14 +105,16 @@ where
         .iter()
         .map(|row| Ok((row.try_get("page_key")?, row.try_get("payload_size")?)))
         .collect::<StoreResult<_>>()?;
-    let (last, limit) = match payload_cut(&sizes, query.limit, budget) {
-        Some(cut) => (Some(cut.last_key), cut.count as i64),
-        None => (None, scan_limit),
+    let listed = usize::from(query.limit).min(sizes.len());
+    let (count, done) = match payload_cut(&sizes, query.limit, budget) {
+        Some(cut) => (cut.count, false),
+        None => (listed, sizes.len() <= listed),
     };
-    let rows = fetch("m.*".to_owned(), last.clone(), limit).await?;
+    if count == 0 {
+        return Ok(Page::in_list_order(Vec::new(), query, done));
+    }
+    let keys: Vec<String> = sizes.into_iter().take(count).map(|(k, _)| k).collect();
+    let rows = fetch("m.*".to_owned(), Some(keys), count as i64).await?;
     let items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-    Ok(match last {
-        Some(_) => Page::cut_short(items, query),
-        None => Page::from_scan(items, query),
-    })
+    Ok(Page::in_list_order(items, query, done))
 }

@@ -64,17 +64,13 @@ impl<T> Page<T> {
         Self { items: rows, done }
     }
 
-    /// Builds a page that ended before its limit to keep within a
-    /// [`Payloads`] budget, from rows fetched in scan order: more items lie
-    /// beyond it.
-    pub fn cut_short(mut rows: Vec<T>, query: &ListQuery) -> Self {
+    /// Builds a page from rows fetched in scan order whose end is already
+    /// known (`done`): a page read by the keys a first scan chose.
+    pub fn in_list_order(mut rows: Vec<T>, query: &ListQuery, done: bool) -> Self {
         if matches!(query.cursor, Some(Cursor::Before(_))) {
             rows.reverse();
         }
-        Self {
-            items: rows,
-            done: false,
-        }
+        Self { items: rows, done }
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {

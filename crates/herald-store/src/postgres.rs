@@ -162,7 +162,7 @@ fn application_from_row(row: &PgRow) -> StoreResult<Application> {
     Ok(Application {
         id: ApplicationId::parse(row.try_get("id")?).map_err(|e| corrupt("application.id", e))?,
         uid: uid
-            .map(Uid::parse)
+            .map(Uid::from_stored)
             .transpose()
             .map_err(|e| corrupt("application.uid", e))?,
         name: row.try_get("name")?,
@@ -177,7 +177,7 @@ fn application_from_row(row: &PgRow) -> StoreResult<Application> {
 fn event_type_from_row(row: &PgRow) -> StoreResult<EventType> {
     let feature_flag: Option<String> = row.try_get("feature_flag")?;
     Ok(EventType {
-        name: EventTypeName::parse(row.try_get::<String, _>("name")?)
+        name: EventTypeName::from_stored(row.try_get::<String, _>("name")?)
             .map_err(|e| corrupt("event_type.name", e))?,
         description: row.try_get("description")?,
         archived: row.try_get("archived")?,
@@ -218,17 +218,17 @@ fn endpoint_from_row(row: &PgRow) -> StoreResult<Endpoint> {
         app_id: ApplicationId::parse(row.try_get("app_id")?)
             .map_err(|e| corrupt("endpoint.app_id", e))?,
         uid: uid
-            .map(Uid::parse)
+            .map(Uid::from_stored)
             .transpose()
             .map_err(|e| corrupt("endpoint.uid", e))?,
-        url: EndpointUrl::parse(row.try_get::<String, _>("url")?)
+        url: EndpointUrl::from_stored(row.try_get::<String, _>("url")?)
             .map_err(|e| corrupt("endpoint.url", e))?,
         description: row.try_get("description")?,
         version: u16::try_from(row.try_get::<i32, _>("version")?).unwrap_or(1),
         disabled: row.try_get("disabled")?,
         event_types: names_from_json(
             row.try_get("event_types")?,
-            EventTypeName::parse,
+            EventTypeName::from_stored,
             "endpoint.event_types",
         )?,
         channels: names_from_json(
@@ -253,10 +253,10 @@ fn message_from_row(row: &PgRow) -> StoreResult<Message> {
         app_id: ApplicationId::parse(row.try_get("app_id")?)
             .map_err(|e| corrupt("message.app_id", e))?,
         event_id: event_id
-            .map(Uid::parse)
+            .map(Uid::from_stored)
             .transpose()
             .map_err(|e| corrupt("message.event_id", e))?,
-        event_type: EventTypeName::parse(row.try_get::<String, _>("event_type")?)
+        event_type: EventTypeName::from_stored(row.try_get::<String, _>("event_type")?)
             .map_err(|e| corrupt("message.event_type", e))?,
         channels: names_from_json(
             row.try_get("channels")?,
@@ -957,7 +957,7 @@ impl Store for PgStore {
         filter: &MessageFilter,
         payloads: Payloads,
     ) -> StoreResult<Page<Message>> {
-        let fetch = |columns: String, last: Option<String>, limit: i64| async move {
+        let fetch = |columns: String, only: Option<Vec<String>>, limit: i64| async move {
             let mut builder = QueryBuilder::new(format!(
                 "SELECT {columns} FROM message m WHERE m.tenant_id = "
             ));
@@ -970,7 +970,7 @@ impl Store for PgStore {
                 filter.event_types.as_deref(),
             );
             push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
-            push_keyset_to(&mut builder, "m.id", query, last.as_deref(), limit);
+            push_keyset_to(&mut builder, "m.id", query, only.as_deref(), limit);
             Ok(builder.build().fetch_all(&self.pool).await?)
         };
         bounded_page(
@@ -1214,7 +1214,7 @@ impl Store for PgStore {
         filter: &DeliveryFilter,
         payloads: Payloads,
     ) -> StoreResult<Page<DeliveredMessage>> {
-        let fetch = |columns: String, last: Option<String>, limit: i64| async move {
+        let fetch = |columns: String, only: Option<Vec<String>>, limit: i64| async move {
             let mut builder = QueryBuilder::new(format!(
                 "SELECT {columns}, d.msg_id, d.endpoint_id, d.state, d.attempts, \
                  d.next_attempt_at, d.manual, d.updated_at, d.created_at AS delivery_created_at \
@@ -1235,7 +1235,7 @@ impl Store for PgStore {
                 filter.event_types.as_deref(),
             );
             push_time_window(&mut builder, "m.created_at", filter.before, filter.after);
-            push_keyset_to(&mut builder, "d.msg_id", query, last.as_deref(), limit);
+            push_keyset_to(&mut builder, "d.msg_id", query, only.as_deref(), limit);
             Ok(builder.build().fetch_all(&self.pool).await?)
         };
         bounded_page(&PAYLOAD_SQL, query, payloads, "d.msg_id", fetch, |row| {

@@ -412,8 +412,12 @@ impl Dispatcher {
             record_failures = task.record_failures,
             "could not record the delivery attempt again; the delivery is dead"
         );
+        // The dead letter first: were the database write first and the
+        // publish to fail, the redelivered task would find the delivery dead
+        // and be acked without ever reaching the dead-letter queue.
+        self.queue.dead_letter(&task, UNRECORDED_REASON).await?;
         self.move_delivery(&task, DeliveryState::Dead, None).await;
-        self.queue.dead_letter(&task, UNRECORDED_REASON).await
+        Ok(())
     }
 
     /// Moves the task's delivery to `state`, due `after` from now, as far as
