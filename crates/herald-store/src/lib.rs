@@ -13,6 +13,7 @@ mod listing;
 pub mod model;
 pub mod page;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod stats;
 

@@ -6,18 +6,22 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use herald_core::{
-    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl,
-    EventTypeName, FeatureFlag, IdOrUid, MessageId, Metadata, TenantId, Uid,
+    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointId, EventTypeName, FeatureFlag,
+    IdOrUid, MessageId, TenantId, Uid,
 };
 
 use crate::listing::{bounded_page, push_keyset, push_keyset_to, PayloadSql};
 use crate::model::{
-    ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery, DeliveredMessage,
-    Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate,
-    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StatsBucket, StatsGranularity,
-    StatsSample, StoredSecrets, Tenant,
+    ApiKey, Application, Attempt, AttemptFilter, ClaimedDelivery, DeliveredMessage, Delivery,
+    DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate, Endpoint,
+    EventType, Message, MessageFilter, StatsBucket, StatsGranularity, StatsSample, StoredSecrets,
+    Tenant,
 };
 use crate::page::{ListQuery, Page, Payloads};
+use crate::rows::{
+    api_key_from_row, application_from_row, attempt_from_row, corrupt, delivery_from_row,
+    endpoint_from_row, event_type_from_row, message_from_row, tenant_from_row, StoredRow,
+};
 use crate::stats::{self as shared, COUNTER_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
@@ -116,10 +120,6 @@ pub(crate) fn database_error(err: sqlx::Error) -> StoreError {
     }
 }
 
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
-}
-
 /// How this database spells a bounded message listing's fragments.
 const PAYLOAD_SQL: PayloadSql = PayloadSql {
     columns_without_payload: "m.id, m.tenant_id, m.app_id, m.event_id, m.event_type, \
@@ -127,169 +127,53 @@ const PAYLOAD_SQL: PayloadSql = PayloadSql {
     payload_size: "octet_length(m.payload)::bigint",
 };
 
+impl StoredRow for PgRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        Ok(self.try_get(column)?)
+    }
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.try_get(column)?)
+    }
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        self.optional_integer(column)?
+            .ok_or_else(|| corrupt(column, "is NULL"))
+    }
+    /// `int2`, `int4` and `int8` columns alike.
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
+        use sqlx::{TypeInfo as _, ValueRef as _};
+        let width = self.try_get_raw(column)?.type_info().name().to_owned();
+        Ok(match width.as_str() {
+            "INT2" => self.try_get::<Option<i16>, _>(column)?.map(i64::from),
+            "INT4" => self.try_get::<Option<i32>, _>(column)?.map(i64::from),
+            _ => self.try_get(column)?,
+        })
+    }
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_json_value(
+        &self,
+        column: &str,
+        _what: &str,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        Ok(self.try_get(column)?)
+    }
+}
+
 fn json_of<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-fn tenant_from_row(row: &PgRow) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: TenantId::parse(row.try_get("id")?).map_err(|e| corrupt("tenant.id", e))?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn api_key_from_row(row: &PgRow) -> StoreResult<ApiKey> {
-    Ok(ApiKey {
-        id: ApiKeyId::parse(row.try_get("id")?).map_err(|e| corrupt("api_key.id", e))?,
-        tenant_id: TenantId::parse(row.try_get("tenant_id")?)
-            .map_err(|e| corrupt("api_key.tenant_id", e))?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        key_hash: row.try_get("key_hash")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-fn throttle_from(value: Option<i32>) -> Option<u16> {
-    value.and_then(|v| u16::try_from(v).ok())
-}
-
-fn application_from_row(row: &PgRow) -> StoreResult<Application> {
-    let uid: Option<String> = row.try_get("uid")?;
-    let metadata: serde_json::Value = row.try_get("metadata")?;
-    Ok(Application {
-        id: ApplicationId::parse(row.try_get("id")?).map_err(|e| corrupt("application.id", e))?,
-        uid: uid
-            .map(Uid::from_stored)
-            .transpose()
-            .map_err(|e| corrupt("application.uid", e))?,
-        name: row.try_get("name")?,
-        metadata: serde_json::from_value::<Metadata>(metadata)
-            .map_err(|e| corrupt("application.metadata", e))?,
-        throttle_rate: throttle_from(row.try_get("throttle_rate")?),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn event_type_from_row(row: &PgRow) -> StoreResult<EventType> {
-    let feature_flag: Option<String> = row.try_get("feature_flag")?;
-    Ok(EventType {
-        name: EventTypeName::from_stored(row.try_get::<String, _>("name")?)
-            .map_err(|e| corrupt("event_type.name", e))?,
-        description: row.try_get("description")?,
-        archived: row.try_get("archived")?,
-        deprecated: row.try_get("deprecated")?,
-        feature_flag: feature_flag
-            .map(FeatureFlag::parse)
-            .transpose()
-            .map_err(|e| corrupt("event_type.feature_flag", e))?,
-        schemas: row.try_get("schemas")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn names_from_json<T>(
-    value: Option<serde_json::Value>,
-    parse: impl Fn(String) -> Result<T, herald_core::ValidationError>,
-    what: &str,
-) -> StoreResult<Option<Vec<T>>> {
-    let Some(value) = value else { return Ok(None) };
-    let names: Vec<String> = serde_json::from_value(value).map_err(|e| corrupt(what, e))?;
-    names
-        .into_iter()
-        .map(|n| parse(n).map_err(|e| corrupt(what, e)))
-        .collect::<StoreResult<Vec<T>>>()
-        .map(Some)
-}
-
-fn endpoint_from_row(row: &PgRow) -> StoreResult<Endpoint> {
-    let uid: Option<String> = row.try_get("uid")?;
-    let secrets: StoredSecrets = serde_json::from_value(row.try_get("secrets")?)
-        .map_err(|e| corrupt("endpoint.secrets", e))?;
-    let headers = serde_json::from_value(row.try_get("headers")?)
-        .map_err(|e| corrupt("endpoint.headers", e))
-        .and_then(|map| EndpointHeaders::parse(map).map_err(|e| corrupt("endpoint.headers", e)))?;
-    Ok(Endpoint {
-        id: EndpointId::parse(row.try_get("id")?).map_err(|e| corrupt("endpoint.id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("endpoint.app_id", e))?,
-        uid: uid
-            .map(Uid::from_stored)
-            .transpose()
-            .map_err(|e| corrupt("endpoint.uid", e))?,
-        url: EndpointUrl::from_stored(row.try_get::<String, _>("url")?)
-            .map_err(|e| corrupt("endpoint.url", e))?,
-        description: row.try_get("description")?,
-        version: u16::try_from(row.try_get::<i32, _>("version")?).unwrap_or(1),
-        disabled: row.try_get("disabled")?,
-        event_types: names_from_json(
-            row.try_get("event_types")?,
-            EventTypeName::from_stored,
-            "endpoint.event_types",
-        )?,
-        channels: names_from_json(
-            row.try_get("channels")?,
-            ChannelName::parse,
-            "endpoint.channels",
-        )?,
-        metadata: serde_json::from_value(row.try_get("metadata")?)
-            .map_err(|e| corrupt("endpoint.metadata", e))?,
-        throttle_rate: throttle_from(row.try_get("throttle_rate")?),
-        headers,
-        secrets: EndpointSecrets::try_from(secrets).map_err(|e| corrupt("endpoint.secrets", e))?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn message_from_row(row: &PgRow) -> StoreResult<Message> {
-    let event_id: Option<String> = row.try_get("event_id")?;
-    Ok(Message {
-        id: MessageId::parse(row.try_get("id")?).map_err(|e| corrupt("message.id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("message.app_id", e))?,
-        event_id: event_id
-            .map(Uid::from_stored)
-            .transpose()
-            .map_err(|e| corrupt("message.event_id", e))?,
-        event_type: EventTypeName::from_stored(row.try_get::<String, _>("event_type")?)
-            .map_err(|e| corrupt("message.event_type", e))?,
-        channels: names_from_json(
-            row.try_get("channels")?,
-            ChannelName::parse,
-            "message.channels",
-        )?,
-        tags: row
-            .try_get::<Option<serde_json::Value>, _>("tags")?
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| corrupt("message.tags", e))?,
-        payload: row.try_get("payload")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
-fn delivery_from_row(row: &PgRow) -> StoreResult<Delivery> {
-    let state: String = row.try_get("state")?;
-    Ok(Delivery {
-        msg_id: MessageId::parse(row.try_get("msg_id")?)
-            .map_err(|e| corrupt("delivery.msg_id", e))?,
-        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
-            .map_err(|e| corrupt("delivery.endpoint_id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("delivery.app_id", e))?,
-        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
-        attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        manual: row.try_get("manual")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
 
 /// The SQL condition on `delivery d` for an API status.
@@ -336,31 +220,6 @@ fn push_time_window(
         builder.push(format!(" AND {column} > "));
         builder.push_bind(after);
     }
-}
-
-fn attempt_from_row(row: &PgRow) -> StoreResult<Attempt> {
-    let trigger: String = row.try_get("trigger")?;
-    Ok(Attempt {
-        id: AttemptId::parse(row.try_get("id")?).map_err(|e| corrupt("message_attempt.id", e))?,
-        msg_id: MessageId::parse(row.try_get("msg_id")?)
-            .map_err(|e| corrupt("message_attempt.msg_id", e))?,
-        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
-            .map_err(|e| corrupt("message_attempt.endpoint_id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("message_attempt.app_id", e))?,
-        url: row.try_get("url")?,
-        status_code: u16::try_from(row.try_get::<i32, _>("status_code")?).unwrap_or(0),
-        error_class: row.try_get("error_class")?,
-        response_body: row.try_get("response_body")?,
-        // Rows written before durations were kept in microseconds have 0 there.
-        duration_us: match u64::try_from(row.try_get::<i64, _>("duration_us")?).unwrap_or(0) {
-            0 => u64::try_from(row.try_get::<i32, _>("duration_ms")?).unwrap_or(0) * 1000,
-            us => us,
-        },
-        trigger: AttemptTrigger::parse(&trigger)
-            .ok_or_else(|| corrupt("message_attempt.trigger", &trigger))?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 fn page_of<T>(

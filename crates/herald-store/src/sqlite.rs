@@ -44,18 +44,22 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use herald_core::{
-    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl,
-    EventTypeName, FeatureFlag, IdOrUid, MessageId, Metadata, TenantId, Uid,
+    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointId, EventTypeName, FeatureFlag,
+    IdOrUid, MessageId, TenantId, Uid,
 };
 
 use crate::listing::{bounded_page, push_keyset, push_keyset_to, PayloadSql};
 use crate::model::{
-    ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, ClaimedDelivery, DeliveredMessage,
-    Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate,
-    Endpoint, EndpointSecrets, EventType, Message, MessageFilter, StatsBucket, StatsGranularity,
-    StatsSample, StoredSecrets, Tenant,
+    ApiKey, Application, Attempt, AttemptFilter, ClaimedDelivery, DeliveredMessage, Delivery,
+    DeliveryCounts, DeliveryFilter, DeliveryState, DeliveryStatus, DeliveryUpdate, Endpoint,
+    EventType, Message, MessageFilter, StatsBucket, StatsGranularity, StatsSample, StoredSecrets,
+    Tenant,
 };
 use crate::page::{ListQuery, Page, Payloads};
+use crate::rows::{
+    api_key_from_row, application_from_row, attempt_from_row, corrupt, delivery_from_row,
+    endpoint_from_row, event_type_from_row, message_from_row, tenant_from_row, StoredRow,
+};
 use crate::stats::{self as shared, COUNTER_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
@@ -318,48 +322,13 @@ fn conflict_constraint(primary_key: bool, message: &str) -> Option<String> {
     })
 }
 
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
-}
-
 /// A timestamp as stored: microseconds since the Unix epoch.
 fn micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()
 }
 
-fn time_at(row: &SqliteRow, column: &str) -> StoreResult<DateTime<Utc>> {
-    let value: i64 = row.try_get(column)?;
-    DateTime::from_timestamp_micros(value).ok_or_else(|| corrupt(column, value))
-}
-
-fn optional_time_at(row: &SqliteRow, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    let value: Option<i64> = row.try_get(column)?;
-    value
-        .map(|v| DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt(column, v)))
-        .transpose()
-}
-
 fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
-}
-
-fn json_at<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-    what: &str,
-) -> StoreResult<T> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| corrupt(what, e))
-}
-
-fn optional_json_at<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-    what: &str,
-) -> StoreResult<Option<T>> {
-    let text: Option<String> = row.try_get(column)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(what, e)))
-        .transpose()
 }
 
 /// How this database spells a bounded message listing's fragments.
@@ -369,151 +338,49 @@ const PAYLOAD_SQL: PayloadSql = PayloadSql {
     payload_size: "length(m.payload)",
 };
 
-fn tenant_from_row(row: &SqliteRow) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: TenantId::parse(row.try_get("id")?).map_err(|e| corrupt("tenant.id", e))?,
-        name: row.try_get("name")?,
-        created_at: time_at(row, "created_at")?,
-    })
-}
-
-fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
-    Ok(ApiKey {
-        id: ApiKeyId::parse(row.try_get("id")?).map_err(|e| corrupt("api_key.id", e))?,
-        tenant_id: TenantId::parse(row.try_get("tenant_id")?)
-            .map_err(|e| corrupt("api_key.tenant_id", e))?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        key_hash: row.try_get("key_hash")?,
-        created_at: time_at(row, "created_at")?,
-        revoked_at: optional_time_at(row, "revoked_at")?,
-    })
-}
-
-fn throttle_from(value: Option<i64>) -> Option<u16> {
-    value.and_then(|v| u16::try_from(v).ok())
-}
-
-fn application_from_row(row: &SqliteRow) -> StoreResult<Application> {
-    let uid: Option<String> = row.try_get("uid")?;
-    Ok(Application {
-        id: ApplicationId::parse(row.try_get("id")?).map_err(|e| corrupt("application.id", e))?,
-        uid: uid
-            .map(Uid::from_stored)
+impl StoredRow for SqliteRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        Ok(self.try_get(column)?)
+    }
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.try_get(column)?)
+    }
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        Ok(self.try_get(column)?)
+    }
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+    /// Integer microseconds since the Unix epoch.
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
+        self.optional_time(column)?
+            .ok_or_else(|| corrupt(column, "is NULL"))
+    }
+    fn optional_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        let value: Option<i64> = self.try_get(column)?;
+        value
+            .map(|v| DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt(column, v)))
             .transpose()
-            .map_err(|e| corrupt("application.uid", e))?,
-        name: row.try_get("name")?,
-        metadata: json_at::<Metadata>(row, "metadata", "application.metadata")?,
-        throttle_rate: throttle_from(row.try_get("throttle_rate")?),
-        created_at: time_at(row, "created_at")?,
-        updated_at: time_at(row, "updated_at")?,
-    })
-}
-
-fn event_type_from_row(row: &SqliteRow) -> StoreResult<EventType> {
-    let feature_flag: Option<String> = row.try_get("feature_flag")?;
-    Ok(EventType {
-        name: EventTypeName::from_stored(row.try_get::<String, _>("name")?)
-            .map_err(|e| corrupt("event_type.name", e))?,
-        description: row.try_get("description")?,
-        archived: row.try_get("archived")?,
-        deprecated: row.try_get("deprecated")?,
-        feature_flag: feature_flag
-            .map(FeatureFlag::parse)
+    }
+    /// JSON text.
+    fn optional_json_value(
+        &self,
+        column: &str,
+        what: &str,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        let text: Option<String> = self.try_get(column)?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(what, e)))
             .transpose()
-            .map_err(|e| corrupt("event_type.feature_flag", e))?,
-        schemas: optional_json_at(row, "schemas", "event_type.schemas")?,
-        created_at: time_at(row, "created_at")?,
-        updated_at: time_at(row, "updated_at")?,
-    })
-}
-
-fn names_at<T>(
-    row: &SqliteRow,
-    column: &str,
-    parse: impl Fn(String) -> Result<T, herald_core::ValidationError>,
-    what: &str,
-) -> StoreResult<Option<Vec<T>>> {
-    let Some(names) = optional_json_at::<Vec<String>>(row, column, what)? else {
-        return Ok(None);
-    };
-    names
-        .into_iter()
-        .map(|n| parse(n).map_err(|e| corrupt(what, e)))
-        .collect::<StoreResult<Vec<T>>>()
-        .map(Some)
-}
-
-fn endpoint_from_row(row: &SqliteRow) -> StoreResult<Endpoint> {
-    let uid: Option<String> = row.try_get("uid")?;
-    let secrets: StoredSecrets = json_at(row, "secrets", "endpoint.secrets")?;
-    let headers = EndpointHeaders::parse(json_at(row, "headers", "endpoint.headers")?)
-        .map_err(|e| corrupt("endpoint.headers", e))?;
-    Ok(Endpoint {
-        id: EndpointId::parse(row.try_get("id")?).map_err(|e| corrupt("endpoint.id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("endpoint.app_id", e))?,
-        uid: uid
-            .map(Uid::from_stored)
-            .transpose()
-            .map_err(|e| corrupt("endpoint.uid", e))?,
-        url: EndpointUrl::from_stored(row.try_get::<String, _>("url")?)
-            .map_err(|e| corrupt("endpoint.url", e))?,
-        description: row.try_get("description")?,
-        version: u16::try_from(row.try_get::<i64, _>("version")?).unwrap_or(1),
-        disabled: row.try_get("disabled")?,
-        event_types: names_at(
-            row,
-            "event_types",
-            EventTypeName::from_stored,
-            "endpoint.event_types",
-        )?,
-        channels: names_at(row, "channels", ChannelName::parse, "endpoint.channels")?,
-        metadata: json_at(row, "metadata", "endpoint.metadata")?,
-        throttle_rate: throttle_from(row.try_get("throttle_rate")?),
-        headers,
-        secrets: EndpointSecrets::try_from(secrets).map_err(|e| corrupt("endpoint.secrets", e))?,
-        created_at: time_at(row, "created_at")?,
-        updated_at: time_at(row, "updated_at")?,
-    })
-}
-
-fn message_from_row(row: &SqliteRow) -> StoreResult<Message> {
-    let event_id: Option<String> = row.try_get("event_id")?;
-    Ok(Message {
-        id: MessageId::parse(row.try_get("id")?).map_err(|e| corrupt("message.id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("message.app_id", e))?,
-        event_id: event_id
-            .map(Uid::from_stored)
-            .transpose()
-            .map_err(|e| corrupt("message.event_id", e))?,
-        event_type: EventTypeName::from_stored(row.try_get::<String, _>("event_type")?)
-            .map_err(|e| corrupt("message.event_type", e))?,
-        channels: names_at(row, "channels", ChannelName::parse, "message.channels")?,
-        tags: optional_json_at(row, "tags", "message.tags")?,
-        payload: row.try_get("payload")?,
-        created_at: time_at(row, "created_at")?,
-        expires_at: time_at(row, "expires_at")?,
-    })
-}
-
-fn delivery_from_row(row: &SqliteRow) -> StoreResult<Delivery> {
-    let state: String = row.try_get("state")?;
-    Ok(Delivery {
-        msg_id: MessageId::parse(row.try_get("msg_id")?)
-            .map_err(|e| corrupt("delivery.msg_id", e))?,
-        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
-            .map_err(|e| corrupt("delivery.endpoint_id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("delivery.app_id", e))?,
-        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
-        next_attempt_at: optional_time_at(row, "next_attempt_at")?,
-        manual: row.try_get("manual")?,
-        created_at: time_at(row, "created_at")?,
-        updated_at: time_at(row, "updated_at")?,
-    })
+    }
 }
 
 /// The SQL condition on `delivery d` for an API status.
@@ -568,31 +435,6 @@ fn push_time_window(
     }
 }
 
-fn attempt_from_row(row: &SqliteRow) -> StoreResult<Attempt> {
-    let trigger: String = row.try_get("trigger")?;
-    Ok(Attempt {
-        id: AttemptId::parse(row.try_get("id")?).map_err(|e| corrupt("message_attempt.id", e))?,
-        msg_id: MessageId::parse(row.try_get("msg_id")?)
-            .map_err(|e| corrupt("message_attempt.msg_id", e))?,
-        endpoint_id: EndpointId::parse(row.try_get("endpoint_id")?)
-            .map_err(|e| corrupt("message_attempt.endpoint_id", e))?,
-        app_id: ApplicationId::parse(row.try_get("app_id")?)
-            .map_err(|e| corrupt("message_attempt.app_id", e))?,
-        url: row.try_get("url")?,
-        status_code: u16::try_from(row.try_get::<i64, _>("status_code")?).unwrap_or(0),
-        error_class: row.try_get("error_class")?,
-        response_body: row.try_get("response_body")?,
-        // Rows written before durations were kept in microseconds have 0 there.
-        duration_us: match u64::try_from(row.try_get::<i64, _>("duration_us")?).unwrap_or(0) {
-            0 => u64::try_from(row.try_get::<i64, _>("duration_ms")?).unwrap_or(0) * 1000,
-            us => us,
-        },
-        trigger: AttemptTrigger::parse(&trigger)
-            .ok_or_else(|| corrupt("message_attempt.trigger", &trigger))?,
-        created_at: time_at(row, "created_at")?,
-    })
-}
-
 fn page_of<T>(
     rows: Vec<SqliteRow>,
     query: &ListQuery,
@@ -609,7 +451,7 @@ fn stats_bucket_from_row(row: &SqliteRow) -> StoreResult<StatsBucket> {
             .map_err(|e| corrupt("endpoint_stats.endpoint_id", e))?,
         granularity: StatsGranularity::parse(&granularity)
             .ok_or_else(|| corrupt("endpoint_stats.granularity", &granularity))?,
-        start: time_at(row, "bucket_start")?,
+        start: row.time("bucket_start")?,
         bucket: shared::bucket_from_row(row)?,
     })
 }
@@ -1480,7 +1322,7 @@ impl Store for SqliteStore {
         };
         bounded_page(&PAYLOAD_SQL, query, payloads, "d.msg_id", fetch, |row| {
             let mut delivery = delivery_from_row(row)?;
-            delivery.created_at = time_at(row, "delivery_created_at")?;
+            delivery.created_at = row.time("delivery_created_at")?;
             Ok(DeliveredMessage {
                 delivery,
                 message: message_from_row(row)?,
