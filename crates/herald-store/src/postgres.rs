@@ -149,9 +149,8 @@ impl StoredRow for PgRow {
     }
     /// `int2`, `int4` and `int8` columns alike.
     fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
-        use sqlx::{TypeInfo as _, ValueRef as _};
-        let width = self.try_get_raw(column)?.type_info().name().to_owned();
-        Ok(match width.as_str() {
+        use sqlx::{Column as _, TypeInfo as _};
+        Ok(match self.try_column(column)?.type_info().name() {
             "INT2" => self.try_get::<Option<i16>, _>(column)?.map(i64::from),
             "INT4" => self.try_get::<Option<i32>, _>(column)?.map(i64::from),
             _ => self.try_get(column)?,
