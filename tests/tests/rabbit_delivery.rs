@@ -27,6 +27,13 @@ async fn start() -> Option<Topology> {
     Topology::start(TopologyOptions::default()).await
 }
 
+/// Posts `body` as a message of application `a`; its id.
+async fn post_message(api: &herald_e2e::Herald, body: serde_json::Value) -> String {
+    let created = api.post("/api/v1/app/a/msg", body).await;
+    assert_eq!(created.status, 202, "{created:?}");
+    created.body["id"].as_str().expect("message id").to_owned()
+}
+
 fn header<'a>(request: &'a herald_e2e::receiver::Received, name: &str) -> &'a str {
     request
         .headers
@@ -54,14 +61,11 @@ async fn a_message_posted_to_the_api_is_delivered_signed_by_the_worker_through_r
         .unwrap()
         .to_owned();
 
-    let created = api
-        .post(
-            "/api/v1/app/a/msg",
-            json!({"eventType": "invoice.paid", "payload": {"invoice": 42}}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{created:?}");
-    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+    let msg_id = post_message(
+        api,
+        json!({"eventType": "invoice.paid", "payload": {"invoice": 42}}),
+    )
+    .await;
 
     let got = receiver.wait_for("ok", 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1, "not delivered; logs:\n{}", topology.logs());
@@ -113,14 +117,7 @@ async fn a_flaky_endpoint_gets_three_attempts_a_second_apart_and_the_delivery_su
     let receiver = Receiver::start().await;
     receiver.script("flaky", &[500, 500, 200]);
     create_app(api, "a", &[receiver.url("flaky")]).await;
-    let created = api
-        .post(
-            "/api/v1/app/a/msg",
-            json!({"eventType": "t", "payload": {}}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{created:?}");
-    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+    let msg_id = post_message(api, json!({"eventType": "t", "payload": {}})).await;
 
     assert_eq!(
         topology
@@ -180,14 +177,7 @@ async fn an_endpoint_that_always_fails_ends_dead_in_the_dead_queue_and_listed_as
     let receiver = Receiver::start().await;
     receiver.script("down", &[500]);
     create_app(api, "a", &[receiver.url("down")]).await;
-    let created = api
-        .post(
-            "/api/v1/app/a/msg",
-            json!({"eventType": "t", "payload": {}}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{created:?}");
-    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+    let msg_id = post_message(api, json!({"eventType": "t", "payload": {}})).await;
 
     // Schedule "1,1": the first attempt and two retries, then dead.
     assert_eq!(
@@ -259,14 +249,7 @@ async fn a_response_body_with_a_nul_byte_is_recorded_once_as_safe_text() {
     // the attempt unrecordable and the task came back every few seconds.
     receiver.body("nul", b"ok\x00nul");
     create_app(api, "a", &[receiver.url("nul")]).await;
-    let created = api
-        .post(
-            "/api/v1/app/a/msg",
-            json!({"eventType": "t", "payload": {}}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{created:?}");
-    let msg_id = created.body["id"].as_str().unwrap().to_owned();
+    let msg_id = post_message(api, json!({"eventType": "t", "payload": {}})).await;
 
     assert_eq!(
         topology

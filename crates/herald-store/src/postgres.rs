@@ -162,12 +162,14 @@ impl StoredRow for PgRow {
     fn optional_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
         Ok(self.try_get(column)?)
     }
-    fn optional_json_value(
+    fn optional_json<T: serde::de::DeserializeOwned>(
         &self,
         column: &str,
-        _what: &str,
-    ) -> StoreResult<Option<serde_json::Value>> {
-        Ok(self.try_get(column)?)
+        what: &str,
+    ) -> StoreResult<Option<T>> {
+        self.try_get::<Option<serde_json::Value>, _>(column)?
+            .map(|value| serde_json::from_value(value).map_err(|e| corrupt(what, e)))
+            .transpose()
     }
 }
 

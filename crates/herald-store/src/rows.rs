@@ -35,29 +35,18 @@ pub(crate) trait StoredRow {
     fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
     fn optional_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
-    /// A JSON column as a value (`what` names it in a corruption error).
-    fn optional_json_value(
+    /// A JSON column decoded straight into `T` (`what` names it in a
+    /// corruption error).
+    fn optional_json<T: DeserializeOwned>(
         &self,
         column: &str,
         what: &str,
-    ) -> StoreResult<Option<serde_json::Value>>;
+    ) -> StoreResult<Option<T>>;
 }
 
 fn json<T: DeserializeOwned>(row: &impl StoredRow, column: &str, what: &str) -> StoreResult<T> {
-    let value = row
-        .optional_json_value(column, what)?
-        .ok_or_else(|| corrupt(what, "is NULL"))?;
-    serde_json::from_value(value).map_err(|e| corrupt(what, e))
-}
-
-fn optional_json<T: DeserializeOwned>(
-    row: &impl StoredRow,
-    column: &str,
-    what: &str,
-) -> StoreResult<Option<T>> {
-    row.optional_json_value(column, what)?
-        .map(|value| serde_json::from_value(value).map_err(|e| corrupt(what, e)))
-        .transpose()
+    row.optional_json(column, what)?
+        .ok_or_else(|| corrupt(what, "is NULL"))
 }
 
 /// A JSON list of names, each read back with `parse`.
@@ -67,7 +56,7 @@ fn names<T>(
     parse: impl Fn(String) -> Result<T, ValidationError>,
     what: &str,
 ) -> StoreResult<Option<Vec<T>>> {
-    let Some(names) = optional_json::<Vec<String>>(row, column, what)? else {
+    let Some(names) = row.optional_json::<Vec<String>>(column, what)? else {
         return Ok(None);
     };
     names
@@ -152,7 +141,7 @@ pub(crate) fn event_type_from_row(row: &impl StoredRow) -> StoreResult<EventType
             FeatureFlag::parse,
             "event_type.feature_flag",
         )?,
-        schemas: row.optional_json_value("schemas", "event_type.schemas")?,
+        schemas: row.optional_json("schemas", "event_type.schemas")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
@@ -208,7 +197,7 @@ pub(crate) fn message_from_row(row: &impl StoredRow) -> StoreResult<Message> {
             "message.event_type",
         )?,
         channels: names(row, "channels", ChannelName::parse, "message.channels")?,
-        tags: optional_json(row, "tags", "message.tags")?,
+        tags: row.optional_json("tags", "message.tags")?,
         payload: row.optional_bytes("payload")?,
         created_at: row.time("created_at")?,
         expires_at: row.time("expires_at")?,

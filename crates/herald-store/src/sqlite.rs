@@ -372,11 +372,11 @@ impl StoredRow for SqliteRow {
             .transpose()
     }
     /// JSON text.
-    fn optional_json_value(
+    fn optional_json<T: serde::de::DeserializeOwned>(
         &self,
         column: &str,
         what: &str,
-    ) -> StoreResult<Option<serde_json::Value>> {
+    ) -> StoreResult<Option<T>> {
         let text: Option<String> = self.try_get(column)?;
         text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(what, e)))
             .transpose()

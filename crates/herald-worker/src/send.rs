@@ -412,7 +412,13 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// character boundary, so a replacement never pushes it past `max` bytes.
 pub fn response_text(body: &[u8], max: usize) -> String {
     let kept = &body[..body.len().min(max)];
-    let mut text = String::from_utf8_lossy(kept).replace('\0', "\u{fffd}");
+    let lossy = String::from_utf8_lossy(kept);
+    // Only a body holding NUL pays for a second copy.
+    let mut text = if lossy.contains('\0') {
+        lossy.replace('\0', "\u{fffd}")
+    } else {
+        lossy.into_owned()
+    };
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
