@@ -35,8 +35,7 @@ use sqlx::{Connection, Executor};
 use herald_core::{ApplicationId, AttemptId, EndpointId, TenantId};
 use herald_stats::Granularity;
 use herald_store::{
-    Application, Endpoint, EndpointSecrets, PgStore, SqliteStore, StatsGranularity, StatsSample,
-    Store, Tenant,
+    Application, Endpoint, EndpointSecrets, SqlStore, StatsGranularity, StatsSample, Store, Tenant,
 };
 
 /// The attempt counts measured, unless `HERALD_BENCH_SIZES` says otherwise.
@@ -78,11 +77,11 @@ impl Backend {
 /// What keeps a fresh store's data alive, and removes it afterwards.
 enum Storage {
     Sqlite {
-        store: SqliteStore,
+        store: SqlStore,
         _dir: tempfile::TempDir,
     },
     Postgres {
-        store: PgStore,
+        store: SqlStore,
         admin_url: String,
         name: String,
     },
@@ -111,7 +110,7 @@ impl Fixture {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let path = dir.path().join("herald.db");
-                let store = SqliteStore::connect(path.to_str().expect("utf-8 path"), 4)
+                let store = SqlStore::sqlite(path.to_str().expect("utf-8 path"), 4)
                     .await
                     .expect("open SQLite store");
                 Storage::Sqlite { store, _dir: dir }
@@ -127,8 +126,7 @@ impl Fixture {
                     .await
                     .expect("create the bench database");
                 admin.close().await.ok();
-                let store =
-                    PgStore::connect_lazy(&with_database(&admin_url, &name), 4).expect("pool");
+                let store = SqlStore::postgres(&with_database(&admin_url, &name), 4).expect("pool");
                 Storage::Postgres {
                     store,
                     admin_url,
@@ -290,7 +288,7 @@ impl Fixture {
                 admin_url,
                 name,
             } => {
-                store.pool().close().await;
+                store.close().await;
                 let mut admin = sqlx::PgConnection::connect(&admin_url)
                     .await
                     .expect("connect to HERALD_BENCH_DATABASE_URL");

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use herald_core::{ApplicationId, AttemptId, EndpointId, TenantId};
 use herald_queue::{AttemptCompleted, EventBus, ReceivedEvent};
-use herald_store::{StatsSample, Store};
+use herald_store::{StatsSample, StatsStore};
 
 /// Describes the stats role's series and registers them at zero. Call once
 /// the process's metrics recorder is installed.
@@ -68,7 +68,7 @@ impl Default for AggregatorConfig {
 /// Consumes attempt events until `shutdown`, counting them in batches; rolls up
 /// old buckets on the side. Returns when shutdown is requested or the bus closes.
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn StatsStore>,
     bus: Arc<dyn EventBus>,
     config: AggregatorConfig,
     shutdown: CancellationToken,
@@ -107,7 +107,11 @@ pub async fn run(
 
 /// Counts a batch, retrying while the store is unavailable, then acks it.
 /// Returns false when shutdown interrupted the retries.
-async fn flush(store: &dyn Store, batch: Vec<ReceivedEvent>, shutdown: &CancellationToken) -> bool {
+async fn flush(
+    store: &dyn StatsStore,
+    batch: Vec<ReceivedEvent>,
+    shutdown: &CancellationToken,
+) -> bool {
     let samples: Vec<StatsSample> = batch
         .iter()
         .filter_map(|received| match sample_of(&received.event) {
@@ -174,7 +178,11 @@ pub fn sample_of(event: &AttemptCompleted) -> Option<StatsSample> {
     })
 }
 
-async fn run_rollups(store: Arc<dyn Store>, config: AggregatorConfig, shutdown: CancellationToken) {
+async fn run_rollups(
+    store: Arc<dyn StatsStore>,
+    config: AggregatorConfig,
+    shutdown: CancellationToken,
+) {
     let mut interval = tokio::time::interval(config.rollup_interval);
     loop {
         tokio::select! {

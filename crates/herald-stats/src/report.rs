@@ -10,7 +10,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use herald_core::stats::{Bucket, OutcomeCounts};
 use herald_core::{ApplicationId, EndpointId, TenantId};
-use herald_store::{StatsBucket, StatsGranularity, Store, StoreResult};
+use herald_store::{StatsBucket, StatsGranularity, StatsStore, StoreResult};
 
 /// The width of a time-series point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn build_report(
 /// hides that hour's bucket until the next roll-up deletes it.) The report's
 /// `since` and `until` are the window asked for either way.
 pub async fn report(
-    store: &dyn Store,
+    store: &dyn StatsStore,
     tenant_id: &TenantId,
     app_id: &ApplicationId,
     endpoint_id: Option<&EndpointId>,
@@ -311,10 +311,10 @@ mod tests {
     mod selection {
         use super::super::*;
         use herald_core::AttemptId;
-        use herald_store::{SqliteStore, StatsSample};
+        use herald_store::{SqlStore, StatsSample, Store};
 
         struct Fixture {
-            store: SqliteStore,
+            store: SqlStore,
             _dir: tempfile::TempDir,
             tenant_id: TenantId,
             app_id: ApplicationId,
@@ -336,9 +336,7 @@ mod tests {
         async fn fixture() -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("herald.db");
-            let store = SqliteStore::connect(path.to_str().unwrap(), 2)
-                .await
-                .unwrap();
+            let store = SqlStore::sqlite(path.to_str().unwrap(), 2).await.unwrap();
             store.migrate().await.unwrap();
             let f = Fixture {
                 store,

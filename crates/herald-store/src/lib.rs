@@ -1,31 +1,92 @@
-//! Herald's persistence layer: the [`Store`] trait every other crate talks to,
-//! the records it stores, and its two implementations: [`PgStore`]
-//! (PostgreSQL, for the production topology) and [`SqliteStore`] (one SQLite
-//! file, for the embedded mode). Both pass the same contract suite
-//! (`tests/contract`), report unique violations under the same constraint
-//! names, and embed their migrations (`migrations/postgres`,
-//! `migrations/sqlite`).
+//! Herald's persistence layer: the role-sized traits other crates talk to
+//! ([`Store`] for all of them, [`DeliveryStore`] for a worker,
+//! [`StatsStore`] for the stats service), the records they store, and
+//! [`SqlStore`], which implements them all on PostgreSQL (the production
+//! topology) or on one SQLite file (the embedded mode).
+//!
+//! Each aggregate's SQL is written once, in its module (`tenant`,
+//! `application`, `endpoint`, `event_type`, `message`, `delivery`,
+//! `attempt`, `stats`); what differs between the two databases sits behind
+//! the seam in `db` and the backend modules [`postgres`] and [`sqlite`].
+//! Both backends pass the same contract suite (`tests/contract`), report
+//! unique violations under the same constraint names, and embed their
+//! migrations (`migrations/postgres`, `migrations/sqlite`).
 //!
 //! Every method that touches tenant data takes the [`TenantId`] first, so no
 //! query can forget to scope by tenant.
 
+mod application;
+mod attempt;
+mod db;
+mod delivery;
+mod endpoint;
+mod event_type;
 mod listing;
+mod message;
 pub mod model;
 pub mod page;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 mod stats;
+mod tenant;
 
 use async_trait::async_trait;
 use herald_core::{
     ApiKeyId, ApplicationId, AttemptId, EndpointId, EventTypeName, IdOrUid, MessageId, TenantId,
 };
 
+use db::Db;
 pub use model::*;
+
+/// Every store trait, for code that calls a [`Store`] through its roles:
+/// `use herald_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        ApplicationStore, AttemptLog, DeliveryStore, EndpointStore, EventTypeStore, MessageLog,
+        Outbox, StatsStore, Store, TenantStore,
+    };
+}
 pub use page::{Cursor, ListQuery, Ordering, Page, Payloads};
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+
+/// The store: every role's trait, on PostgreSQL or SQLite. Built with
+/// [`SqlStore::postgres`] or [`SqlStore::sqlite`]; cloning shares the pools.
+#[derive(Clone)]
+pub struct SqlStore {
+    db: Db,
+}
+
+impl SqlStore {
+    fn on(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Closes the pools, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        match &self.db {
+            Db::Postgres(pool) => postgres::MIGRATOR.run(pool).await,
+            Db::Sqlite { writer, .. } => sqlite::MIGRATOR.run(writer).await,
+        }
+        .map_err(|e| StoreError::Database(e.into()))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.read(db::Sql::new("SELECT 1")).await.map(drop)
+    }
+}
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -85,19 +146,39 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-/// The persistence contract. Reads return `Ok(None)` for objects that do not
-/// exist *for this tenant*; whether they exist for another tenant is invisible.
+/// The whole persistence contract, as the API process and the embedded mode
+/// use it: every role's trait, plus the schema. Reads return `Ok(None)` for
+/// objects that do not exist *for this tenant*; whether they exist for
+/// another tenant is invisible. A worker holds only a [`DeliveryStore`], the
+/// stats service only a [`StatsStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    TenantStore
+    + ApplicationStore
+    + EndpointStore
+    + EventTypeStore
+    + MessageLog
+    + DeliveryStore
+    + StatsStore
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// A cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
+}
 
+/// What a delivery worker uses: the outbox and the attempt log.
+pub trait DeliveryStore: Outbox + AttemptLog {}
+
+impl<T: Outbox + AttemptLog + ?Sized> DeliveryStore for T {}
+
+/// Server settings, tenants, their API keys and logged-out tokens: what
+/// authentication and the admin commands use.
+#[async_trait]
+pub trait TenantStore: Send + Sync + 'static {
     // Server settings, shared by every process.
     /// Stores `value` under `name` unless a value exists; returns the stored value.
     async fn setting_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
-
     // Tenants and keys.
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn tenant(&self, tenant_id: &TenantId) -> StoreResult<Option<Tenant>>;
@@ -120,7 +201,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Whether the app-scoped token `token_id` was logged out.
     async fn token_revoked(&self, token_id: &str) -> StoreResult<bool>;
+}
 
+/// A tenant's applications.
+#[async_trait]
+pub trait ApplicationStore: Send + Sync + 'static {
     // Applications.
     async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()>;
     /// Writes `app` if its stored `updated_at` is still `expected_updated_at`
@@ -147,7 +232,11 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
     ) -> StoreResult<bool>;
+}
 
+/// Applications' endpoints, as the management API edits them.
+#[async_trait]
+pub trait EndpointStore: Send + Sync + 'static {
     // Endpoints.
     async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()>;
     /// Writes `endpoint` if its stored `updated_at` is still `expected_updated_at`,
@@ -159,12 +248,6 @@ pub trait Store: Send + Sync + 'static {
         endpoint: &Endpoint,
         expected_updated_at: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<bool>;
-    async fn endpoint(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        endpoint: &IdOrUid,
-    ) -> StoreResult<Option<Endpoint>>;
     async fn list_endpoints(
         &self,
         tenant_id: &TenantId,
@@ -177,7 +260,18 @@ pub trait Store: Send + Sync + 'static {
         app_id: &ApplicationId,
         endpoint_id: &EndpointId,
     ) -> StoreResult<bool>;
+    // Messages and deliveries.
+    /// Every enabled endpoint of an application (the fan-out candidates).
+    async fn enabled_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<Vec<Endpoint>>;
+}
 
+/// A tenant's event types.
+#[async_trait]
+pub trait EventTypeStore: Send + Sync + 'static {
     // Event types.
     async fn insert_event_type(
         &self,
@@ -214,47 +308,12 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         names: &[EventTypeName],
     ) -> StoreResult<Vec<EventTypeName>>;
+}
 
-    // Messages and deliveries.
-    /// Every enabled endpoint of an application (the fan-out candidates).
-    async fn enabled_endpoints(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-    ) -> StoreResult<Vec<Endpoint>>;
-    /// Stores a message and one pending delivery per endpoint in one
-    /// transaction; the relay hands the deliveries out.
-    async fn insert_message(
-        &self,
-        tenant_id: &TenantId,
-        message: &Message,
-        endpoint_ids: &[EndpointId],
-    ) -> StoreResult<()>;
-    /// Like [`Store::insert_message`], but the deliveries are stored already
-    /// claimed (`sending`, due now): the caller publishes their tasks itself
-    /// right after the commit, which saves the relay's round trips and wait.
-    /// If that publish fails the caller hands them back with
-    /// [`Store::return_deliveries`]; if the caller dies first, the relay takes
-    /// them back once a lease has passed (or at once, through
-    /// [`Store::release_claims`], when an embedded process restarts).
-    async fn insert_message_claimed(
-        &self,
-        tenant_id: &TenantId,
-        message: &Message,
-        endpoint_ids: &[EndpointId],
-    ) -> StoreResult<()>;
-    /// Makes a message's not yet attempted deliveries pending and due now, so
-    /// the relay hands them out: for deliveries claimed at insert whose tasks
-    /// could not be published.
-    async fn return_deliveries(&self, tenant_id: &TenantId, msg_id: &MessageId)
-        -> StoreResult<u64>;
-    /// A message by id or by its `eventId`.
-    async fn message(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        msg: &IdOrUid,
-    ) -> StoreResult<Option<Message>>;
+/// Messages and their deliveries as the management API lists, resends
+/// and recovers them.
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
     /// A page of the application's messages, with as much payload as
     /// `payloads` allows.
     async fn list_messages(
@@ -278,62 +337,6 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &TenantId,
         msg_id: &MessageId,
     ) -> StoreResult<Vec<Delivery>>;
-    /// One delivery (message × endpoint).
-    async fn delivery(
-        &self,
-        tenant_id: &TenantId,
-        msg_id: &MessageId,
-        endpoint_id: &EndpointId,
-    ) -> StoreResult<Option<Delivery>>;
-    /// Records an attempt and moves its delivery to `update` in one transaction;
-    /// the attempt counter grows by one. A manual attempt clears the delivery's
-    /// manual request; a scheduled one that finishes while a manual request is
-    /// waiting leaves the delivery due for it.
-    async fn record_attempt(
-        &self,
-        tenant_id: &TenantId,
-        attempt: &Attempt,
-        update: &DeliveryUpdate,
-    ) -> StoreResult<()>;
-    /// Moves a delivery to `update` without an attempt (e.g. its endpoint is gone).
-    async fn update_delivery(
-        &self,
-        tenant_id: &TenantId,
-        msg_id: &MessageId,
-        endpoint_id: &EndpointId,
-        update: &DeliveryUpdate,
-    ) -> StoreResult<()>;
-    /// The attempts of a message, oldest first (by time: ids are ordered only
-    /// to a few milliseconds).
-    async fn attempts_of_message(
-        &self,
-        tenant_id: &TenantId,
-        msg_id: &MessageId,
-    ) -> StoreResult<Vec<Attempt>>;
-    /// One attempt of a message.
-    async fn attempt(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        msg_id: &MessageId,
-        attempt_id: &AttemptId,
-    ) -> StoreResult<Option<Attempt>>;
-    /// An application's attempts, keyed by attempt id.
-    async fn list_attempts(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        query: &ListQuery,
-        filter: &AttemptFilter,
-    ) -> StoreResult<Page<Attempt>>;
-    /// Removes an attempt's response body; returns false when it is absent.
-    async fn expunge_attempt_content(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        msg_id: &MessageId,
-        attempt_id: &AttemptId,
-    ) -> StoreResult<bool>;
     /// An endpoint's deliveries with their messages, keyed by message id,
     /// with as much payload as `payloads` allows.
     async fn list_endpoint_deliveries(
@@ -383,6 +386,39 @@ pub trait Store: Send + Sync + 'static {
         since: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<DeliveryCounts>;
+}
+
+/// The outbox: messages stored with one delivery per endpoint, and the
+/// deliveries' state as the relay and the workers move it, with the
+/// message and endpoint a delivery needs.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Stores a message and one pending delivery per endpoint in one
+    /// transaction; the relay hands the deliveries out.
+    async fn insert_message(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()>;
+    /// Like [`Store::insert_message`], but the deliveries are stored already
+    /// claimed (`sending`, due now): the caller publishes their tasks itself
+    /// right after the commit, which saves the relay's round trips and wait.
+    /// If that publish fails the caller hands them back with
+    /// [`Store::return_deliveries`]; if the caller dies first, the relay takes
+    /// them back once a lease has passed (or at once, through
+    /// [`Store::release_claims`], when an embedded process restarts).
+    async fn insert_message_claimed(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+    ) -> StoreResult<()>;
+    /// Makes a message's not yet attempted deliveries pending and due now, so
+    /// the relay hands them out: for deliveries claimed at insert whose tasks
+    /// could not be published.
+    async fn return_deliveries(&self, tenant_id: &TenantId, msg_id: &MessageId)
+        -> StoreResult<u64>;
     /// Claims up to `limit` deliveries for the outbox relay: `pending` ones due
     /// at `now`, and `sending` ones whose `next_attempt_at` is more than `lease`
     /// ago (their task was lost with a worker or broker). Claimed rows become
@@ -400,7 +436,93 @@ pub trait Store: Send + Sync + 'static {
     /// owns the database (the embedded mode): at its start, whatever was in
     /// flight was lost with the previous process. Not tenant-scoped.
     async fn release_claims(&self) -> StoreResult<u64>;
+    /// One delivery (message × endpoint).
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<Option<Delivery>>;
+    /// Moves a delivery to `update` without an attempt (e.g. its endpoint is gone).
+    async fn update_delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<()>;
+    /// A message by id or by its `eventId`.
+    async fn message(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg: &IdOrUid,
+    ) -> StoreResult<Option<Message>>;
+    async fn endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &IdOrUid,
+    ) -> StoreResult<Option<Endpoint>>;
+    /// Disables an endpoint (it answered 410 Gone); returns false when it is
+    /// absent or already disabled.
+    async fn disable_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<bool>;
+}
 
+/// The attempts made to deliver messages.
+#[async_trait]
+pub trait AttemptLog: Send + Sync + 'static {
+    /// Records an attempt and moves its delivery to `update` in one transaction;
+    /// the attempt counter grows by one. A manual attempt clears the delivery's
+    /// manual request; a scheduled one that finishes while a manual request is
+    /// waiting leaves the delivery due for it.
+    async fn record_attempt(
+        &self,
+        tenant_id: &TenantId,
+        attempt: &Attempt,
+        update: &DeliveryUpdate,
+    ) -> StoreResult<()>;
+    /// The attempts of a message, oldest first (by time: ids are ordered only
+    /// to a few milliseconds).
+    async fn attempts_of_message(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<Vec<Attempt>>;
+    /// One attempt of a message.
+    async fn attempt(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        attempt_id: &AttemptId,
+    ) -> StoreResult<Option<Attempt>>;
+    /// An application's attempts, keyed by attempt id.
+    async fn list_attempts(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &AttemptFilter,
+    ) -> StoreResult<Page<Attempt>>;
+    /// Removes an attempt's response body; returns false when it is absent.
+    async fn expunge_attempt_content(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        attempt_id: &AttemptId,
+    ) -> StoreResult<bool>;
+}
+
+/// Per-endpoint delivery statistics, in minute and hour buckets.
+#[async_trait]
+pub trait StatsStore: Send + Sync + 'static {
     // Delivery statistics.
     /// Counts the samples not counted before (by attempt id, remembered in
     /// `stats_seen`) into their endpoint's minute bucket (start = `at`

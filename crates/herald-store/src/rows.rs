@@ -1,57 +1,28 @@
-//! Rows read back into records, written once for both stores. The two
-//! databases keep the same columns but spell some of them differently
-//! (PostgreSQL's `timestamptz`, `jsonb` and `int4` against SQLite's integer
-//! microseconds, JSON text and 64-bit integers); [`StoredRow`] is that seam,
-//! one small impl per backend, and everything above it is shared.
+//! Rows read back into records, written once for both databases ([`Row`]
+//! reads a column the same way on either).
 
-use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
 use herald_core::{
-    ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointUrl,
-    EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid, ValidationError,
+    ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, Metadata, Uid,
+    ValidationError,
 };
 
+use crate::db::{corrupt, Row};
 use crate::model::{
     ApiKey, Application, Attempt, AttemptTrigger, Delivery, DeliveryState, Endpoint,
     EndpointSecrets, EventType, Message, StoredSecrets, Tenant,
 };
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
 
-/// A column value a row holds but the model cannot take.
-pub(crate) fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
-}
-
-/// How a backend's row gives up its columns, in the store's own terms.
-pub(crate) trait StoredRow {
-    fn text(&self, column: &str) -> StoreResult<String>;
-    fn optional_text(&self, column: &str) -> StoreResult<Option<String>>;
-    fn flag(&self, column: &str) -> StoreResult<bool>;
-    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
-    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// An integer column of any width.
-    fn integer(&self, column: &str) -> StoreResult<i64>;
-    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
-    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
-    fn optional_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
-    /// A JSON column decoded straight into `T` (`what` names it in a
-    /// corruption error).
-    fn optional_json<T: DeserializeOwned>(
-        &self,
-        column: &str,
-        what: &str,
-    ) -> StoreResult<Option<T>>;
-}
-
-fn json<T: DeserializeOwned>(row: &impl StoredRow, column: &str, what: &str) -> StoreResult<T> {
+fn json<T: DeserializeOwned>(row: &Row, column: &str, what: &str) -> StoreResult<T> {
     row.optional_json(column, what)?
         .ok_or_else(|| corrupt(what, "is NULL"))
 }
 
 /// A JSON list of names, each read back with `parse`.
 fn names<T>(
-    row: &impl StoredRow,
+    row: &Row,
     column: &str,
     parse: impl Fn(String) -> Result<T, ValidationError>,
     what: &str,
@@ -66,8 +37,16 @@ fn names<T>(
         .map(Some)
 }
 
+/// A typed id column.
+fn id<T: std::str::FromStr>(row: &Row, column: &str, what: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    parsed(row, column, |s| s.parse::<T>(), what)
+}
+
 fn parsed<T, E: std::fmt::Display>(
-    row: &impl StoredRow,
+    row: &Row,
     column: &str,
     parse: impl Fn(String) -> Result<T, E>,
     what: &str,
@@ -76,7 +55,7 @@ fn parsed<T, E: std::fmt::Display>(
 }
 
 fn optional_parsed<T, E: std::fmt::Display>(
-    row: &impl StoredRow,
+    row: &Row,
     column: &str,
     parse: impl Fn(String) -> Result<T, E>,
     what: &str,
@@ -86,29 +65,24 @@ fn optional_parsed<T, E: std::fmt::Display>(
         .transpose()
 }
 
-fn throttle(row: &impl StoredRow) -> StoreResult<Option<u16>> {
+fn throttle(row: &Row) -> StoreResult<Option<u16>> {
     Ok(row
         .optional_integer("throttle_rate")?
         .and_then(|v| u16::try_from(v).ok()))
 }
 
-pub(crate) fn tenant_from_row(row: &impl StoredRow) -> StoreResult<Tenant> {
+pub(crate) fn tenant_from_row(row: &Row) -> StoreResult<Tenant> {
     Ok(Tenant {
-        id: parsed(row, "id", |s| TenantId::parse(&s), "tenant.id")?,
+        id: id(row, "id", "tenant.id")?,
         name: row.text("name")?,
         created_at: row.time("created_at")?,
     })
 }
 
-pub(crate) fn api_key_from_row(row: &impl StoredRow) -> StoreResult<ApiKey> {
+pub(crate) fn api_key_from_row(row: &Row) -> StoreResult<ApiKey> {
     Ok(ApiKey {
-        id: parsed(row, "id", |s| ApiKeyId::parse(&s), "api_key.id")?,
-        tenant_id: parsed(
-            row,
-            "tenant_id",
-            |s| TenantId::parse(&s),
-            "api_key.tenant_id",
-        )?,
+        id: id(row, "id", "api_key.id")?,
+        tenant_id: id(row, "tenant_id", "api_key.tenant_id")?,
         name: row.text("name")?,
         prefix: row.text("prefix")?,
         key_hash: row.bytes("key_hash")?,
@@ -117,9 +91,9 @@ pub(crate) fn api_key_from_row(row: &impl StoredRow) -> StoreResult<ApiKey> {
     })
 }
 
-pub(crate) fn application_from_row(row: &impl StoredRow) -> StoreResult<Application> {
+pub(crate) fn application_from_row(row: &Row) -> StoreResult<Application> {
     Ok(Application {
-        id: parsed(row, "id", |s| ApplicationId::parse(&s), "application.id")?,
+        id: id(row, "id", "application.id")?,
         uid: optional_parsed(row, "uid", Uid::from_stored, "application.uid")?,
         name: row.text("name")?,
         metadata: json::<Metadata>(row, "metadata", "application.metadata")?,
@@ -129,7 +103,7 @@ pub(crate) fn application_from_row(row: &impl StoredRow) -> StoreResult<Applicat
     })
 }
 
-pub(crate) fn event_type_from_row(row: &impl StoredRow) -> StoreResult<EventType> {
+pub(crate) fn event_type_from_row(row: &Row) -> StoreResult<EventType> {
     Ok(EventType {
         name: parsed(row, "name", EventTypeName::from_stored, "event_type.name")?,
         description: row.text("description")?,
@@ -147,18 +121,13 @@ pub(crate) fn event_type_from_row(row: &impl StoredRow) -> StoreResult<EventType
     })
 }
 
-pub(crate) fn endpoint_from_row(row: &impl StoredRow) -> StoreResult<Endpoint> {
+pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
     let secrets: StoredSecrets = json(row, "secrets", "endpoint.secrets")?;
     let headers = EndpointHeaders::parse(json(row, "headers", "endpoint.headers")?)
         .map_err(|e| corrupt("endpoint.headers", e))?;
     Ok(Endpoint {
-        id: parsed(row, "id", |s| EndpointId::parse(&s), "endpoint.id")?,
-        app_id: parsed(
-            row,
-            "app_id",
-            |s| ApplicationId::parse(&s),
-            "endpoint.app_id",
-        )?,
+        id: id(row, "id", "endpoint.id")?,
+        app_id: id(row, "app_id", "endpoint.app_id")?,
         uid: optional_parsed(row, "uid", Uid::from_stored, "endpoint.uid")?,
         url: parsed(row, "url", EndpointUrl::from_stored, "endpoint.url")?,
         description: row.text("description")?,
@@ -180,15 +149,10 @@ pub(crate) fn endpoint_from_row(row: &impl StoredRow) -> StoreResult<Endpoint> {
     })
 }
 
-pub(crate) fn message_from_row(row: &impl StoredRow) -> StoreResult<Message> {
+pub(crate) fn message_from_row(row: &Row) -> StoreResult<Message> {
     Ok(Message {
-        id: parsed(row, "id", |s| MessageId::parse(&s), "message.id")?,
-        app_id: parsed(
-            row,
-            "app_id",
-            |s| ApplicationId::parse(&s),
-            "message.app_id",
-        )?,
+        id: id(row, "id", "message.id")?,
+        app_id: id(row, "app_id", "message.app_id")?,
         event_id: optional_parsed(row, "event_id", Uid::from_stored, "message.event_id")?,
         event_type: parsed(
             row,
@@ -204,22 +168,12 @@ pub(crate) fn message_from_row(row: &impl StoredRow) -> StoreResult<Message> {
     })
 }
 
-pub(crate) fn delivery_from_row(row: &impl StoredRow) -> StoreResult<Delivery> {
+pub(crate) fn delivery_from_row(row: &Row) -> StoreResult<Delivery> {
     let state = row.text("state")?;
     Ok(Delivery {
-        msg_id: parsed(row, "msg_id", |s| MessageId::parse(&s), "delivery.msg_id")?,
-        endpoint_id: parsed(
-            row,
-            "endpoint_id",
-            |s| EndpointId::parse(&s),
-            "delivery.endpoint_id",
-        )?,
-        app_id: parsed(
-            row,
-            "app_id",
-            |s| ApplicationId::parse(&s),
-            "delivery.app_id",
-        )?,
+        msg_id: id(row, "msg_id", "delivery.msg_id")?,
+        endpoint_id: id(row, "endpoint_id", "delivery.endpoint_id")?,
+        app_id: id(row, "app_id", "delivery.app_id")?,
         state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
         attempts: u32::try_from(row.integer("attempts")?).unwrap_or(0),
         next_attempt_at: row.optional_time("next_attempt_at")?,
@@ -229,28 +183,13 @@ pub(crate) fn delivery_from_row(row: &impl StoredRow) -> StoreResult<Delivery> {
     })
 }
 
-pub(crate) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<Attempt> {
+pub(crate) fn attempt_from_row(row: &Row) -> StoreResult<Attempt> {
     let trigger = row.text("trigger")?;
     Ok(Attempt {
-        id: parsed(row, "id", |s| AttemptId::parse(&s), "message_attempt.id")?,
-        msg_id: parsed(
-            row,
-            "msg_id",
-            |s| MessageId::parse(&s),
-            "message_attempt.msg_id",
-        )?,
-        endpoint_id: parsed(
-            row,
-            "endpoint_id",
-            |s| EndpointId::parse(&s),
-            "message_attempt.endpoint_id",
-        )?,
-        app_id: parsed(
-            row,
-            "app_id",
-            |s| ApplicationId::parse(&s),
-            "message_attempt.app_id",
-        )?,
+        id: id(row, "id", "message_attempt.id")?,
+        msg_id: id(row, "msg_id", "message_attempt.msg_id")?,
+        endpoint_id: id(row, "endpoint_id", "message_attempt.endpoint_id")?,
+        app_id: id(row, "app_id", "message_attempt.app_id")?,
         url: row.text("url")?,
         status_code: u16::try_from(row.integer("status_code")?).unwrap_or(0),
         error_class: row.optional_text("error_class")?,

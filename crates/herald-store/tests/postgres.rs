@@ -4,17 +4,18 @@
 mod contract;
 
 use herald_e2e::TestDatabase;
-use herald_store::{PgStore, Store};
+use herald_store::prelude::*;
+use herald_store::SqlStore;
 
 /// A migrated store on a fresh database (dropped with the guard).
 struct FreshDatabase {
-    store: PgStore,
+    store: SqlStore,
     _database: TestDatabase,
 }
 
 async fn fresh() -> Option<FreshDatabase> {
     let database = TestDatabase::create().await?;
-    let store = PgStore::connect_lazy(&database.url, 2).expect("pool");
+    let store = SqlStore::postgres(&database.url, 2).expect("pool");
     store.migrate().await.expect("migrate");
     Some(FreshDatabase {
         store,

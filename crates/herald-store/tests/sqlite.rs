@@ -4,11 +4,12 @@
 
 mod contract;
 
-use herald_store::{SqliteStore, Store};
+use herald_store::prelude::*;
+use herald_store::SqlStore;
 
 /// A migrated store on a fresh file (its directory is removed with the guard).
 struct FreshFile {
-    store: SqliteStore,
+    store: SqlStore,
     dir: tempfile::TempDir,
 }
 
@@ -19,9 +20,9 @@ async fn fresh() -> Option<FreshFile> {
     Some(FreshFile { store, dir })
 }
 
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+async fn open(dir: &tempfile::TempDir) -> SqlStore {
     let path = dir.path().join("herald.db");
-    SqliteStore::connect(path.to_str().expect("utf-8 path"), 4)
+    SqlStore::sqlite(path.to_str().expect("utf-8 path"), 4)
         .await
         .expect("open SQLite store")
 }
@@ -32,14 +33,15 @@ contract::contract_tests!(fresh);
 async fn the_file_is_created_in_wal_mode_with_foreign_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/herald.db");
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()), 2)
+    let store = SqlStore::sqlite(&format!("sqlite://{}", path.display()), 2)
         .await
         .unwrap();
     store.migrate().await.unwrap();
     // Migrating again is a no-op.
     store.migrate().await.unwrap();
     assert!(path.exists());
-    for pool in [store.writer(), store.reader()] {
+    let (writer, reader) = store.sqlite_pools().expect("a SQLite store");
+    for pool in [writer, reader] {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(pool)
             .await
@@ -59,7 +61,7 @@ async fn the_file_is_created_in_wal_mode_with_foreign_keys() {
     }
     // Readers cannot write, so no write ever bypasses the writer queue.
     let refused = sqlx::query("INSERT INTO server_setting (name, value) VALUES ('x', 'y')")
-        .execute(store.reader())
+        .execute(reader)
         .await;
     assert!(refused.is_err());
     store.close().await;

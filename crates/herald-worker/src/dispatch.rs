@@ -23,7 +23,9 @@ use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_signature::SignatureScheme;
-use herald_store::{Attempt, AttemptTrigger, DeliveryState, DeliveryUpdate, Store, StoreError};
+use herald_store::{
+    Attempt, AttemptTrigger, DeliveryState, DeliveryStore, DeliveryUpdate, StoreError,
+};
 
 use crate::send::{DeliveryRequest, Sender};
 
@@ -88,7 +90,7 @@ pub enum DispatchError {
 
 /// Handles delivery tasks: one attempt each, recorded with its consequence.
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeliveryStore>,
     queue: Arc<dyn Queue>,
     sender: Sender,
     config: WorkerConfig,
@@ -205,7 +207,7 @@ impl TaskIds {
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DeliveryStore>,
         queue: Arc<dyn Queue>,
         sender: Sender,
         config: WorkerConfig,
@@ -672,27 +674,12 @@ impl Dispatcher {
         app_id: &ApplicationId,
         endpoint_id: &EndpointId,
     ) -> Result<(), StoreError> {
-        let reference = IdOrUid::parse("endpoint_id", endpoint_id.as_str())
-            .map_err(|e| StoreError::Corrupt(e.msg))?;
-        for _ in 0..10 {
-            let Some(mut endpoint) = self.store.endpoint(tenant_id, app_id, &reference).await?
-            else {
-                return Ok(());
-            };
-            if endpoint.disabled {
-                return Ok(());
-            }
-            let expected = endpoint.updated_at;
-            endpoint.disabled = true;
-            endpoint.updated_at = herald_store::now_after(expected);
-            if self
-                .store
-                .update_endpoint(tenant_id, &endpoint, expected)
-                .await?
-            {
-                tracing::warn!(%endpoint_id, "endpoint answered 410 Gone; disabled");
-                return Ok(());
-            }
+        if self
+            .store
+            .disable_endpoint(tenant_id, app_id, endpoint_id)
+            .await?
+        {
+            tracing::warn!(%endpoint_id, "endpoint answered 410 Gone; disabled");
         }
         Ok(())
     }

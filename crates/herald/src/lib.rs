@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use herald_api::{ApiConfig, AppState, JwtKeys};
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use herald_queue::{EventBus, MemoryQueue, Queue, RabbitQueue};
-use herald_store::{PgStore, SqliteStore, Store};
+use herald_store::{SqlStore, Store};
 use herald_worker::{Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
 
 pub use config::{Config, Role};
@@ -28,12 +28,12 @@ pub use config::{Config, Role};
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect_lazy(url, config.database_max_connections)
+        let store = SqlStore::postgres(url, config.database_max_connections)
             .context("invalid HERALD_DATABASE_URL")?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url, config.database_max_connections)
+        let store = SqlStore::sqlite(url, config.database_max_connections)
             .await
             .with_context(|| format!("cannot open the SQLite database {url}"))?;
         return Ok(Arc::new(store));
@@ -55,7 +55,7 @@ pub async fn migrate(
     loop {
         let attempt = async {
             if config.database_url.starts_with("postgres") {
-                PgStore::create_database_if_missing(&config.database_url).await?;
+                SqlStore::create_postgres_database(&config.database_url).await?;
             }
             store.migrate().await
         };

@@ -1,0 +1,114 @@
+//! Applications' endpoints.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use herald_core::{ApplicationId, EndpointId, TenantId, Uid};
+
+use crate::db::{Arg, Sql};
+use crate::listing::{page_of, push_keyset};
+use crate::model::{Endpoint, StoredSecrets};
+use crate::page::{ListQuery, Page};
+use crate::rows::endpoint_from_row;
+use crate::{EndpointStore, SqlStore, StoreResult};
+
+/// The columns an [`Endpoint`] is read from.
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, disabled, \
+     event_types, channels, metadata, throttle_rate, headers, secrets, created_at, updated_at";
+
+/// `sql` with the endpoint's key and fields bound as `$1` to `$14`: tenant,
+/// application, id, then what an update may change.
+fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -> Sql<'a> {
+    Sql::new(sql)
+        .bind(tenant_id.as_str())
+        .bind(endpoint.app_id.as_str())
+        .bind(endpoint.id.as_str())
+        .bind(endpoint.uid.as_ref().map(Uid::as_str))
+        .bind(endpoint.url.as_str())
+        .bind(&endpoint.description)
+        .bind(endpoint.version)
+        .bind(endpoint.disabled)
+        .bind(Arg::opt_json(endpoint.event_types.as_ref()))
+        .bind(Arg::opt_json(endpoint.channels.as_ref()))
+        .bind(Arg::json(&endpoint.metadata))
+        .bind(endpoint.throttle_rate)
+        .bind(Arg::json(&endpoint.headers))
+        .bind(Arg::json(&StoredSecrets::from(&endpoint.secrets)))
+}
+
+#[async_trait]
+impl EndpointStore for SqlStore {
+    async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()> {
+        let insert =
+            "INSERT INTO endpoint (tenant_id, app_id, id, uid, url, description, version, \
+                 disabled, event_types, channels, metadata, throttle_rate, headers, secrets, \
+                 created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+        let sql = with_fields(insert, tenant_id, endpoint)
+            .bind(endpoint.created_at)
+            .bind(endpoint.updated_at);
+        self.db.write(sql).await.map(drop)
+    }
+
+    async fn update_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        endpoint: &Endpoint,
+        expected_updated_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let update = "UPDATE endpoint SET uid = $4, url = $5, description = $6, version = $7, \
+                 disabled = $8, event_types = $9, channels = $10, metadata = $11, \
+                 throttle_rate = $12, headers = $13, secrets = $14, updated_at = $15 \
+             WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $16";
+        let sql = with_fields(update, tenant_id, endpoint)
+            .bind(endpoint.updated_at)
+            .bind(expected_updated_at);
+        Ok(self.db.write(sql).await? == 1)
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Endpoint>> {
+        let mut sql = Sql::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE tenant_id = $1 AND app_id = $2"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str());
+        push_keyset(&mut sql, "id", query);
+        page_of(self.db.read(sql).await?, query, endpoint_from_row)
+    }
+
+    async fn delete_endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new("DELETE FROM endpoint WHERE tenant_id = $1 AND app_id = $2 AND id = $3")
+            .bind(tenant_id.as_str())
+            .bind(app_id.as_str())
+            .bind(endpoint_id.as_str());
+        Ok(self.db.write(sql).await? == 1)
+    }
+
+    async fn enabled_endpoints(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<Vec<Endpoint>> {
+        let sql = Sql::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint \
+             WHERE tenant_id = $1 AND app_id = $2 AND NOT disabled ORDER BY id"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str());
+        self.db
+            .read(sql)
+            .await?
+            .iter()
+            .map(endpoint_from_row)
+            .collect()
+    }
+}

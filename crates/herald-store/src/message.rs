@@ -1,0 +1,295 @@
+//! Messages and their deliveries as the management API lists, resends and
+//! recovers them.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use herald_core::{ApplicationId, ChannelName, EndpointId, EventTypeName, MessageId, TenantId};
+
+use crate::db::{Arg, Dialect, Sql};
+use crate::endpoint::ENDPOINT_COLUMNS;
+use crate::listing::{bounded_page, page_of, push_keyset, push_keyset_to};
+use crate::model::{
+    DeliveredMessage, Delivery, DeliveryCounts, DeliveryFilter, DeliveryStatus, Endpoint, Message,
+    MessageFilter,
+};
+use crate::page::{ListQuery, Page, Payloads};
+use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row};
+use crate::{MessageLog, SqlStore, StoreResult};
+
+/// The SQL condition on `delivery d` for an API status.
+fn delivery_status_condition(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Success => "d.state = 'succeeded'",
+        DeliveryStatus::Fail => "d.state IN ('failed', 'dead')",
+        DeliveryStatus::Pending => "d.state IN ('pending', 'sending') AND d.attempts = 0",
+        DeliveryStatus::Sending => "d.state IN ('pending', 'sending') AND d.attempts > 0",
+    }
+}
+
+/// Appends the message conditions shared by message, attempt and delivery
+/// listings, on the message table aliased `m`.
+pub(crate) fn push_message_conditions<'a>(
+    sql: &mut Sql<'a>,
+    dialect: Dialect,
+    channel: Option<&'a ChannelName>,
+    event_types: Option<&'a [EventTypeName]>,
+) {
+    if let Some(channel) = channel {
+        let n = sql.next_placeholder();
+        sql.push(&format!(" AND {}", dialect.json_holds("m.channels", n)));
+        sql.args.push(channel.as_str().into());
+    }
+    if let Some(types) = event_types {
+        let n = sql.next_placeholder();
+        sql.push(&format!(" AND {}", dialect.any("m.event_type", n)));
+        sql.args
+            .push(Arg::texts(types.iter().map(EventTypeName::as_str)));
+    }
+}
+
+/// Appends `AND {column} < before AND {column} > after` for the bounds given.
+pub(crate) fn push_time_window(
+    sql: &mut Sql<'_>,
+    column: &str,
+    before: Option<DateTime<Utc>>,
+    after: Option<DateTime<Utc>>,
+) {
+    if let Some(before) = before {
+        sql.and(&format!(" AND {column} < "), before);
+    }
+    if let Some(after) = after {
+        sql.and(&format!(" AND {column} > "), after);
+    }
+}
+
+#[async_trait]
+impl MessageLog for SqlStore {
+    async fn list_messages(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &MessageFilter,
+        payloads: Payloads,
+    ) -> StoreResult<Page<Message>> {
+        let dialect = self.db.dialect();
+        let fetch = |columns: String, only: Option<Vec<String>>, limit: i64| async move {
+            let mut sql = Sql::new(format!(
+                "SELECT {columns} FROM message m WHERE m.tenant_id = $1 AND m.app_id = $2"
+            ))
+            .bind(tenant_id.as_str())
+            .bind(app_id.as_str());
+            let (channel, types) = (filter.channel.as_ref(), filter.event_types.as_deref());
+            push_message_conditions(&mut sql, dialect, channel, types);
+            push_time_window(&mut sql, "m.created_at", filter.before, filter.after);
+            push_keyset_to(&mut sql, "m.id", query, only.as_deref(), limit);
+            self.db.read(sql).await
+        };
+        bounded_page(dialect, query, payloads, "m.id", fetch, message_from_row).await
+    }
+
+    async fn expunge_message_content(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new(
+            "UPDATE message SET payload = NULL WHERE tenant_id = $1 AND app_id = $2 AND id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg_id.as_str());
+        Ok(self.db.write(sql).await? == 1)
+    }
+
+    async fn deliveries_of_message(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+    ) -> StoreResult<Vec<Delivery>> {
+        let sql = Sql::new(
+            "SELECT * FROM delivery WHERE tenant_id = $1 AND msg_id = $2 ORDER BY endpoint_id",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str());
+        self.db
+            .read(sql)
+            .await?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    async fn list_endpoint_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        query: &ListQuery,
+        filter: &DeliveryFilter,
+        payloads: Payloads,
+    ) -> StoreResult<Page<DeliveredMessage>> {
+        let dialect = self.db.dialect();
+        let fetch = |columns: String, only: Option<Vec<String>>, limit: i64| async move {
+            let mut sql = Sql::new(format!(
+                "SELECT {columns}, d.msg_id, d.endpoint_id, d.state, d.attempts, \
+                     d.next_attempt_at, d.manual, d.updated_at, \
+                     d.created_at AS delivery_created_at \
+                 FROM delivery d JOIN message m ON m.id = d.msg_id \
+                 WHERE d.tenant_id = $1 AND d.app_id = $2 AND d.endpoint_id = $3"
+            ))
+            .bind(tenant_id.as_str())
+            .bind(app_id.as_str())
+            .bind(endpoint_id.as_str());
+            if let Some(status) = filter.status {
+                sql.push(" AND ").push(delivery_status_condition(status));
+            }
+            let (channel, types) = (filter.channel.as_ref(), filter.event_types.as_deref());
+            push_message_conditions(&mut sql, dialect, channel, types);
+            push_time_window(&mut sql, "m.created_at", filter.before, filter.after);
+            push_keyset_to(&mut sql, "d.msg_id", query, only.as_deref(), limit);
+            self.db.read(sql).await
+        };
+        bounded_page(dialect, query, payloads, "d.msg_id", fetch, |row| {
+            let mut delivery = delivery_from_row(row)?;
+            delivery.created_at = row.time("delivery_created_at")?;
+            Ok(DeliveredMessage {
+                delivery,
+                message: message_from_row(row)?,
+            })
+        })
+        .await
+    }
+
+    async fn list_message_deliveries(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<(Delivery, Endpoint)>> {
+        let mut sql = Sql::new(
+            "SELECT d.* FROM delivery d \
+             WHERE d.tenant_id = $1 AND d.app_id = $2 AND d.msg_id = $3 \
+               AND EXISTS (SELECT 1 FROM endpoint e WHERE e.id = d.endpoint_id)",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg_id.as_str());
+        push_keyset(&mut sql, "d.endpoint_id", query);
+        let deliveries = page_of(self.db.read(sql).await?, query, delivery_from_row)?;
+        let ids = deliveries.items.iter().map(|d| d.endpoint_id.as_str());
+        let sql = Sql::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint WHERE tenant_id = $1 AND app_id = $2 AND {}",
+            self.db.dialect().any("id", 3)
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(Arg::texts(ids));
+        let mut endpoints = self
+            .db
+            .read(sql)
+            .await?
+            .iter()
+            .map(|row| endpoint_from_row(row).map(|ep| (ep.id.to_string(), ep)))
+            .collect::<StoreResult<HashMap<_, _>>>()?;
+        let done = deliveries.done;
+        // An endpoint deleted between the two reads is left out of the page.
+        let items = deliveries
+            .items
+            .into_iter()
+            .filter_map(|d| {
+                let endpoint = endpoints.remove(d.endpoint_id.as_str())?;
+                Some((d, endpoint))
+            })
+            .collect();
+        Ok(Page { items, done })
+    }
+
+    async fn request_manual_attempt(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<()> {
+        let sql = Sql::new(
+            "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at, manual) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5, true) \
+             ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET state = 'pending', manual = true, \
+                 next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at",
+        )
+        .bind(msg_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(crate::now());
+        self.db.write(sql).await.map(drop)
+    }
+
+    async fn request_recovery(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let sql = Sql::new(
+            "UPDATE delivery SET state = 'pending', manual = true, next_attempt_at = $6, \
+                 updated_at = $6 \
+             WHERE tenant_id = $1 AND app_id = $2 AND endpoint_id = $3 \
+               AND state IN ('failed', 'dead') AND created_at >= $4 AND created_at < $5",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(since)
+        .bind(until)
+        .bind(crate::now());
+        self.db.write(sql).await
+    }
+
+    async fn endpoint_delivery_counts(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<DeliveryCounts> {
+        let sql = Sql::new(
+            "SELECT \
+                 count(*) FILTER (WHERE state = 'succeeded') AS success, \
+                 count(*) FILTER (WHERE state IN ('failed', 'dead')) AS fail, \
+                 count(*) FILTER (WHERE state IN ('pending', 'sending') AND attempts = 0) \
+                     AS pending, \
+                 count(*) FILTER (WHERE state IN ('pending', 'sending') AND attempts > 0) \
+                     AS sending \
+             FROM delivery \
+             WHERE tenant_id = $1 AND app_id = $2 AND endpoint_id = $3 \
+               AND created_at >= $4 AND created_at < $5",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(since)
+        .bind(until);
+        let rows = self.db.read(sql).await?;
+        let Some(row) = rows.first() else {
+            return Ok(DeliveryCounts::default());
+        };
+        let count =
+            |name: &str| -> StoreResult<u64> { Ok(u64::try_from(row.integer(name)?).unwrap_or(0)) };
+        Ok(DeliveryCounts {
+            success: count("success")?,
+            fail: count("fail")?,
+            pending: count("pending")?,
+            sending: count("sending")?,
+        })
+    }
+}
