@@ -65,8 +65,7 @@ impl ApplicationStore for SqlStore {
         )
         .bind(tenant_id.as_str())
         .bind(app.as_str());
-        let row = self.db.read_one(sql).await?;
-        row.as_ref().map(application_from_row).transpose()
+        self.db.read_one_as(sql, application_from_row).await
     }
 
     async fn list_applications(

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use herald_core::{ApplicationId, AttemptId, MessageId, TenantId};
 
-use crate::db::{Dialect, Sql};
+use crate::db::Sql;
 use crate::listing::{page_of, push_keyset};
 use crate::message::{push_message_conditions, push_time_window};
 use crate::model::{Attempt, AttemptFilter, DeliveryUpdate};
@@ -50,29 +50,10 @@ impl AttemptLog for SqlStore {
             .bind(attempt.duration_ms().min(i32::MAX as u32))
             .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
             .args;
-        // The attempt and its delivery's new state land together or not at
-        // all: on PostgreSQL in one statement (one round trip, one commit),
-        // on SQLite in one transaction of two.
-        match self.db.dialect() {
-            Dialect::Postgres => {
-                let text = format!("WITH a AS ({insert}) {update_delivery}");
-                self.db.write(Sql { text, args }).await?;
-            }
-            // SQLite binds only the arguments a statement names.
-            Dialect::Sqlite => {
-                let mut tx = self.db.begin().await?;
-                let text = insert.to_owned();
-                tx.write(Sql {
-                    text,
-                    args: args.clone(),
-                })
-                .await?;
-                let text = update_delivery.to_owned();
-                tx.write(Sql { text, args }).await?;
-                tx.commit().await?;
-            }
-        }
-        Ok(())
+        // The attempt and its delivery's new state land together or not at all.
+        self.db
+            .write_together(insert, update_delivery, args, false)
+            .await
     }
 
     async fn attempts_of_message(
@@ -86,12 +67,7 @@ impl AttemptLog for SqlStore {
         )
         .bind(tenant_id.as_str())
         .bind(msg_id.as_str());
-        self.db
-            .read(sql)
-            .await?
-            .iter()
-            .map(attempt_from_row)
-            .collect()
+        self.db.read_as(sql, attempt_from_row).await
     }
 
     async fn attempt(
@@ -109,8 +85,7 @@ impl AttemptLog for SqlStore {
         .bind(app_id.as_str())
         .bind(msg_id.as_str())
         .bind(attempt_id.as_str());
-        let row = self.db.read_one(sql).await?;
-        row.as_ref().map(attempt_from_row).transpose()
+        self.db.read_one_as(sql, attempt_from_row).await
     }
 
     async fn list_attempts(

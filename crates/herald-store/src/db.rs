@@ -250,6 +250,58 @@ impl Db {
         Ok(self.reader().fetch_all(&sql).await?.into_iter().next())
     }
 
+    /// The rows a read returns, each mapped by `from_row`.
+    pub async fn read_as<T>(
+        &self,
+        sql: Sql<'_>,
+        from_row: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.read(sql).await?.iter().map(from_row).collect()
+    }
+
+    /// The first row a read returns, if any, mapped by `from_row`.
+    pub async fn read_one_as<T>(
+        &self,
+        sql: Sql<'_>,
+        from_row: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        self.read_one(sql).await?.as_ref().map(from_row).transpose()
+    }
+
+    /// Runs two writes that share `args` atomically: on PostgreSQL as one
+    /// statement, the first in a `WITH` (one round trip, one commit); on
+    /// SQLite as a transaction of two (it binds only the arguments a
+    /// statement names). With `skip_second`, only the first runs.
+    pub async fn write_together(
+        &self,
+        first: &str,
+        second: &str,
+        args: Vec<Arg<'_>>,
+        skip_second: bool,
+    ) -> StoreResult<()> {
+        let text = match self.dialect() {
+            Dialect::Postgres => format!("WITH written AS ({first}) {second}"),
+            Dialect::Sqlite => {
+                let mut tx = self.begin().await?;
+                let first = first.to_owned();
+                tx.write(Sql {
+                    text: first,
+                    args: args.clone(),
+                })
+                .await?;
+                if !skip_second {
+                    tx.write(Sql {
+                        text: second.to_owned(),
+                        args,
+                    })
+                    .await?;
+                }
+                return tx.commit().await;
+            }
+        };
+        self.write(Sql { text, args }).await.map(drop)
+    }
+
     /// Runs a write; returns how many rows it changed.
     pub async fn write(&self, sql: Sql<'_>) -> StoreResult<u64> {
         self.writer().execute(&sql).await
@@ -339,8 +391,8 @@ pub(crate) enum Row {
 }
 
 impl Row {
-    /// A column both databases decode alike.
-    fn get<T>(&self, column: &str) -> StoreResult<T>
+    /// A column both databases decode alike (text, flags, bytes).
+    pub fn get<T>(&self, column: &str) -> StoreResult<T>
     where
         T: for<'r> Decode<'r, Postgres> + Type<Postgres>,
         T: for<'r> Decode<'r, Sqlite> + Type<Sqlite>,
@@ -352,18 +404,6 @@ impl Row {
     }
 
     pub fn text(&self, column: &str) -> StoreResult<String> {
-        self.get(column)
-    }
-    pub fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
-        self.get(column)
-    }
-    pub fn flag(&self, column: &str) -> StoreResult<bool> {
-        self.get(column)
-    }
-    pub fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
-        self.get(column)
-    }
-    pub fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
         self.get(column)
     }
 

@@ -12,9 +12,7 @@ use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row};
 use crate::{EndpointStore, Outbox, SqlStore, StoreResult};
 
 impl SqlStore {
-    /// The message and its deliveries (in `state`, due at once), atomically:
-    /// on PostgreSQL one statement (one round trip, one commit), on SQLite
-    /// one transaction of two.
+    /// The message and its deliveries (in `state`, due at once), atomically.
     async fn insert_message_as(
         &self,
         tenant_id: &TenantId,
@@ -46,31 +44,10 @@ impl SqlStore {
             .bind(state.as_str())
             .bind(Arg::texts(endpoint_ids.iter().map(EndpointId::as_str)))
             .args;
-        match dialect {
-            Dialect::Postgres => {
-                let text = format!("WITH m AS ({insert_message}) {insert_deliveries}");
-                self.db.write(Sql { text, args }).await?;
-            }
-            // SQLite binds only the arguments a statement names.
-            Dialect::Sqlite => {
-                let mut tx = self.db.begin().await?;
-                let text = insert_message.to_owned();
-                tx.write(Sql {
-                    text,
-                    args: args.clone(),
-                })
-                .await?;
-                if !endpoint_ids.is_empty() {
-                    tx.write(Sql {
-                        text: insert_deliveries,
-                        args,
-                    })
-                    .await?;
-                }
-                tx.commit().await?;
-            }
-        }
-        Ok(())
+        let no_deliveries = endpoint_ids.is_empty();
+        self.db
+            .write_together(insert_message, &insert_deliveries, args, no_deliveries)
+            .await
     }
 }
 
@@ -173,8 +150,7 @@ impl Outbox for SqlStore {
         .bind(tenant_id.as_str())
         .bind(msg_id.as_str())
         .bind(endpoint_id.as_str());
-        let row = self.db.read_one(sql).await?;
-        row.as_ref().map(delivery_from_row).transpose()
+        self.db.read_one_as(sql, delivery_from_row).await
     }
 
     async fn update_delivery(
@@ -214,8 +190,7 @@ impl Outbox for SqlStore {
         .bind(tenant_id.as_str())
         .bind(app_id.as_str())
         .bind(msg.as_str());
-        let row = self.db.read_one(sql).await?;
-        row.as_ref().map(message_from_row).transpose()
+        self.db.read_one_as(sql, message_from_row).await
     }
 
     async fn endpoint(
@@ -234,8 +209,7 @@ impl Outbox for SqlStore {
         .bind(tenant_id.as_str())
         .bind(app_id.as_str())
         .bind(endpoint.as_str());
-        let row = self.db.read_one(sql).await?;
-        row.as_ref().map(endpoint_from_row).transpose()
+        self.db.read_one_as(sql, endpoint_from_row).await
     }
 
     async fn disable_endpoint(

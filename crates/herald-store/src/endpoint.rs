@@ -104,11 +104,6 @@ impl EndpointStore for SqlStore {
         ))
         .bind(tenant_id.as_str())
         .bind(app_id.as_str());
-        self.db
-            .read(sql)
-            .await?
-            .iter()
-            .map(endpoint_from_row)
-            .collect()
+        self.db.read_as(sql, endpoint_from_row).await
     }
 }

@@ -64,8 +64,7 @@ impl EventTypeStore for SqlStore {
         let sql = Sql::new("SELECT * FROM event_type WHERE tenant_id = $1 AND name = $2")
             .bind(tenant_id.as_str())
             .bind(name.as_str());
-        let row = self.db.read_one(sql).await?;
-        row.as_ref().map(event_type_from_row).transpose()
+        self.db.read_one_as(sql, event_type_from_row).await
     }
 
     async fn list_event_types(

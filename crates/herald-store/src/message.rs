@@ -115,12 +115,7 @@ impl MessageLog for SqlStore {
         )
         .bind(tenant_id.as_str())
         .bind(msg_id.as_str());
-        self.db
-            .read(sql)
-            .await?
-            .iter()
-            .map(delivery_from_row)
-            .collect()
+        self.db.read_as(sql, delivery_from_row).await
     }
 
     async fn list_endpoint_deliveries(

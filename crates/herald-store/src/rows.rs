@@ -60,7 +60,7 @@ fn optional_parsed<T, E: std::fmt::Display>(
     parse: impl Fn(String) -> Result<T, E>,
     what: &str,
 ) -> StoreResult<Option<T>> {
-    row.optional_text(column)?
+    row.get::<Option<String>>(column)?
         .map(|text| parse(text).map_err(|e| corrupt(what, e)))
         .transpose()
 }
@@ -85,7 +85,7 @@ pub(crate) fn api_key_from_row(row: &Row) -> StoreResult<ApiKey> {
         tenant_id: id(row, "tenant_id", "api_key.tenant_id")?,
         name: row.text("name")?,
         prefix: row.text("prefix")?,
-        key_hash: row.bytes("key_hash")?,
+        key_hash: row.get("key_hash")?,
         created_at: row.time("created_at")?,
         revoked_at: row.optional_time("revoked_at")?,
     })
@@ -107,8 +107,8 @@ pub(crate) fn event_type_from_row(row: &Row) -> StoreResult<EventType> {
     Ok(EventType {
         name: parsed(row, "name", EventTypeName::from_stored, "event_type.name")?,
         description: row.text("description")?,
-        archived: row.flag("archived")?,
-        deprecated: row.flag("deprecated")?,
+        archived: row.get("archived")?,
+        deprecated: row.get("deprecated")?,
         feature_flag: optional_parsed(
             row,
             "feature_flag",
@@ -132,7 +132,7 @@ pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
         url: parsed(row, "url", EndpointUrl::from_stored, "endpoint.url")?,
         description: row.text("description")?,
         version: u16::try_from(row.integer("version")?).unwrap_or(1),
-        disabled: row.flag("disabled")?,
+        disabled: row.get("disabled")?,
         event_types: names(
             row,
             "event_types",
@@ -162,7 +162,7 @@ pub(crate) fn message_from_row(row: &Row) -> StoreResult<Message> {
         )?,
         channels: names(row, "channels", ChannelName::parse, "message.channels")?,
         tags: row.optional_json("tags", "message.tags")?,
-        payload: row.optional_bytes("payload")?,
+        payload: row.get("payload")?,
         created_at: row.time("created_at")?,
         expires_at: row.time("expires_at")?,
     })
@@ -177,7 +177,7 @@ pub(crate) fn delivery_from_row(row: &Row) -> StoreResult<Delivery> {
         state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery.state", &state))?,
         attempts: u32::try_from(row.integer("attempts")?).unwrap_or(0),
         next_attempt_at: row.optional_time("next_attempt_at")?,
-        manual: row.flag("manual")?,
+        manual: row.get("manual")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
@@ -192,8 +192,8 @@ pub(crate) fn attempt_from_row(row: &Row) -> StoreResult<Attempt> {
         app_id: id(row, "app_id", "message_attempt.app_id")?,
         url: row.text("url")?,
         status_code: u16::try_from(row.integer("status_code")?).unwrap_or(0),
-        error_class: row.optional_text("error_class")?,
-        response_body: row.optional_text("response_body")?,
+        error_class: row.get("error_class")?,
+        response_body: row.get("response_body")?,
         // Rows written before durations were kept in microseconds have 0 there.
         duration_us: match u64::try_from(row.integer("duration_us")?).unwrap_or(0) {
             0 => u64::try_from(row.integer("duration_ms")?).unwrap_or(0) * 1000,

@@ -110,7 +110,7 @@ pub(crate) fn bucket_from_row(row: &Row) -> StoreResult<Bucket> {
         http5xx: count("http5xx")?,
         other: count("other")?,
     };
-    let latency = row.bytes("latency")?;
+    let latency: Vec<u8> = row.get("latency")?;
     Bucket::from_parts(counts, &latency)
         .map_err(|e| StoreError::Corrupt(format!("endpoint_stats.latency: {e}")))
 }
@@ -297,12 +297,7 @@ impl StatsStore for SqlStore {
             .and(" AND bucket_start >= ", since)
             .and(" AND bucket_start < ", until)
             .push(" ORDER BY bucket_start, endpoint_id");
-        self.db
-            .read(sql)
-            .await?
-            .iter()
-            .map(stats_bucket_from_row)
-            .collect()
+        self.db.read_as(sql, stats_bucket_from_row).await
     }
 
     async fn roll_up_stats(

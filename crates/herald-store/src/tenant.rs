@@ -71,12 +71,7 @@ impl TenantStore for SqlStore {
     async fn list_api_keys(&self, tenant_id: &TenantId) -> StoreResult<Vec<ApiKey>> {
         let sql = Sql::new("SELECT * FROM api_key WHERE tenant_id = $1 ORDER BY id")
             .bind(tenant_id.as_str());
-        self.db
-            .read(sql)
-            .await?
-            .iter()
-            .map(api_key_from_row)
-            .collect()
+        self.db.read_as(sql, api_key_from_row).await
     }
 
     async fn revoke_api_key(&self, tenant_id: &TenantId, key_id: &ApiKeyId) -> StoreResult<bool> {

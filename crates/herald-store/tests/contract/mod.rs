@@ -269,6 +269,13 @@ pub async fn api_keys_are_found_by_hash_until_revoked(store: &dyn Store) {
         revoked_at: None,
     };
     store.insert_api_key(&t, &key).await.unwrap();
+    // Two keys never share a hash (the lookup would be ambiguous).
+    let twin = ApiKey {
+        id: herald_core::ApiKeyId::new(),
+        ..key.clone()
+    };
+    let err = store.insert_api_key(&t, &twin).await.unwrap_err();
+    assert!(err.is_conflict_on("api_key_key_hash_key"), "{err}");
     assert_eq!(
         store
             .api_key_by_hash(&[7; 32])
