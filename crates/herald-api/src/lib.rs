@@ -5,6 +5,7 @@
 //! caller's tenant first, and answer in Svix's JSON shapes. The API never talks
 //! to endpoint URLs.
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod error;
@@ -52,10 +53,10 @@ pub struct AppState {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub jwt: JwtKeys,
     pub config: Arc<ApiConfig>,
-    /// Where a new message's delivery tasks are published at once, when this
-    /// process can reach the workers' queue; without it the worker's relay
-    /// hands the deliveries out from the database.
-    pub handoff: Option<Arc<dyn herald_queue::Queue>>,
+    /// Stores posted messages in batches (group commit) and, when this
+    /// process can reach the workers' queue, publishes their deliveries at
+    /// once; otherwise the worker's relay hands them out from the database.
+    pub accepter: accept::Accepter,
     /// API keys recently found valid.
     pub api_keys: auth::KeyCache,
     /// App-scoped tokens that were logged out.

@@ -40,6 +40,7 @@ const HTTP_BUCKETS: &[f64] = &[
 pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "herald_http_request_duration_seconds";
 pub const MESSAGES_ACCEPTED: &str = "herald_messages_accepted_total";
+pub const ACCEPT_BATCHES: &str = "herald_accept_batches_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -85,6 +86,10 @@ fn describe() {
         MESSAGES_ACCEPTED,
         "Messages stored for delivery (created, or sent as examples)"
     );
+    metrics::describe_counter!(
+        ACCEPT_BATCHES,
+        "Transactions that stored posted messages (group commit): messages accepted / batches is the mean batch size"
+    );
 }
 
 /// Registers the API's unlabelled series at zero, so they are scraped (and
@@ -92,6 +97,12 @@ fn describe() {
 pub fn register() {
     install();
     metrics::counter!(MESSAGES_ACCEPTED).increment(0);
+    metrics::counter!(ACCEPT_BATCHES).increment(0);
+}
+
+/// Counts a transaction of the accept batcher (of `_size` messages).
+pub fn accept_batch(_size: usize) {
+    metrics::counter!(ACCEPT_BATCHES).increment(1);
 }
 
 /// Counts a message stored for delivery.

@@ -48,8 +48,13 @@ pub(crate) enum Arg<'a> {
     Json(Option<serde_json::Value>),
     /// A list of strings, read in SQL through [`Dialect::list`] or [`Dialect::any`].
     Texts(Vec<&'a str>),
-    /// A list of timestamps (PostgreSQL's `timestamptz[]`).
+    /// The lists below are PostgreSQL arrays (`text[]`, `timestamptz[]`,
+    /// `jsonb[]`, `bytea[]`) for statements that write many rows at once;
+    /// SQLite gets them as JSON arrays (bytes in hex).
+    OptionalTexts(Vec<Option<&'a str>>),
     Times(Vec<DateTime<Utc>>),
+    Jsons(Vec<Option<serde_json::Value>>),
+    Blobs(Vec<Option<&'a [u8]>>),
 }
 
 impl<'a> Arg<'a> {

@@ -7,30 +7,134 @@ use herald_core::{ApplicationId, EndpointId, IdOrUid, MessageId, TenantId, Uid};
 
 use crate::db::{corrupt, Arg, Dialect, Sql};
 use crate::endpoint::ENDPOINT_COLUMNS;
-use crate::model::{ClaimedDelivery, Delivery, DeliveryState, DeliveryUpdate, Endpoint, Message};
+use crate::model::{
+    ClaimedDelivery, Delivery, DeliveryState, DeliveryUpdate, Endpoint, Message, NewMessage,
+};
 use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row};
-use crate::{EndpointStore, Outbox, SqlStore, StoreResult};
+use crate::{EndpointStore, Outbox, SqlStore, StoreError, StoreResult};
+
+/// The message columns, in the order both inserts below bind them.
+const MESSAGE_COLUMNS: &str = "id, tenant_id, app_id, event_id, event_type, channels, tags, \
+     payload, created_at, expires_at";
 
 impl SqlStore {
-    /// The message and its deliveries (in `state`, due at once), atomically.
-    async fn insert_message_as(
+    /// PostgreSQL: the whole batch in one statement (one round trip, one
+    /// commit), its rows passed as arrays; a message whose `eventId` is
+    /// taken is skipped with its deliveries, and the ids stored come back.
+    async fn insert_messages_postgres(
         &self,
-        tenant_id: &TenantId,
-        message: &Message,
-        endpoint_ids: &[EndpointId],
+        batch: &[NewMessage],
         state: DeliveryState,
-    ) -> StoreResult<()> {
-        let dialect = self.db.dialect();
-        let insert_message = "INSERT INTO message (id, tenant_id, app_id, event_id, event_type, \
-                 channels, tags, payload, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        let insert_deliveries = format!(
-            "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-             SELECT $1, value, $2, $3, $11, 0, $9, $9, $9 FROM {}",
-            dialect.list(12)
-        );
-        let args = Sql::new("")
+    ) -> StoreResult<Vec<bool>> {
+        let messages = batch.iter().map(|new| &new.message);
+        let deliveries: Vec<(&NewMessage, &EndpointId)> = batch
+            .iter()
+            .flat_map(|new| new.endpoint_ids.iter().map(move |e| (new, e)))
+            .collect();
+        let sql = Sql::new(format!(
+            "WITH m AS ( \
+                 INSERT INTO message ({MESSAGE_COLUMNS}) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[], $6::jsonb[], $7::jsonb[], $8::bytea[], $9::timestamptz[], \
+                     $10::timestamptz[]) \
+                 ON CONFLICT (app_id, event_id) DO NOTHING RETURNING id), \
+             d AS ( \
+                 INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, \
+                     next_attempt_at, created_at, updated_at) \
+                 SELECT l.msg_id, l.endpoint_id, l.tenant_id, l.app_id, $11, 0, l.at, l.at, l.at \
+                 FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], \
+                     $16::timestamptz[]) AS l(msg_id, endpoint_id, tenant_id, app_id, at) \
+                 JOIN m ON m.id = l.msg_id) \
+             SELECT id FROM m"
+        ))
+        .bind(Arg::OptionalTexts(
+            messages.clone().map(|m| Some(m.id.as_str())).collect(),
+        ))
+        .bind(Arg::OptionalTexts(
+            batch.iter().map(|n| Some(n.tenant_id.as_str())).collect(),
+        ))
+        .bind(Arg::OptionalTexts(
+            messages.clone().map(|m| Some(m.app_id.as_str())).collect(),
+        ))
+        .bind(Arg::OptionalTexts(
+            messages
+                .clone()
+                .map(|m| m.event_id.as_ref().map(Uid::as_str))
+                .collect(),
+        ))
+        .bind(Arg::OptionalTexts(
+            messages
+                .clone()
+                .map(|m| Some(m.event_type.as_str()))
+                .collect(),
+        ))
+        .bind(Arg::Jsons(
+            messages
+                .clone()
+                .map(|m| json_value(m.channels.as_ref()))
+                .collect(),
+        ))
+        .bind(Arg::Jsons(
+            messages
+                .clone()
+                .map(|m| json_value(m.tags.as_ref()))
+                .collect(),
+        ))
+        .bind(Arg::Blobs(
+            messages.clone().map(|m| m.payload.as_deref()).collect(),
+        ))
+        .bind(Arg::Times(messages.clone().map(|m| m.created_at).collect()))
+        .bind(Arg::Times(messages.map(|m| m.expires_at).collect()))
+        .bind(state.as_str())
+        .bind(Arg::texts(
+            deliveries.iter().map(|(n, _)| n.message.id.as_str()),
+        ))
+        .bind(Arg::texts(deliveries.iter().map(|(_, e)| e.as_str())))
+        .bind(Arg::texts(
+            deliveries.iter().map(|(n, _)| n.tenant_id.as_str()),
+        ))
+        .bind(Arg::texts(
+            deliveries.iter().map(|(n, _)| n.message.app_id.as_str()),
+        ))
+        .bind(Arg::Times(
+            deliveries
+                .iter()
+                .map(|(n, _)| n.message.created_at)
+                .collect(),
+        ));
+        let stored = self
+            .db
+            .write_returning(sql)
+            .await?
+            .iter()
+            .map(|row| row.text("id"))
+            .collect::<StoreResult<std::collections::HashSet<String>>>()?;
+        Ok(batch
+            .iter()
+            .map(|n| stored.contains(n.message.id.as_str()))
+            .collect())
+    }
+
+    /// SQLite: one transaction, two statements a message (one writer: the
+    /// commit is the cost, the statements are cheap).
+    async fn insert_messages_sqlite(
+        &self,
+        batch: &[NewMessage],
+        state: DeliveryState,
+    ) -> StoreResult<Vec<bool>> {
+        let mut tx = self.db.begin().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for NewMessage {
+            tenant_id,
+            message,
+            endpoint_ids,
+        } in batch
+        {
+            let insert = Sql::new(format!(
+                "INSERT INTO message ({MESSAGE_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (app_id, event_id) DO NOTHING"
+            ))
             .bind(message.id.as_str())
             .bind(tenant_id.as_str())
             .bind(message.app_id.as_str())
@@ -40,15 +144,54 @@ impl SqlStore {
             .bind(Arg::opt_json(message.tags.as_ref()))
             .bind(message.payload.as_deref())
             .bind(message.created_at)
-            .bind(message.expires_at)
+            .bind(message.expires_at);
+            let inserted = tx.write(insert).await? == 1;
+            stored.push(inserted);
+            if !inserted || endpoint_ids.is_empty() {
+                continue;
+            }
+            let deliveries = Sql::new(
+                "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, \
+                     next_attempt_at, created_at, updated_at) \
+                 SELECT $1, value, $2, $3, $4, 0, $5, $5, $5 FROM json_each($6)",
+            )
+            .bind(message.id.as_str())
+            .bind(tenant_id.as_str())
+            .bind(message.app_id.as_str())
             .bind(state.as_str())
-            .bind(Arg::texts(endpoint_ids.iter().map(EndpointId::as_str)))
-            .args;
-        let no_deliveries = endpoint_ids.is_empty();
-        self.db
-            .write_together(insert_message, &insert_deliveries, args, no_deliveries)
-            .await
+            .bind(message.created_at)
+            .bind(Arg::texts(endpoint_ids.iter().map(EndpointId::as_str)));
+            tx.write(deliveries).await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
     }
+
+    /// One message, as a batch of one; a taken `eventId` is a conflict.
+    async fn insert_one(
+        &self,
+        tenant_id: &TenantId,
+        message: &Message,
+        endpoint_ids: &[EndpointId],
+        claimed: bool,
+    ) -> StoreResult<()> {
+        let new = NewMessage {
+            tenant_id: tenant_id.clone(),
+            message: message.clone(),
+            endpoint_ids: endpoint_ids.to_vec(),
+        };
+        match self.insert_messages(&[new], claimed).await?.first() {
+            Some(true) => Ok(()),
+            _ => Err(StoreError::Conflict {
+                constraint: "message_app_id_event_id_key".to_owned(),
+            }),
+        }
+    }
+}
+
+/// A JSON column's value, for a `jsonb[]` argument.
+fn json_value<T: serde::Serialize>(value: Option<&T>) -> Option<serde_json::Value> {
+    value.map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
 }
 
 #[async_trait]
@@ -59,7 +202,7 @@ impl Outbox for SqlStore {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()> {
-        self.insert_message_as(tenant_id, message, endpoint_ids, DeliveryState::Pending)
+        self.insert_one(tenant_id, message, endpoint_ids, false)
             .await
     }
 
@@ -69,8 +212,23 @@ impl Outbox for SqlStore {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()> {
-        self.insert_message_as(tenant_id, message, endpoint_ids, DeliveryState::Sending)
+        self.insert_one(tenant_id, message, endpoint_ids, true)
             .await
+    }
+
+    async fn insert_messages(&self, batch: &[NewMessage], claimed: bool) -> StoreResult<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = if claimed {
+            DeliveryState::Sending
+        } else {
+            DeliveryState::Pending
+        };
+        match self.db.dialect() {
+            Dialect::Postgres => self.insert_messages_postgres(batch, state).await,
+            Dialect::Sqlite => self.insert_messages_sqlite(batch, state).await,
+        }
     }
 
     async fn return_deliveries(

@@ -401,7 +401,14 @@ pub trait Outbox: Send + Sync + 'static {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()>;
-    /// Like [`Store::insert_message`], but the deliveries are stored already
+    /// Stores a batch of messages, each with one delivery per endpoint, in
+    /// one transaction: `claimed` as [`Outbox::insert_message_claimed`] does,
+    /// or pending as [`Outbox::insert_message`] does. Returns, per message,
+    /// whether it was stored: `false` when its `eventId` is already taken in
+    /// its application (then nothing of it is stored, and the rest of the
+    /// batch is unaffected).
+    async fn insert_messages(&self, batch: &[NewMessage], claimed: bool) -> StoreResult<Vec<bool>>;
+    /// Like [`Outbox::insert_message`], but the deliveries are stored already
     /// claimed (`sending`, due now): the caller publishes their tasks itself
     /// right after the commit, which saves the relay's round trips and wait.
     /// If that publish fails the caller hands them back with

@@ -88,6 +88,15 @@ pub struct Message {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A message to store with one delivery per endpoint, in a batch
+/// ([`crate::Outbox::insert_messages`]).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub tenant_id: TenantId,
+    pub message: Message,
+    pub endpoint_ids: Vec<EndpointId>,
+}
+
 /// Where a message's delivery to one endpoint stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {

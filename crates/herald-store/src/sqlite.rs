@@ -246,14 +246,22 @@ pub(crate) fn bound<'q>(sql: &'q Sql<'_>) -> Query<'q, Sqlite, SqliteArguments<'
             Arg::Bytes(v) => query.bind(*v),
             Arg::Time(v) => query.bind(v.map(|t| t.timestamp_micros())),
             Arg::Json(v) => query.bind(v.as_ref().map(|v| v.to_string())),
-            Arg::Texts(v) => query.bind(serde_json::to_string(v).ok()),
-            Arg::Times(v) => query.bind(
-                serde_json::to_string(
-                    &v.iter().map(DateTime::timestamp_micros).collect::<Vec<_>>(),
-                )
-                .ok(),
-            ),
+            Arg::Texts(v) => query.bind(json_text(v)),
+            Arg::OptionalTexts(v) => query.bind(json_text(v)),
+            Arg::Times(v) => query.bind(json_text(
+                &v.iter().map(DateTime::timestamp_micros).collect::<Vec<_>>(),
+            )),
+            Arg::Jsons(v) => query.bind(json_text(v)),
+            Arg::Blobs(v) => {
+                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                query.bind(json_text(&v.iter().map(|b| b.map(hex)).collect::<Vec<_>>()))
+            }
         })
+}
+
+/// A list argument as a JSON array.
+fn json_text<T: serde::Serialize + ?Sized>(list: &T) -> Option<String> {
+    serde_json::to_string(list).ok()
 }
 
 /// A timestamp as stored: integer microseconds since the Unix epoch.

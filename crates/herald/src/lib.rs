@@ -507,7 +507,7 @@ async fn serve_api(
     let address = listener.local_addr()?;
     let state = AppState {
         jwt: jwt_keys(config, store.as_ref()).await?,
-        store,
+        store: store.clone(),
         idempotency,
         config: Arc::new(ApiConfig {
             // Built from the bound address, so port 0 yields the real port.
@@ -523,7 +523,7 @@ async fn serve_api(
             body_timeout: Duration::from_secs(config.http_body_timeout),
             metrics_token: metrics_token(config),
         }),
-        handoff,
+        accepter: herald_api::accept::Accepter::start(store.clone(), handoff),
         api_keys: Default::default(),
         revoked_tokens: Default::default(),
     };

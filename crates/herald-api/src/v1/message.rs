@@ -13,11 +13,8 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use herald_core::filter::endpoint_receives;
-use herald_core::{
-    ChannelName, EndpointId, EventTypeName, MessageId, TenantId, Uid, ValidationError,
-};
-use herald_queue::DeliveryTask;
-use herald_store::{Message, MessageFilter};
+use herald_core::{ChannelName, EndpointId, EventTypeName, MessageId, Uid, ValidationError};
+use herald_store::{Message, MessageFilter, NewMessage};
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
@@ -45,10 +42,6 @@ const MAX_CHANNELS: usize = 5;
 const MAX_TAGS: usize = 5;
 /// How long a payload is kept when the message names no retention, as in Svix.
 pub(crate) const DEFAULT_RETENTION_DAYS: i64 = 90;
-/// How long accepting a message waits for the queue to confirm its tasks
-/// before handing them to the relay instead: a broker outage slows the API
-/// by at most this.
-const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -265,72 +258,24 @@ pub async fn create_message(
         created_at: now,
         expires_at: now + retention,
     };
-    let handoff = state.handoff.as_deref().filter(|_| !targets.is_empty());
-    let stored = match handoff {
-        Some(_) => {
-            state
-                .store
-                .insert_message_claimed(tenant_id, &message, &targets)
-                .await
-        }
-        None => {
-            state
-                .store
-                .insert_message(tenant_id, &message, &targets)
-                .await
-        }
+    let endpoints = targets.len();
+    let new = NewMessage {
+        tenant_id: tenant_id.clone(),
+        message: message.clone(),
+        endpoint_ids: targets,
     };
-    stored.map_err(|e| {
-        if e.is_conflict_on("message_app_id_event_id_key") {
-            ApiError::conflict("a message with this eventId already exists in this application")
-        } else {
-            e.into()
-        }
-    })?;
-    if let Some(queue) = handoff {
-        hand_off(&state, queue, tenant_id, &message, &targets).await;
+    if !state.accepter.accept(new).await? {
+        return Err(ApiError::conflict(
+            "a message with this eventId already exists in this application",
+        ));
     }
-    tracing::debug!(msg_id = %message.id, endpoints = targets.len(), "message accepted");
+    tracing::debug!(msg_id = %message.id, endpoints, "message accepted");
     crate::metrics::message_accepted();
     let with_content = params.with_content.unwrap_or(true);
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageOut::from_message(message, with_content)),
     ))
-}
-
-/// Publishes the delivery tasks of a message just stored with claimed
-/// deliveries. The message is accepted whatever happens here: if the publish
-/// fails the deliveries go back to the relay, and if even that fails the relay
-/// takes them back once their lease has passed.
-async fn hand_off(
-    state: &AppState,
-    queue: &dyn herald_queue::Queue,
-    tenant_id: &TenantId,
-    message: &Message,
-    targets: &[EndpointId],
-) {
-    let tasks: Vec<DeliveryTask> = targets
-        .iter()
-        .map(|endpoint_id| DeliveryTask {
-            tenant_id: tenant_id.to_string(),
-            app_id: message.app_id.to_string(),
-            msg_id: message.id.to_string(),
-            endpoint_id: endpoint_id.to_string(),
-            attempt: 1,
-            manual: false,
-            record_failures: 0,
-        })
-        .collect();
-    let error = match tokio::time::timeout(HANDOFF_TIMEOUT, queue.publish_many(&tasks)).await {
-        Ok(Ok(())) => return,
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => format!("no confirm within {HANDOFF_TIMEOUT:?}"),
-    };
-    tracing::warn!(%error, msg_id = %message.id, "could not queue the deliveries; the relay will");
-    if let Err(error) = state.store.return_deliveries(tenant_id, &message.id).await {
-        tracing::warn!(%error, msg_id = %message.id, "could not return the deliveries to the relay; they are handed out after the lease");
-    }
 }
 
 /// Lists an application's messages, newest first.

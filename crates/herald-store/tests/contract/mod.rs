@@ -36,6 +36,7 @@ macro_rules! contract_tests {
             expired_hour_buckets_are_deleted,
             message_pages_end_early_to_keep_payloads_within_a_budget,
             logged_out_tokens_stay_revoked_until_they_expire,
+            a_batch_of_messages_is_stored_but_for_taken_event_ids,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -1463,4 +1464,89 @@ pub async fn logged_out_tokens_stay_revoked_until_they_expire(store: &dyn Store)
     store.revoke_token(&t, "tok-3", later).await.unwrap();
     assert!(!store.token_revoked("tok-old").await.unwrap());
     assert!(store.token_revoked("tok-1").await.unwrap());
+}
+
+pub async fn a_batch_of_messages_is_stored_but_for_taken_event_ids(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let other = tenant(store, "other").await;
+    let app = application(None);
+    let other_app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    store.insert_application(&other, &other_app).await.unwrap();
+    let endpoints: Vec<Endpoint> = (0..2).map(|_| endpoint(&app.id, None)).collect();
+    for ep in &endpoints {
+        store.insert_endpoint(&t, ep).await.unwrap();
+    }
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let mut taken = message(&app.id);
+    taken.event_id = Some(Uid::parse("evt-taken").unwrap());
+    store.insert_message(&t, &taken, &ids).await.unwrap();
+
+    let new = |tenant_id: &TenantId, msg: Message, endpoint_ids: &[EndpointId]| {
+        herald_store::NewMessage {
+            tenant_id: tenant_id.clone(),
+            message: msg,
+            endpoint_ids: endpoint_ids.to_vec(),
+        }
+    };
+    let mut again = message(&app.id);
+    again.event_id = taken.event_id.clone();
+    let mut first = message(&app.id);
+    first.event_id = Some(Uid::parse("evt-first").unwrap());
+    let mut twin = message(&app.id);
+    twin.event_id = first.event_id.clone();
+    let mut no_event_id = message(&app.id);
+    no_event_id.event_id = None;
+    // The same eventId in another application is not taken.
+    let mut elsewhere = message(&other_app.id);
+    elsewhere.event_id = taken.event_id.clone();
+    let batch = vec![
+        new(&t, again.clone(), &ids),
+        new(&t, first.clone(), &ids),
+        new(&t, twin.clone(), &ids),
+        new(&t, no_event_id.clone(), &ids[..1]),
+        new(&other, elsewhere.clone(), &[]),
+    ];
+    let stored = store.insert_messages(&batch, true).await.unwrap();
+    assert_eq!(stored, [false, true, false, true, true]);
+
+    for (msg, deliveries) in [(&again, 0), (&twin, 0), (&first, 2), (&no_event_id, 1)] {
+        let found = store.deliveries_of_message(&t, &msg.id).await.unwrap();
+        assert_eq!(found.len(), deliveries, "{:?}", msg.event_id);
+        assert!(found
+            .iter()
+            .all(|d| d.state == DeliveryState::Sending && d.attempts == 0));
+    }
+    let read = store
+        .message(
+            &t,
+            &app.id,
+            &IdOrUid::parse("msg_id", first.id.as_str()).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.payload, first.payload);
+    assert_eq!(read.created_at, first.created_at);
+    assert_eq!(read.event_id, first.event_id);
+    let taken_again = store
+        .message(
+            &t,
+            &app.id,
+            &id_ref(taken.event_id.as_ref().unwrap().as_str()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken_again.id, taken.id);
+    assert!(store
+        .message(
+            &other,
+            &other_app.id,
+            &IdOrUid::parse("msg_id", elsewhere.id.as_str()).unwrap()
+        )
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.insert_messages(&[], false).await.unwrap().is_empty());
 }
