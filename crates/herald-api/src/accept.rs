@@ -4,18 +4,14 @@
 //! publishes the deliveries of the whole batch with one confirm; each call is
 //! answered once its batch is committed (and published).
 //!
-//! Batches form by themselves, without a timer: a lone request is written at
-//! once, and the requests that arrive while a batch is being written make up
-//! the next one. Up to [`BATCHES_IN_FLIGHT`] batches are written at a time,
-//! so one slow commit does not stall the process (SQLite's single writer
-//! takes them in turn; PostgreSQL commits them side by side).
+//! Batches form as `herald_store::group` forms them: without a timer, from
+//! what arrives while earlier batches are written.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
-
 use herald_queue::{DeliveryTask, Queue};
+use herald_store::group::GroupCommit;
 use herald_store::{NewMessage, Store, StoreError};
 
 /// The most messages one transaction stores.
@@ -32,17 +28,10 @@ const HANDOFF_TIMEOUT: Duration = Duration::from_secs(1);
 /// `eventId` is taken (`Ok(false)`), or the store's error.
 type Outcome = Result<bool, StoreError>;
 
-struct Job {
-    new: NewMessage,
-    reply: oneshot::Sender<Outcome>,
-}
-
 /// The process's accept batcher; cloning shares it.
 #[derive(Clone)]
 pub struct Accepter {
-    jobs: mpsc::UnboundedSender<Job>,
-    /// Whether deliveries are handed to a queue (then stored claimed).
-    hands_off: bool,
+    group: GroupCommit<NewMessage, Outcome>,
 }
 
 impl Accepter {
@@ -50,59 +39,29 @@ impl Accepter {
     /// stored claimed and published there at once; without, they are stored
     /// pending and the worker's relay hands them out.
     pub fn start(store: Arc<dyn Store>, handoff: Option<Arc<dyn Queue>>) -> Self {
-        let (jobs, received) = mpsc::unbounded_channel();
-        let hands_off = handoff.is_some();
-        tokio::spawn(gather(received, store, handoff));
-        Self { jobs, hands_off }
-    }
-
-    /// Whether this process hands deliveries to the workers' queue itself.
-    pub fn hands_off(&self) -> bool {
-        self.hands_off
+        let group = GroupCommit::start(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| {
+            let (store, handoff) = (store.clone(), handoff.clone());
+            async move { write(store.as_ref(), handoff.as_deref(), batch).await }
+        });
+        Self { group }
     }
 
     /// Stores `new` in the next batch; `Ok(false)` when its `eventId` is
     /// taken in its application.
     pub async fn accept(&self, new: NewMessage) -> Outcome {
-        let (reply, outcome) = oneshot::channel();
-        let gone = || StoreError::Corrupt("the accept batcher stopped".to_owned());
-        self.jobs.send(Job { new, reply }).map_err(|_| gone())?;
-        outcome.await.map_err(|_| gone())?
+        self.group
+            .submit(new)
+            .await
+            .unwrap_or_else(|| Err(StoreError::Corrupt("the accept batcher stopped".to_owned())))
     }
 }
 
-/// Takes jobs as they come and writes them in batches, each in a task of its
-/// own, at most [`BATCHES_IN_FLIGHT`] at once; the jobs that arrive while
-/// every batch slot is busy form the next batch.
-async fn gather(
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    store: Arc<dyn Store>,
-    handoff: Option<Arc<dyn Queue>>,
-) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    while let Some(first) = jobs.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let (store, handoff) = (store.clone(), handoff.clone());
-        tokio::spawn(async move {
-            write(store.as_ref(), handoff.as_deref(), batch).await;
-            drop(slot);
-        });
-    }
-}
-
-/// Writes one batch and answers its calls.
-async fn write(store: &dyn Store, handoff: Option<&dyn Queue>, batch: Vec<Job>) {
-    let (news, replies): (Vec<NewMessage>, Vec<_>) =
-        batch.into_iter().map(|job| (job.new, job.reply)).unzip();
+/// Writes one batch; one outcome per message.
+async fn write(
+    store: &dyn Store,
+    handoff: Option<&dyn Queue>,
+    news: Vec<NewMessage>,
+) -> Vec<Outcome> {
     crate::metrics::accept_batch(news.len());
     let outcomes: Vec<Outcome> = match store.insert_messages(&news, handoff.is_some()).await {
         Ok(stored) => stored.into_iter().map(Ok).collect(),
@@ -127,10 +86,7 @@ async fn write(store: &dyn Store, handoff: Option<&dyn Queue>, batch: Vec<Job>) 
             .map(|(new, _)| new);
         hand_off(store, queue, stored.collect()).await;
     }
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        // A caller that went away (timed out) just misses its answer.
-        let _ = reply.send(outcome);
-    }
+    outcomes
 }
 
 /// Publishes the delivery tasks of messages just stored with claimed

@@ -3,13 +3,127 @@
 use async_trait::async_trait;
 use herald_core::{ApplicationId, AttemptId, MessageId, TenantId};
 
-use crate::db::Sql;
+use crate::db::{Arg, Dialect, Sql};
 use crate::listing::{page_of, push_keyset};
 use crate::message::{push_message_conditions, push_time_window};
-use crate::model::{Attempt, AttemptFilter, DeliveryUpdate};
+use crate::model::{Attempt, AttemptFilter, AttemptRecord, DeliveryUpdate};
 use crate::page::{ListQuery, Page};
 use crate::rows::attempt_from_row;
 use crate::{AttemptLog, SqlStore, StoreResult};
+
+/// The attempt columns, in the order both inserts below bind them.
+const ATTEMPT_COLUMNS: &str = "id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
+     error_class, response_body, duration_ms, trigger, created_at, duration_us";
+
+/// The delivery's new state after an attempt, from `u`, a row with the
+/// attempt's `state`, `next_at`, `trigger` and `at`. A scheduled attempt
+/// finishing while a manual one is requested leaves the delivery due for the
+/// manual one; a manual attempt answers it.
+const DELIVERY_AFTER_ATTEMPT: &str = "\
+     state = CASE WHEN delivery.manual AND u.trigger <> 'manual' \
+         THEN delivery.state ELSE u.state END, \
+     next_attempt_at = CASE WHEN delivery.manual AND u.trigger <> 'manual' \
+         THEN delivery.next_attempt_at ELSE u.next_at END, \
+     manual = delivery.manual AND u.trigger <> 'manual', \
+     attempts = delivery.attempts + 1, updated_at = u.at";
+
+impl SqlStore {
+    /// The whole batch in one statement (one round trip, one commit), its
+    /// rows passed as arrays.
+    async fn record_attempts_postgres(&self, batch: &[AttemptRecord]) -> StoreResult<()> {
+        let attempts = || batch.iter().map(|r| &r.attempt);
+        let texts = |f: &dyn Fn(&AttemptRecord) -> Option<&str>| {
+            Arg::OptionalTexts(batch.iter().map(f).collect())
+        };
+        let sql = Sql::new(format!(
+            "WITH a AS ( \
+                 INSERT INTO message_attempt ({ATTEMPT_COLUMNS}) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[], $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], \
+                     $11::text[], $12::timestamptz[], $13::int8[])) \
+             UPDATE delivery SET {DELIVERY_AFTER_ATTEMPT} \
+             FROM unnest($2::text[], $4::text[], $5::text[], $14::text[], \
+                 $15::timestamptz[], $11::text[], $12::timestamptz[]) \
+                 AS u(tenant_id, msg_id, endpoint_id, state, next_at, trigger, at) \
+             WHERE delivery.tenant_id = u.tenant_id AND delivery.msg_id = u.msg_id \
+               AND delivery.endpoint_id = u.endpoint_id"
+        ))
+        .bind(texts(&|r| Some(r.attempt.id.as_str())))
+        .bind(texts(&|r| Some(r.tenant_id.as_str())))
+        .bind(texts(&|r| Some(r.attempt.app_id.as_str())))
+        .bind(texts(&|r| Some(r.attempt.msg_id.as_str())))
+        .bind(texts(&|r| Some(r.attempt.endpoint_id.as_str())))
+        .bind(texts(&|r| Some(r.attempt.url.as_str())))
+        .bind(Arg::Ints(
+            attempts().map(|a| i64::from(a.status_code)).collect(),
+        ))
+        .bind(texts(&|r| r.attempt.error_class.as_deref()))
+        .bind(texts(&|r| r.attempt.response_body.as_deref()))
+        .bind(Arg::Ints(
+            attempts()
+                .map(|a| i64::from(a.duration_ms().min(i32::MAX as u32)))
+                .collect(),
+        ))
+        .bind(texts(&|r| Some(r.attempt.trigger.as_str())))
+        .bind(Arg::Times(attempts().map(|a| Some(a.created_at)).collect()))
+        .bind(Arg::Ints(
+            attempts()
+                .map(|a| i64::try_from(a.duration_us).unwrap_or(i64::MAX))
+                .collect(),
+        ))
+        .bind(texts(&|r| Some(r.update.state.as_str())))
+        .bind(Arg::Times(
+            batch.iter().map(|r| r.update.next_attempt_at).collect(),
+        ));
+        self.db.write(sql).await.map(drop)
+    }
+
+    /// One transaction, two statements an attempt (one writer: the commit is
+    /// the cost, the statements are cheap).
+    async fn record_attempts_sqlite(&self, batch: &[AttemptRecord]) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        for AttemptRecord {
+            tenant_id,
+            attempt,
+            update,
+        } in batch
+        {
+            let insert = Sql::new(format!(
+                "INSERT INTO message_attempt ({ATTEMPT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ))
+            .bind(attempt.id.as_str())
+            .bind(tenant_id.as_str())
+            .bind(attempt.app_id.as_str())
+            .bind(attempt.msg_id.as_str())
+            .bind(attempt.endpoint_id.as_str())
+            .bind(&attempt.url)
+            .bind(attempt.status_code)
+            .bind(&attempt.error_class)
+            .bind(&attempt.response_body)
+            .bind(attempt.duration_ms())
+            .bind(attempt.trigger.as_str())
+            .bind(attempt.created_at)
+            .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX));
+            tx.write(insert).await?;
+            let update = Sql::new(format!(
+                "UPDATE delivery SET {DELIVERY_AFTER_ATTEMPT} \
+                 FROM (SELECT $4 AS state, $5 AS next_at, $6 AS trigger, $7 AS at) AS u \
+                 WHERE delivery.tenant_id = $1 AND delivery.msg_id = $2 \
+                   AND delivery.endpoint_id = $3"
+            ))
+            .bind(tenant_id.as_str())
+            .bind(attempt.msg_id.as_str())
+            .bind(attempt.endpoint_id.as_str())
+            .bind(update.state.as_str())
+            .bind(update.next_attempt_at)
+            .bind(attempt.trigger.as_str())
+            .bind(attempt.created_at);
+            tx.write(update).await?;
+        }
+        tx.commit().await
+    }
+}
 
 #[async_trait]
 impl AttemptLog for SqlStore {
@@ -19,41 +133,20 @@ impl AttemptLog for SqlStore {
         attempt: &Attempt,
         update: &DeliveryUpdate,
     ) -> StoreResult<()> {
-        let insert = "INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, \
-                 url, status_code, error_class, response_body, duration_ms, trigger, created_at, \
-                 duration_us) \
-             VALUES ($8, $1, $9, $2, $3, $10, $11, $12, $13, $14, $7, $6, $15)";
-        // A scheduled attempt finishing while a manual one is requested
-        // leaves the delivery due for the manual one; a manual attempt
-        // answers it.
-        let update_delivery = "UPDATE delivery SET \
-                 state = CASE WHEN manual AND $7 <> 'manual' THEN state ELSE $4 END, \
-                 next_attempt_at = CASE WHEN manual AND $7 <> 'manual' \
-                     THEN next_attempt_at ELSE $5 END, \
-                 manual = manual AND $7 <> 'manual', \
-                 attempts = attempts + 1, updated_at = $6 \
-             WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3";
-        let args = Sql::new("")
-            .bind(tenant_id.as_str())
-            .bind(attempt.msg_id.as_str())
-            .bind(attempt.endpoint_id.as_str())
-            .bind(update.state.as_str())
-            .bind(update.next_attempt_at)
-            .bind(attempt.created_at)
-            .bind(attempt.trigger.as_str())
-            .bind(attempt.id.as_str())
-            .bind(attempt.app_id.as_str())
-            .bind(&attempt.url)
-            .bind(attempt.status_code)
-            .bind(&attempt.error_class)
-            .bind(&attempt.response_body)
-            .bind(attempt.duration_ms().min(i32::MAX as u32))
-            .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
-            .args;
-        // The attempt and its delivery's new state land together or not at all.
-        self.db
-            .write_together(insert, update_delivery, args, false)
-            .await
+        let record = AttemptRecord {
+            tenant_id: tenant_id.clone(),
+            attempt: attempt.clone(),
+            update: update.clone(),
+        };
+        self.record_attempts(std::slice::from_ref(&record)).await
+    }
+
+    async fn record_attempts(&self, batch: &[AttemptRecord]) -> StoreResult<()> {
+        match self.db.dialect() {
+            _ if batch.is_empty() => Ok(()),
+            Dialect::Postgres => self.record_attempts_postgres(batch).await,
+            Dialect::Sqlite => self.record_attempts_sqlite(batch).await,
+        }
     }
 
     async fn attempts_of_message(

@@ -52,7 +52,8 @@ pub(crate) enum Arg<'a> {
     /// `jsonb[]`, `bytea[]`) for statements that write many rows at once;
     /// SQLite gets them as JSON arrays (bytes in hex).
     OptionalTexts(Vec<Option<&'a str>>),
-    Times(Vec<DateTime<Utc>>),
+    Ints(Vec<i64>),
+    Times(Vec<Option<DateTime<Utc>>>),
     Jsons(Vec<Option<serde_json::Value>>),
     Blobs(Vec<Option<&'a [u8]>>),
 }
@@ -271,40 +272,6 @@ impl Db {
         from_row: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         self.read_one(sql).await?.as_ref().map(from_row).transpose()
-    }
-
-    /// Runs two writes that share `args` atomically: on PostgreSQL as one
-    /// statement, the first in a `WITH` (one round trip, one commit); on
-    /// SQLite as a transaction of two (it binds only the arguments a
-    /// statement names). With `skip_second`, only the first runs.
-    pub async fn write_together(
-        &self,
-        first: &str,
-        second: &str,
-        args: Vec<Arg<'_>>,
-        skip_second: bool,
-    ) -> StoreResult<()> {
-        let text = match self.dialect() {
-            Dialect::Postgres => format!("WITH written AS ({first}) {second}"),
-            Dialect::Sqlite => {
-                let mut tx = self.begin().await?;
-                let first = first.to_owned();
-                tx.write(Sql {
-                    text: first,
-                    args: args.clone(),
-                })
-                .await?;
-                if !skip_second {
-                    tx.write(Sql {
-                        text: second.to_owned(),
-                        args,
-                    })
-                    .await?;
-                }
-                return tx.commit().await;
-            }
-        };
-        self.write(Sql { text, args }).await.map(drop)
     }
 
     /// Runs a write; returns how many rows it changed.

@@ -83,8 +83,10 @@ impl SqlStore {
         .bind(Arg::Blobs(
             messages.clone().map(|m| m.payload.as_deref()).collect(),
         ))
-        .bind(Arg::Times(messages.clone().map(|m| m.created_at).collect()))
-        .bind(Arg::Times(messages.map(|m| m.expires_at).collect()))
+        .bind(Arg::Times(
+            messages.clone().map(|m| Some(m.created_at)).collect(),
+        ))
+        .bind(Arg::Times(messages.map(|m| Some(m.expires_at)).collect()))
         .bind(state.as_str())
         .bind(Arg::texts(
             deliveries.iter().map(|(n, _)| n.message.id.as_str()),
@@ -99,7 +101,7 @@ impl SqlStore {
         .bind(Arg::Times(
             deliveries
                 .iter()
-                .map(|(n, _)| n.message.created_at)
+                .map(|(n, _)| Some(n.message.created_at))
                 .collect(),
         ));
         let stored = self

@@ -21,6 +21,7 @@ mod db;
 mod delivery;
 mod endpoint;
 mod event_type;
+pub mod group;
 mod listing;
 mod message;
 pub mod model;
@@ -484,6 +485,11 @@ pub trait Outbox: Send + Sync + 'static {
 /// The attempts made to deliver messages.
 #[async_trait]
 pub trait AttemptLog: Send + Sync + 'static {
+    /// Records a batch of attempts as [`AttemptLog::record_attempt`] does
+    /// each, all in one transaction (on PostgreSQL, one statement). Two
+    /// attempts of one delivery in one batch (duplicate tasks running at
+    /// once) count as one in its attempt counter.
+    async fn record_attempts(&self, batch: &[AttemptRecord]) -> StoreResult<()>;
     /// Records an attempt and moves its delivery to `update` in one transaction;
     /// the attempt counter grows by one. A manual attempt clears the delivery's
     /// manual request; a scheduled one that finishes while a manual request is

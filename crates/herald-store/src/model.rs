@@ -88,6 +88,15 @@ pub struct Message {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An attempt to record with its delivery's new state, in a batch
+/// ([`crate::AttemptLog::record_attempts`]).
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub tenant_id: TenantId,
+    pub attempt: Attempt,
+    pub update: DeliveryUpdate,
+}
+
 /// A message to store with one delivery per endpoint, in a batch
 /// ([`crate::Outbox::insert_messages`]).
 #[derive(Debug, Clone)]

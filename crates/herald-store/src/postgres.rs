@@ -71,6 +71,7 @@ pub(crate) fn bound<'q>(sql: &'q Sql<'_>) -> Query<'q, Postgres, PgArguments> {
             Arg::Json(v) => query.bind(v),
             Arg::Texts(v) => query.bind(v),
             Arg::OptionalTexts(v) => query.bind(v),
+            Arg::Ints(v) => query.bind(v),
             Arg::Times(v) => query.bind(v),
             Arg::Jsons(v) => query.bind(v),
             Arg::Blobs(v) => query.bind(v),

@@ -248,8 +248,11 @@ pub(crate) fn bound<'q>(sql: &'q Sql<'_>) -> Query<'q, Sqlite, SqliteArguments<'
             Arg::Json(v) => query.bind(v.as_ref().map(|v| v.to_string())),
             Arg::Texts(v) => query.bind(json_text(v)),
             Arg::OptionalTexts(v) => query.bind(json_text(v)),
+            Arg::Ints(v) => query.bind(json_text(v)),
             Arg::Times(v) => query.bind(json_text(
-                &v.iter().map(DateTime::timestamp_micros).collect::<Vec<_>>(),
+                &v.iter()
+                    .map(|t| t.map(|t| t.timestamp_micros()))
+                    .collect::<Vec<_>>(),
             )),
             Arg::Jsons(v) => query.bind(json_text(v)),
             Arg::Blobs(v) => {

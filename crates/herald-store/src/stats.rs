@@ -327,7 +327,7 @@ impl StatsStore for SqlStore {
                 let mut starts = Vec::with_capacity(rows.len());
                 for row in &rows {
                     endpoints.push(row.text("endpoint_id")?);
-                    starts.push(row.time("bucket_start")?);
+                    starts.push(Some(row.time("bucket_start")?));
                 }
                 let delete = Sql::new(
                     "DELETE FROM endpoint_stats WHERE granularity = 'minute' \

@@ -23,8 +23,10 @@ use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_signature::SignatureScheme;
+use herald_store::group::GroupCommit;
 use herald_store::{
-    Attempt, AttemptTrigger, DeliveryState, DeliveryStore, DeliveryUpdate, StoreError,
+    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DeliveryStore, DeliveryUpdate,
+    StoreError, StoreResult,
 };
 
 use crate::send::{DeliveryRequest, Sender};
@@ -36,6 +38,11 @@ const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
 /// How long a task that failed before its attempt (a database or broker
 /// outage) waits in the queue before it is tried again.
 const TASK_FAILED_DELAY: Duration = Duration::from_secs(5);
+
+/// The most attempts recorded in one transaction, and the batches of them
+/// written at once (group commit: see `herald_store::group`).
+const RECORD_BATCH: usize = 256;
+const RECORD_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Dead-letter reason of a task whose attempts could not be recorded.
 const UNRECORDED_REASON: &str = "attempt could not be recorded";
@@ -91,6 +98,8 @@ pub enum DispatchError {
 /// Handles delivery tasks: one attempt each, recorded with its consequence.
 pub struct Dispatcher {
     store: Arc<dyn DeliveryStore>,
+    /// Records finished attempts many at a time.
+    records: GroupCommit<AttemptRecord, StoreResult<()>>,
     queue: Arc<dyn Queue>,
     sender: Sender,
     config: WorkerConfig,
@@ -184,6 +193,28 @@ impl Drop for EndpointSlot<'_> {
     }
 }
 
+/// The batching writer of finished attempts. A batch the store refuses is
+/// written again attempt by attempt, so each task learns its own outcome.
+fn recorder(store: Arc<dyn DeliveryStore>) -> GroupCommit<AttemptRecord, StoreResult<()>> {
+    GroupCommit::start(RECORD_BATCH, RECORD_BATCHES_IN_FLIGHT, move |batch| {
+        let store = store.clone();
+        async move {
+            match store.record_attempts(&batch).await {
+                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                Err(error) if batch.len() == 1 => vec![Err(error)],
+                Err(error) => {
+                    tracing::debug!(%error, size = batch.len(), "attempt batch failed; recording one by one");
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    for record in &batch {
+                        outcomes.push(store.record_attempts(std::slice::from_ref(record)).await);
+                    }
+                    outcomes
+                }
+            }
+        }
+    })
+}
+
 /// A task's ids, typed.
 struct TaskIds {
     tenant_id: TenantId,
@@ -213,6 +244,7 @@ impl Dispatcher {
         config: WorkerConfig,
     ) -> Self {
         Self {
+            records: recorder(store.clone()),
             store,
             queue,
             sender,
@@ -594,10 +626,17 @@ impl Dispatcher {
             },
             created_at: recorded_at,
         };
-        self.store
-            .record_attempt(&tenant_id, &attempt, &update)
-            .await
-            .map_err(DispatchError::Unrecorded)?;
+        let record = AttemptRecord {
+            tenant_id: tenant_id.clone(),
+            attempt: attempt.clone(),
+            update,
+        };
+        let recorded = self.records.submit(record).await.unwrap_or_else(|| {
+            Err(StoreError::Corrupt(
+                "the attempt recorder stopped".to_owned(),
+            ))
+        });
+        recorded.map_err(DispatchError::Unrecorded)?;
         self.announce(&tenant_id, &message.event_type, &attempt, outcome.success)
             .await;
         crate::metrics::attempt_recorded(&outcome);

@@ -37,6 +37,7 @@ macro_rules! contract_tests {
             message_pages_end_early_to_keep_payloads_within_a_budget,
             logged_out_tokens_stay_revoked_until_they_expire,
             a_batch_of_messages_is_stored_but_for_taken_event_ids,
+            a_batch_of_attempts_moves_each_delivery,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -1549,4 +1550,93 @@ pub async fn a_batch_of_messages_is_stored_but_for_taken_event_ids(store: &dyn S
         .unwrap()
         .is_some());
     assert!(store.insert_messages(&[], false).await.unwrap().is_empty());
+}
+
+pub async fn a_batch_of_attempts_moves_each_delivery(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let endpoints: Vec<Endpoint> = (0..3).map(|_| endpoint(&app.id, None)).collect();
+    for ep in &endpoints {
+        store.insert_endpoint(&t, ep).await.unwrap();
+    }
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let msg = message(&app.id);
+    store.insert_message_claimed(&t, &msg, &ids).await.unwrap();
+    // The third delivery waits for a manual attempt: a scheduled one leaves it due.
+    store
+        .request_manual_attempt(&t, &app.id, &msg.id, &ids[2])
+        .await
+        .unwrap();
+    let retry_at = herald_store::now() + chrono::Duration::seconds(5);
+    let record = |ep: &Endpoint, status: u16, update: DeliveryUpdate| herald_store::AttemptRecord {
+        tenant_id: t.clone(),
+        attempt: Attempt {
+            id: AttemptId::new(),
+            msg_id: msg.id.clone(),
+            endpoint_id: ep.id.clone(),
+            app_id: app.id.clone(),
+            url: ep.url.as_str().to_owned(),
+            status_code: status,
+            error_class: (status == 0).then(|| "timeout".to_owned()),
+            response_body: (status != 0).then(|| "body".to_owned()),
+            duration_us: 1_234,
+            trigger: AttemptTrigger::Scheduled,
+            created_at: herald_store::now(),
+        },
+        update,
+    };
+    let batch = [
+        record(
+            &endpoints[0],
+            200,
+            DeliveryUpdate {
+                state: DeliveryState::Succeeded,
+                next_attempt_at: None,
+            },
+        ),
+        record(
+            &endpoints[1],
+            0,
+            DeliveryUpdate {
+                state: DeliveryState::Sending,
+                next_attempt_at: Some(retry_at),
+            },
+        ),
+        record(
+            &endpoints[2],
+            500,
+            DeliveryUpdate {
+                state: DeliveryState::Failed,
+                next_attempt_at: None,
+            },
+        ),
+    ];
+    store.record_attempts(&batch).await.unwrap();
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(store.delivery(&t, &msg.id, id).await.unwrap().unwrap());
+    }
+    let (first, second, third) = (&states[0], &states[1], &states[2]);
+    assert_eq!((first.state, first.attempts), (DeliveryState::Succeeded, 1));
+    assert_eq!((second.state, second.attempts), (DeliveryState::Sending, 1));
+    assert_eq!(second.next_attempt_at, Some(retry_at));
+    assert_eq!(
+        (third.state, third.attempts, third.manual),
+        (DeliveryState::Pending, 1, true)
+    );
+    let recorded = store.attempts_of_message(&t, &msg.id).await.unwrap();
+    assert_eq!(recorded.len(), 3);
+    for expected in &batch {
+        let found = recorded
+            .iter()
+            .find(|a| a.id == expected.attempt.id)
+            .unwrap();
+        assert_eq!(found.status_code, expected.attempt.status_code);
+        assert_eq!(found.error_class, expected.attempt.error_class);
+        assert_eq!(found.response_body, expected.attempt.response_body);
+        assert_eq!(found.duration_us, expected.attempt.duration_us);
+        assert_eq!(found.created_at, expected.attempt.created_at);
+    }
+    store.record_attempts(&[]).await.unwrap();
 }
