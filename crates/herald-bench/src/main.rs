@@ -3,9 +3,11 @@
 //! fixed rate, receives the deliveries on its own loopback receiver (whose
 //! endpoints can be fast, slow or failing), and reports API accept and
 //! end-to-end latency, throughput, duplicates, missing deliveries, signature
-//! failures, the server's peak memory and a pgbench ceiling. See
+//! failures, the server's peak memory, its CPU time per message (and that of
+//! other processes, and of the whole machine) and a pgbench ceiling. See
 //! `docs/benchmarks.md`.
 
+mod cpu;
 mod pgbench;
 mod receiver;
 mod report;
@@ -110,9 +112,18 @@ struct Args {
     /// Seconds to wait, after sending stops, for every delivery to arrive.
     #[arg(long, default_value_t = 30)]
     deadline: u64,
-    /// Pid of a server process whose memory to sample every 200 ms (repeatable).
+    /// Pid of a server process whose memory to sample every 200 ms and whose
+    /// CPU time to count (repeatable).
     #[arg(long = "server-pid", value_name = "PID")]
     server_pids: Vec<u32>,
+    /// Pid of another process whose CPU time to count, such as a PostgreSQL
+    /// backend or RabbitMQ's beam.smp (repeatable).
+    #[arg(long = "cpu-pid", value_name = "PID")]
+    cpu_pids: Vec<u32>,
+    /// Pid of a process whose CPU time to count together with that of all its
+    /// descendants, such as PostgreSQL's postmaster (repeatable).
+    #[arg(long = "cpu-pid-tree", value_name = "PID")]
+    cpu_pid_trees: Vec<u32>,
     /// Before the load, measure the pgbench ceiling in this PostgreSQL
     /// database (postgres://…): two-insert and one-insert transactions/s.
     #[arg(long)]
@@ -473,6 +484,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let memory = (!args.server_pids.is_empty()).then(|| rss::Sampler::start(&args.server_pids));
+    let cpu = cpu::Sampler::start(&args.server_pids, &args.cpu_pids, &args.cpu_pid_trees);
     let load = Arc::new(Load {
         api,
         msg_path: format!("/app/{app_id}/msg"),
@@ -507,6 +519,7 @@ async fn main() -> anyhow::Result<()> {
         Some(sampler) => Some(sampler.finish().await?),
         None => None,
     };
+    let cpu = cpu.finish();
 
     let (delivered, unexpected) = receiver.delivered_of(&accepted);
     let recorded = receiver.recorded.lock().expect("receiver lock");
@@ -567,6 +580,7 @@ async fn main() -> anyhow::Result<()> {
         signature_failures: recorded.signature_failures,
         deadline_reached,
         server_memory,
+        cpu: cpu.with_costs(accepted.len() as u64, delivered),
         pgbench,
     };
     drop(recorded);

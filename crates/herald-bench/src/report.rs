@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cpu::{CpuKind, CpuReport};
 use crate::pgbench::PgbenchReport;
 use crate::receiver::Behaviour;
 use crate::rss::MemoryReport;
@@ -129,6 +130,10 @@ pub struct Report {
     pub deadline_reached: bool,
     /// Memory of the `--server-pid` processes.
     pub server_memory: Option<MemoryReport>,
+    /// CPU time of the `--server-pid`, `--cpu-pid` and `--cpu-pid-tree`
+    /// processes and of the whole machine, from the start of the load to the
+    /// end of the wait for deliveries, and per message and per delivery.
+    pub cpu: CpuReport,
     /// The `--pgbench-url` reference ceiling, measured before the load.
     pub pgbench: Option<PgbenchReport>,
 }
@@ -251,6 +256,73 @@ pub fn render_table(r: &Report) -> String {
             ),
         );
     }
+    for p in &r.cpu.processes {
+        let kind = match p.kind {
+            CpuKind::Server => "server",
+            CpuKind::CpuPid => "cpu-pid",
+            CpuKind::CpuPidTree => "cpu-pid-tree",
+        };
+        let mut detail = vec![p.name.clone().unwrap_or_else(|| "not running".to_owned())];
+        if let (Some(n), Some(exited)) = (p.tree_processes, p.tree_exited) {
+            detail.push(format!("{n} processes, {exited} exited"));
+        }
+        row(
+            &format!("{kind} pid {} CPU", p.pid),
+            match p.cpu_secs {
+                Some(secs) => format!("{secs:.2} s ({})", detail.join(", ")),
+                None => format!("n/a: gone during the run ({})", detail.join(", ")),
+            },
+        );
+    }
+    let has = |kinds: &[CpuKind]| r.cpu.processes.iter().any(|p| kinds.contains(&p.kind));
+    if has(&[CpuKind::Server]) {
+        row(
+            "server CPU, summed",
+            format!(
+                "{:.2} s, {} ms/msg",
+                r.cpu.server_cpu_secs,
+                ms(r.cpu.server_ms_per_message)
+            ),
+        );
+    }
+    if has(&[CpuKind::CpuPid, CpuKind::CpuPidTree]) {
+        row(
+            "other processes' CPU, summed",
+            format!(
+                "{:.2} s, {} ms/msg",
+                r.cpu.extra_cpu_secs,
+                ms(r.cpu.extra_ms_per_message)
+            ),
+        );
+    }
+    if !r.cpu.processes.is_empty() {
+        row(
+            "server + other processes' CPU",
+            format!(
+                "{:.2} s, {} ms/msg, {} ms/delivery",
+                r.cpu.total_cpu_secs,
+                ms(r.cpu.total_ms_per_message),
+                ms(r.cpu.total_ms_per_delivery)
+            ),
+        );
+    }
+    if let Some(machine) = &r.cpu.machine {
+        row(
+            "machine busy CPU",
+            format!(
+                "{:.2} s, {} ms/msg, {} ms/delivery ({:.1}% of {} cpus over {:.2} s)",
+                machine.busy_cpu_secs,
+                ms(machine.ms_per_message),
+                ms(machine.ms_per_delivery),
+                machine.busy_percent,
+                machine.cpus,
+                r.cpu.window_secs
+            ),
+        );
+    }
+    if let Some(secs) = r.cpu.bench_cpu_secs {
+        row("herald-bench's own CPU", format!("{secs:.2} s"));
+    }
     if let Some(pg) = &r.pgbench {
         row(
             "pgbench two-insert tx/s",
@@ -268,6 +340,11 @@ pub fn render_table(r: &Report) -> String {
         }
     }
     out
+}
+
+/// Milliseconds per message or delivery; `n/a` when there were none.
+fn ms(value: Option<f64>) -> String {
+    value.map_or("n/a".to_owned(), |ms| format!("{ms:.3}"))
 }
 
 /// Kilobytes as megabytes (MiB).
@@ -293,6 +370,7 @@ fn errors_line(total: u64, kinds: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::{MachineCpu, ProcessCpu};
     use crate::rss::ProcessMemory;
 
     #[test]
@@ -382,6 +460,63 @@ mod tests {
                 peak_rss_sum_kb: 51_200,
                 samples: 12,
             }),
+            cpu: CpuReport {
+                clock_ticks_per_sec: 100,
+                window_secs: 4.0,
+                processes: vec![
+                    ProcessCpu {
+                        pid: 42,
+                        kind: CpuKind::Server,
+                        name: Some("herald".into()),
+                        cpu_secs: Some(1.5),
+                        gone: false,
+                        tree_processes: None,
+                        tree_exited: None,
+                    },
+                    ProcessCpu {
+                        pid: 43,
+                        kind: CpuKind::CpuPid,
+                        name: Some("beam.smp".into()),
+                        cpu_secs: Some(0.5),
+                        gone: false,
+                        tree_processes: None,
+                        tree_exited: None,
+                    },
+                    ProcessCpu {
+                        pid: 44,
+                        kind: CpuKind::CpuPidTree,
+                        name: Some("postgres".into()),
+                        cpu_secs: Some(2.0),
+                        gone: false,
+                        tree_processes: Some(12),
+                        tree_exited: Some(1),
+                    },
+                    ProcessCpu {
+                        pid: 45,
+                        kind: CpuKind::CpuPid,
+                        name: Some("postgres".into()),
+                        cpu_secs: None,
+                        gone: true,
+                        tree_processes: None,
+                        tree_exited: None,
+                    },
+                ],
+                server_cpu_secs: 1.5,
+                extra_cpu_secs: 2.5,
+                total_cpu_secs: 4.0,
+                server_ms_per_message: Some(15.0),
+                extra_ms_per_message: Some(25.0),
+                total_ms_per_message: Some(40.0),
+                total_ms_per_delivery: Some(4.449),
+                bench_cpu_secs: Some(0.75),
+                machine: Some(MachineCpu {
+                    cpus: 2,
+                    busy_cpu_secs: 6.0,
+                    busy_percent: 75.0,
+                    ms_per_message: Some(60.0),
+                    ms_per_delivery: Some(6.674),
+                }),
+            },
             pgbench: Some(PgbenchReport {
                 clients: 32,
                 seconds: 10,
@@ -412,6 +547,22 @@ mod tests {
             "250",
             "server pid 42 peak RSS",
             "50.0 MB (VmHWM 60.0 MB)",
+            "server pid 42 CPU",
+            "1.50 s (herald)",
+            "cpu-pid pid 43 CPU",
+            "0.50 s (beam.smp)",
+            "cpu-pid-tree pid 44 CPU",
+            "2.00 s (postgres, 12 processes, 1 exited)",
+            "n/a: gone during the run (postgres)",
+            "server CPU, summed",
+            "1.50 s, 15.000 ms/msg",
+            "other processes' CPU, summed",
+            "2.50 s, 25.000 ms/msg",
+            "4.00 s, 40.000 ms/msg, 4.449 ms/delivery",
+            "machine busy CPU",
+            "6.00 s, 60.000 ms/msg, 6.674 ms/delivery (75.0% of 2 cpus over 4.00 s)",
+            "herald-bench's own CPU",
+            "0.75 s",
             "pgbench two-insert tx/s",
             "4000.0 (32 clients, 10 s, 40 B payload)",
             "pgbench one-insert tx/s",
@@ -432,11 +583,24 @@ mod tests {
         report.max_in_flight = None;
         report.server_memory = None;
         report.pgbench = None;
+        report.cpu.processes.clear();
         let table = render_table(&report);
-        for expected in ["single (1 endpoint: 1× fast)", "closed loop, 32 senders"] {
+        for expected in [
+            "single (1 endpoint: 1× fast)",
+            "closed loop, 32 senders",
+            "machine busy CPU",
+        ] {
             assert!(table.contains(expected), "{expected:?} not in\n{table}");
         }
-        for absent in ["endpoints e2e", "failing endpoint", "RSS", "pgbench"] {
+        for absent in [
+            "endpoints e2e",
+            "failing endpoint",
+            "RSS",
+            "pgbench",
+            "pid",
+            "summed",
+            "other processes",
+        ] {
             assert!(!table.contains(absent), "{absent:?} in\n{table}");
         }
     }
@@ -456,5 +620,22 @@ mod tests {
         assert_eq!(json["server_memory"]["processes"][0]["peak_rss_kb"], 51_200);
         assert_eq!(json["server_memory"]["peak_rss_sum_kb"], 51_200);
         assert_eq!(json["pgbench"]["two_insert_tps"], 4000.0);
+        let cpu = &json["cpu"];
+        assert_eq!(cpu["clock_ticks_per_sec"], 100);
+        assert_eq!(cpu["processes"][0]["kind"], "server");
+        assert_eq!(cpu["processes"][0]["cpu_secs"], 1.5);
+        assert_eq!(cpu["processes"][1]["kind"], "cpu-pid");
+        assert_eq!(cpu["processes"][2]["kind"], "cpu-pid-tree");
+        assert_eq!(cpu["processes"][2]["tree_processes"], 12);
+        assert_eq!(cpu["processes"][3]["cpu_secs"], serde_json::Value::Null);
+        assert_eq!(cpu["processes"][3]["gone"], true);
+        assert_eq!(cpu["server_cpu_secs"], 1.5);
+        assert_eq!(cpu["extra_cpu_secs"], 2.5);
+        assert_eq!(cpu["total_cpu_secs"], 4.0);
+        assert_eq!(cpu["total_ms_per_message"], 40.0);
+        assert_eq!(cpu["total_ms_per_delivery"], 4.449);
+        assert_eq!(cpu["machine"]["busy_cpu_secs"], 6.0);
+        assert_eq!(cpu["machine"]["ms_per_message"], 60.0);
+        assert_eq!(cpu["machine"]["ms_per_delivery"], 6.674);
     }
 }

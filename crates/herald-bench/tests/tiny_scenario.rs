@@ -128,8 +128,8 @@ impl Drop for Server {
 }
 
 /// Every accepted message reached every endpoint expected to succeed, with
-/// valid signatures; the server's memory was sampled. (Duplicates are allowed:
-/// delivery is at least once.)
+/// valid signatures; the server's memory was sampled and its CPU time read.
+/// (Duplicates are allowed: delivery is at least once.)
 fn assert_complete(report: &Value, messages: u64, succeeding_endpoints: u64) {
     let figure = |name: &str| {
         report[name]
@@ -157,6 +157,23 @@ fn assert_complete(report: &Value, messages: u64, succeeding_endpoints: u64) {
     );
     assert!(memory["peak_rss_sum_kb"].as_u64() > Some(0), "{memory:#}");
     assert_eq!(memory["processes"][0]["gone"], false, "{memory:#}");
+    // The server's CPU time was read at both ends; the machine did something.
+    let cpu = &report["cpu"];
+    assert_eq!(cpu["processes"][0]["kind"], "server", "{cpu:#}");
+    assert_eq!(cpu["processes"][0]["gone"], false, "{cpu:#}");
+    assert!(
+        cpu["processes"][0]["cpu_secs"].as_f64() >= Some(0.0),
+        "{cpu:#}"
+    );
+    assert!(cpu["total_ms_per_message"].as_f64() >= Some(0.0), "{cpu:#}");
+    assert!(
+        cpu["machine"]["busy_cpu_secs"].as_f64() > Some(0.0),
+        "{cpu:#}"
+    );
+    assert!(
+        cpu["machine"]["ms_per_delivery"].as_f64() > Some(0.0),
+        "{cpu:#}"
+    );
 }
 
 #[tokio::test]
