@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_queue::{DeliveryTask, Queue};
-use herald_store::group::GroupCommit;
+use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{NewMessage, Store, StoreError};
 
 /// The most messages one transaction stores.
@@ -63,21 +63,11 @@ async fn write(
     news: Vec<NewMessage>,
 ) -> Vec<Outcome> {
     crate::metrics::accept_batch(news.len());
-    let outcomes: Vec<Outcome> = match store.insert_messages(&news, handoff.is_some()).await {
-        Ok(stored) => stored.into_iter().map(Ok).collect(),
-        // One message can fail a batch (its application deleted meanwhile,
-        // say): each is written alone, so each call gets its own answer.
-        Err(error) if news.len() > 1 => {
-            tracing::debug!(%error, size = news.len(), "accept batch failed; writing its messages one by one");
-            let mut outcomes = Vec::with_capacity(news.len());
-            for new in &news {
-                let alone = store.insert_messages(std::slice::from_ref(new), handoff.is_some());
-                outcomes.push(alone.await.map(|stored| stored.first() == Some(&true)));
-            }
-            outcomes
-        }
-        Err(error) => vec![Err(error)],
-    };
+    let claimed = handoff.is_some();
+    let outcomes: Vec<Outcome> = whole_or_one_by_one(news.len(), |range| {
+        store.insert_messages(&news[range], claimed)
+    })
+    .await;
     if let Some(queue) = handoff {
         let stored = news
             .iter()

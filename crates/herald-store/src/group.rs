@@ -87,6 +87,36 @@ async fn gather<T, O, F, W>(
     }
 }
 
+/// Runs `run` on the whole batch of `len` items (the range of their
+/// indices), one outcome per item; if that fails and the batch holds more
+/// than one item, runs it on each item alone, so one bad item (its
+/// application deleted meanwhile, say) fails only its caller, and each
+/// caller gets its own error.
+pub async fn whole_or_one_by_one<O, E, F, W>(len: usize, run: W) -> Vec<Result<O, E>>
+where
+    W: Fn(std::ops::Range<usize>) -> F,
+    F: Future<Output = Result<Vec<O>, E>>,
+    O: Default,
+    E: std::fmt::Display,
+{
+    match run(0..len).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(error) if len == 1 => vec![Err(error)],
+        Err(error) => {
+            tracing::debug!(%error, size = len, "batch failed; running its items one by one");
+            let mut outcomes = Vec::with_capacity(len);
+            for i in 0..len {
+                outcomes.push(
+                    run(i..i + 1)
+                        .await
+                        .map(|one| one.into_iter().next().unwrap_or_default()),
+                );
+            }
+            outcomes
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

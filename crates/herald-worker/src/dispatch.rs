@@ -23,7 +23,7 @@ use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_signature::SignatureScheme;
-use herald_store::group::GroupCommit;
+use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DeliveryStore, DeliveryUpdate,
     StoreError, StoreResult,
@@ -193,24 +193,18 @@ impl Drop for EndpointSlot<'_> {
     }
 }
 
-/// The batching writer of finished attempts. A batch the store refuses is
-/// written again attempt by attempt, so each task learns its own outcome.
+/// The batching writer of finished attempts.
 fn recorder(store: Arc<dyn DeliveryStore>) -> GroupCommit<AttemptRecord, StoreResult<()>> {
     GroupCommit::start(RECORD_BATCH, RECORD_BATCHES_IN_FLIGHT, move |batch| {
         let store = store.clone();
         async move {
-            match store.record_attempts(&batch).await {
-                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-                Err(error) if batch.len() == 1 => vec![Err(error)],
-                Err(error) => {
-                    tracing::debug!(%error, size = batch.len(), "attempt batch failed; recording one by one");
-                    let mut outcomes = Vec::with_capacity(batch.len());
-                    for record in &batch {
-                        outcomes.push(store.record_attempts(std::slice::from_ref(record)).await);
-                    }
-                    outcomes
-                }
-            }
+            let batch = &batch;
+            whole_or_one_by_one(batch.len(), |range| async {
+                let records = &batch[range];
+                let written = store.record_attempts(records).await;
+                written.map(|()| vec![(); records.len()])
+            })
+            .await
         }
     })
 }
