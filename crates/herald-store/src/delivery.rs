@@ -1,14 +1,17 @@
 //! The outbox: a message stored with one delivery per endpoint, and the
 //! deliveries' state as the relay and the workers move it.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::{ApplicationId, EndpointId, IdOrUid, MessageId, TenantId, Uid};
 
-use crate::db::{corrupt, Arg, Dialect, Sql};
+use crate::db::{corrupt, Arg, Dialect, Row, Sql};
 use crate::endpoint::ENDPOINT_COLUMNS;
 use crate::model::{
-    ClaimedDelivery, Delivery, DeliveryState, DeliveryUpdate, Endpoint, Message, NewMessage,
+    ClaimedDelivery, Delivery, DeliveryKey, DeliveryState, DeliveryTarget, DeliveryUpdate,
+    Endpoint, Message, NewMessage,
 };
 use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row};
 use crate::{EndpointStore, Outbox, SqlStore, StoreError, StoreResult};
@@ -191,6 +194,14 @@ impl SqlStore {
     }
 }
 
+/// Each row mapped by `from_row`, with the tenant it belongs to (to be
+/// checked against the key that asked for it).
+fn owned<T>(rows: &[Row], from_row: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<(String, T)>> {
+    rows.iter()
+        .map(|row| Ok((row.text("tenant_id")?, from_row(row)?)))
+        .collect()
+}
+
 /// A JSON column's value, for a `jsonb[]` argument.
 fn json_value<T: serde::Serialize>(value: Option<&T>) -> Option<serde_json::Value> {
     value.map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
@@ -231,6 +242,74 @@ impl Outbox for SqlStore {
             Dialect::Postgres => self.insert_messages_postgres(batch, state).await,
             Dialect::Sqlite => self.insert_messages_sqlite(batch, state).await,
         }
+    }
+
+    async fn delivery_targets(&self, keys: &[DeliveryKey]) -> StoreResult<Vec<DeliveryTarget>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dialect = self.db.dialect();
+        let ids = |f: fn(&DeliveryKey) -> &str| {
+            let mut ids: Vec<&str> = keys.iter().map(f).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            Arg::Texts(ids)
+        };
+        let deliveries = Sql::new(format!(
+            "SELECT * FROM delivery WHERE {}",
+            dialect.any("msg_id", 1)
+        ))
+        .bind(ids(|k| k.msg_id.as_str()));
+        let messages = Sql::new(format!(
+            "SELECT * FROM message WHERE {}",
+            dialect.any("id", 1)
+        ))
+        .bind(ids(|k| k.msg_id.as_str()));
+        let endpoints = Sql::new(format!(
+            "SELECT {ENDPOINT_COLUMNS}, tenant_id FROM endpoint WHERE {}",
+            dialect.any("id", 1)
+        ))
+        .bind(ids(|k| k.endpoint_id.as_str()));
+        let (deliveries, messages, endpoints) = tokio::try_join!(
+            self.db.read(deliveries),
+            self.db.read(messages),
+            self.db.read(endpoints)
+        )?;
+        let deliveries: Vec<(String, Delivery)> = owned(&deliveries, delivery_from_row)?;
+        let messages: HashMap<String, (String, Message)> = owned(&messages, message_from_row)?
+            .into_iter()
+            .map(|(tenant, m)| (m.id.to_string(), (tenant, m)))
+            .collect();
+        let endpoints: HashMap<String, (String, Endpoint)> = owned(&endpoints, endpoint_from_row)?
+            .into_iter()
+            .map(|(tenant, e)| (e.id.to_string(), (tenant, e)))
+            .collect();
+        let deliveries: HashMap<(&str, &str), (&String, &Delivery)> = deliveries
+            .iter()
+            .map(|(tenant, d)| ((d.msg_id.as_str(), d.endpoint_id.as_str()), (tenant, d)))
+            .collect();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let mine = |tenant: &str, app: &ApplicationId| {
+                    tenant == key.tenant_id.as_str() && *app == key.app_id
+                };
+                DeliveryTarget {
+                    delivery: deliveries
+                        .get(&(key.msg_id.as_str(), key.endpoint_id.as_str()))
+                        .filter(|(tenant, d)| mine(tenant, &d.app_id))
+                        .map(|(_, d)| (*d).clone()),
+                    message: messages
+                        .get(key.msg_id.as_str())
+                        .filter(|(tenant, m)| mine(tenant, &m.app_id))
+                        .map(|(_, m)| m.clone()),
+                    endpoint: endpoints
+                        .get(key.endpoint_id.as_str())
+                        .filter(|(tenant, e)| mine(tenant, &e.app_id))
+                        .map(|(_, e)| e.clone()),
+                }
+            })
+            .collect())
     }
 
     async fn return_deliveries(

@@ -422,6 +422,11 @@ pub trait Outbox: Send + Sync + 'static {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()>;
+    /// The deliveries named by `keys`, each with its message and endpoint,
+    /// as a worker loads them for a batch of tasks (three reads for the
+    /// whole batch). Not scoped by one tenant: each key carries its own, and
+    /// a row of another tenant or application counts as absent.
+    async fn delivery_targets(&self, keys: &[DeliveryKey]) -> StoreResult<Vec<DeliveryTarget>>;
     /// Makes a message's not yet attempted deliveries pending and due now, so
     /// the relay hands them out: for deliveries claimed at insert whose tasks
     /// could not be published.

@@ -88,6 +88,24 @@ pub struct Message {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A delivery as a task names it: its message and endpoint, and their owners.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryKey {
+    pub tenant_id: TenantId,
+    pub app_id: ApplicationId,
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+}
+
+/// What a worker loads for one task ([`crate::Outbox::delivery_targets`]):
+/// `None` for what no longer exists.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryTarget {
+    pub delivery: Option<Delivery>,
+    pub message: Option<Message>,
+    pub endpoint: Option<Endpoint>,
+}
+
 /// An attempt to record with its delivery's new state, in a batch
 /// ([`crate::AttemptLog::record_attempts`]).
 #[derive(Debug, Clone)]

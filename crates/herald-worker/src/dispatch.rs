@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
-use herald_core::{ApplicationId, AttemptId, EndpointId, IdOrUid, MessageId, TenantId};
+use herald_core::{ApplicationId, AttemptId, EndpointId, MessageId, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_signature::SignatureScheme;
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
-    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DeliveryStore, DeliveryUpdate,
-    StoreError, StoreResult,
+    Attempt, AttemptRecord, AttemptTrigger, DeliveryKey, DeliveryState, DeliveryStore,
+    DeliveryTarget, DeliveryUpdate, StoreError, StoreResult,
 };
 
 use crate::send::{DeliveryRequest, Sender};
@@ -39,8 +39,8 @@ const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
 /// outage) waits in the queue before it is tried again.
 const TASK_FAILED_DELAY: Duration = Duration::from_secs(5);
 
-/// The most attempts recorded in one transaction, and the batches of them
-/// written at once (group commit: see `herald_store::group`).
+/// The most tasks loaded, or attempts recorded, in one batch, and the
+/// batches of them run at once (see `herald_store::group`).
 const RECORD_BATCH: usize = 256;
 const RECORD_BATCHES_IN_FLIGHT: usize = 4;
 
@@ -98,6 +98,8 @@ pub enum DispatchError {
 /// Handles delivery tasks: one attempt each, recorded with its consequence.
 pub struct Dispatcher {
     store: Arc<dyn DeliveryStore>,
+    /// Loads what tasks need, many at a time.
+    loads: GroupCommit<DeliveryKey, StoreResult<DeliveryTarget>>,
     /// Records finished attempts many at a time.
     records: GroupCommit<AttemptRecord, StoreResult<()>>,
     queue: Arc<dyn Queue>,
@@ -193,6 +195,17 @@ impl Drop for EndpointSlot<'_> {
     }
 }
 
+/// The batching reader of what tasks need.
+fn loader(store: Arc<dyn DeliveryStore>) -> GroupCommit<DeliveryKey, StoreResult<DeliveryTarget>> {
+    GroupCommit::start(RECORD_BATCH, RECORD_BATCHES_IN_FLIGHT, move |keys| {
+        let store = store.clone();
+        async move {
+            let keys = &keys;
+            whole_or_one_by_one(keys.len(), |range| store.delivery_targets(&keys[range])).await
+        }
+    })
+}
+
 /// The batching writer of finished attempts.
 fn recorder(store: Arc<dyn DeliveryStore>) -> GroupCommit<AttemptRecord, StoreResult<()>> {
     GroupCommit::start(RECORD_BATCH, RECORD_BATCHES_IN_FLIGHT, move |batch| {
@@ -238,6 +251,7 @@ impl Dispatcher {
         config: WorkerConfig,
     ) -> Self {
         Self {
+            loads: loader(store.clone()),
             records: recorder(store.clone()),
             store,
             queue,
@@ -494,16 +508,24 @@ impl Dispatcher {
             endpoint_id,
         } = TaskIds::parse(task)?;
 
-        let message_ref =
-            IdOrUid::parse("msg_id", msg_id.as_str()).map_err(|_| malformed("message id"))?;
-        let endpoint_ref = IdOrUid::parse("endpoint_id", endpoint_id.as_str())
-            .map_err(|_| malformed("endpoint id"))?;
-        // Three reads at once: one round trip of waiting instead of three.
-        let (delivery, message, endpoint) = tokio::try_join!(
-            self.store.delivery(&tenant_id, &msg_id, &endpoint_id),
-            self.store.message(&tenant_id, &app_id, &message_ref),
-            self.store.endpoint(&tenant_id, &app_id, &endpoint_ref),
-        )?;
+        // Loaded with the other tasks that arrive meanwhile (three reads for
+        // the whole batch).
+        let key = DeliveryKey {
+            tenant_id: tenant_id.clone(),
+            app_id: app_id.clone(),
+            msg_id: msg_id.clone(),
+            endpoint_id: endpoint_id.clone(),
+        };
+        let loaded = self.loads.submit(key).await.unwrap_or_else(|| {
+            Err(StoreError::Corrupt(
+                "the delivery loader stopped".to_owned(),
+            ))
+        })?;
+        let DeliveryTarget {
+            delivery,
+            message,
+            endpoint,
+        } = loaded;
         let Some(delivery) = delivery else {
             return Ok(()); // The message was deleted with its application.
         };

@@ -38,6 +38,7 @@ macro_rules! contract_tests {
             logged_out_tokens_stay_revoked_until_they_expire,
             a_batch_of_messages_is_stored_but_for_taken_event_ids,
             a_batch_of_attempts_moves_each_delivery,
+            delivery_targets_load_a_batch_within_each_key_s_tenant,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -1639,4 +1640,47 @@ pub async fn a_batch_of_attempts_moves_each_delivery(store: &dyn Store) {
         assert_eq!(found.created_at, expected.attempt.created_at);
     }
     store.record_attempts(&[]).await.unwrap();
+}
+
+pub async fn delivery_targets_load_a_batch_within_each_key_s_tenant(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let other = tenant(store, "other").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let endpoints: Vec<Endpoint> = (0..2).map(|_| endpoint(&app.id, None)).collect();
+    for ep in &endpoints {
+        store.insert_endpoint(&t, ep).await.unwrap();
+    }
+    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let msg = message(&app.id);
+    store.insert_message_claimed(&t, &msg, &ids).await.unwrap();
+    let key = |tenant_id: &TenantId, endpoint_id: &EndpointId| herald_store::DeliveryKey {
+        tenant_id: tenant_id.clone(),
+        app_id: app.id.clone(),
+        msg_id: msg.id.clone(),
+        endpoint_id: endpoint_id.clone(),
+    };
+    let gone = EndpointId::new();
+    let keys = [
+        key(&t, &ids[0]),
+        key(&t, &ids[1]),
+        key(&other, &ids[0]),
+        key(&t, &gone),
+    ];
+    let targets = store.delivery_targets(&keys).await.unwrap();
+    assert_eq!(targets.len(), 4);
+    for (target, ep) in targets[..2].iter().zip(&endpoints) {
+        let delivery = target.delivery.as_ref().unwrap();
+        assert_eq!(delivery.endpoint_id, ep.id);
+        assert_eq!(delivery.state, DeliveryState::Sending);
+        assert_eq!(target.message.as_ref().unwrap().payload, msg.payload);
+        assert_eq!(target.endpoint.as_ref().unwrap().url, ep.url);
+    }
+    // Another tenant's key sees nothing; a deleted endpoint is absent.
+    let foreign = &targets[2];
+    assert!(foreign.delivery.is_none() && foreign.message.is_none() && foreign.endpoint.is_none());
+    let missing = &targets[3];
+    assert!(missing.delivery.is_none() && missing.endpoint.is_none());
+    assert!(missing.message.is_some());
+    assert!(store.delivery_targets(&[]).await.unwrap().is_empty());
 }
