@@ -100,14 +100,12 @@ pub struct Dispatcher {
     store: Arc<dyn DeliveryStore>,
     /// Loads what tasks need, many at a time.
     loads: GroupCommit<DeliveryKey, StoreResult<DeliveryTarget>>,
-    /// Records finished attempts many at a time.
-    records: GroupCommit<AttemptRecord, StoreResult<()>>,
+    /// Records finished attempts many at a time, and announces them.
+    records: GroupCommit<Finished, StoreResult<()>>,
     queue: Arc<dyn Queue>,
     sender: Sender,
     config: WorkerConfig,
     busy: EndpointSlots,
-    /// Where finished attempts are announced for the stats role, if anywhere.
-    events: Option<Arc<dyn EventBus>>,
 }
 
 /// Limits attempts in flight per endpoint, so one slow endpoint cannot take
@@ -206,20 +204,70 @@ fn loader(store: Arc<dyn DeliveryStore>) -> GroupCommit<DeliveryKey, StoreResult
     })
 }
 
-/// The batching writer of finished attempts.
-fn recorder(store: Arc<dyn DeliveryStore>) -> GroupCommit<AttemptRecord, StoreResult<()>> {
-    GroupCommit::start(RECORD_BATCH, RECORD_BATCHES_IN_FLIGHT, move |batch| {
-        let store = store.clone();
-        async move {
-            let batch = &batch;
-            whole_or_one_by_one(batch.len(), |range| async {
-                let records = &batch[range];
-                let written = store.record_attempts(records).await;
-                written.map(|()| vec![(); records.len()])
-            })
-            .await
-        }
-    })
+/// A finished attempt: its record, and its event for the stats role.
+struct Finished {
+    record: AttemptRecord,
+    event: AttemptCompleted,
+}
+
+/// The event the stats role counts an attempt from.
+fn attempt_event(
+    tenant_id: &TenantId,
+    event_type: &herald_core::EventTypeName,
+    attempt: &Attempt,
+    success: bool,
+) -> AttemptCompleted {
+    AttemptCompleted {
+        attempt_id: attempt.id.to_string(),
+        tenant_id: tenant_id.to_string(),
+        app_id: attempt.app_id.to_string(),
+        endpoint_id: attempt.endpoint_id.to_string(),
+        event_type: event_type.as_str().to_owned(),
+        success,
+        status_code: attempt.status_code,
+        error_class: attempt.error_class.clone(),
+        duration_us: attempt.duration_us,
+        at_us: attempt.created_at.timestamp_micros(),
+    }
+}
+
+/// The batching writer of finished attempts. The events of the attempts a
+/// batch recorded go to `events` (the stats role) in one publish after the
+/// commit. Stats are not worth failing a delivery for: a lost publish is
+/// logged and leaves the stats short, never the delivery undone.
+fn recorder(
+    store: Arc<dyn DeliveryStore>,
+    events: Option<Arc<dyn EventBus>>,
+) -> GroupCommit<Finished, StoreResult<()>> {
+    GroupCommit::start(
+        RECORD_BATCH,
+        RECORD_BATCHES_IN_FLIGHT,
+        move |batch: Vec<Finished>| {
+            let (store, events) = (store.clone(), events.clone());
+            async move {
+                let records: Vec<AttemptRecord> = batch.iter().map(|f| f.record.clone()).collect();
+                let records = &records;
+                let outcomes = whole_or_one_by_one(records.len(), |range| async {
+                    let records = &records[range];
+                    let written = store.record_attempts(records).await;
+                    written.map(|()| vec![(); records.len()])
+                })
+                .await;
+                if let Some(events) = events {
+                    let recorded: Vec<AttemptCompleted> = batch
+                        .into_iter()
+                        .zip(&outcomes)
+                        .filter(|(_, outcome)| outcome.is_ok())
+                        .map(|(finished, _)| finished.event)
+                        .collect();
+                    if let Err(error) = events.publish_attempts(&recorded).await {
+                        tracing::warn!(%error, count = recorded.len(), "could not publish attempts for stats");
+                    }
+                }
+                outcomes
+            }
+        },
+    )
 }
 
 /// A task's ids, typed.
@@ -252,19 +300,18 @@ impl Dispatcher {
     ) -> Self {
         Self {
             loads: loader(store.clone()),
-            records: recorder(store.clone()),
+            records: recorder(store.clone(), None),
             store,
             queue,
             sender,
             config,
             busy: EndpointSlots::default(),
-            events: None,
         }
     }
 
     /// Announces every recorded attempt on `events` (for the stats role).
     pub fn with_events(mut self, events: Arc<dyn EventBus>) -> Self {
-        self.events = Some(events);
+        self.records = recorder(self.store.clone(), Some(events));
         self
     }
 
@@ -642,19 +689,20 @@ impl Dispatcher {
             },
             created_at: recorded_at,
         };
-        let record = AttemptRecord {
-            tenant_id: tenant_id.clone(),
-            attempt: attempt.clone(),
-            update,
+        let finished = Finished {
+            event: attempt_event(&tenant_id, &message.event_type, &attempt, outcome.success),
+            record: AttemptRecord {
+                tenant_id: tenant_id.clone(),
+                attempt: attempt.clone(),
+                update,
+            },
         };
-        let recorded = self.records.submit(record).await.unwrap_or_else(|| {
+        let recorded = self.records.submit(finished).await.unwrap_or_else(|| {
             Err(StoreError::Corrupt(
                 "the attempt recorder stopped".to_owned(),
             ))
         });
         recorded.map_err(DispatchError::Unrecorded)?;
-        self.announce(&tenant_id, &message.event_type, &attempt, outcome.success)
-            .await;
         crate::metrics::attempt_recorded(&outcome);
         // Debug, not info: one line per attempt is the attempt log's job, and
         // at thousands of attempts a second the logging would cost a core.
@@ -692,34 +740,6 @@ impl Dispatcher {
             Decision::Succeeded => {}
         }
         Ok(())
-    }
-
-    /// Publishes the recorded attempt for the stats role. Stats are not worth
-    /// failing a delivery for: a lost event is logged and leaves the stats one
-    /// attempt short, never the delivery undone.
-    async fn announce(
-        &self,
-        tenant_id: &TenantId,
-        event_type: &herald_core::EventTypeName,
-        attempt: &Attempt,
-        success: bool,
-    ) {
-        let Some(events) = &self.events else { return };
-        let event = AttemptCompleted {
-            attempt_id: attempt.id.to_string(),
-            tenant_id: tenant_id.to_string(),
-            app_id: attempt.app_id.to_string(),
-            endpoint_id: attempt.endpoint_id.to_string(),
-            event_type: event_type.as_str().to_owned(),
-            success,
-            status_code: attempt.status_code,
-            error_class: attempt.error_class.clone(),
-            duration_us: attempt.duration_us,
-            at_us: attempt.created_at.timestamp_micros(),
-        };
-        if let Err(error) = events.publish_attempt(&event).await {
-            tracing::warn!(%error, attempt_id = %attempt.id, "could not publish the attempt for stats");
-        }
     }
 
     /// 410 Gone: the receiver asked not to be called again.
