@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::{ApplicationId, TenantId};
 use herald_queue::{DeliveryTask, Queue};
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
-use herald_store::{NewMessage, Store, StoreError};
+use herald_store::{Application, Endpoint, NewMessage, Store, StoreError, StoreResult};
 
 /// The most messages one transaction stores.
 const MAX_BATCH: usize = 256;
@@ -28,10 +29,15 @@ const HANDOFF_TIMEOUT: Duration = Duration::from_secs(1);
 /// `eventId` is taken (`Ok(false)`), or the store's error.
 type Outcome = Result<bool, StoreError>;
 
+/// An application with its enabled endpoints, or `None` when absent.
+type Candidates = StoreResult<Option<(Application, Vec<Endpoint>)>>;
+
 /// The process's accept batcher; cloning shares it.
 #[derive(Clone)]
 pub struct Accepter {
     group: GroupCommit<NewMessage, Outcome>,
+    /// Reads the fan-out candidates of the messages arriving together.
+    candidates: GroupCommit<(TenantId, ApplicationId), Candidates>,
 }
 
 impl Accepter {
@@ -39,11 +45,30 @@ impl Accepter {
     /// stored claimed and published there at once; without, they are stored
     /// pending and the worker's relay hands them out.
     pub fn start(store: Arc<dyn Store>, handoff: Option<Arc<dyn Queue>>) -> Self {
+        let reader = store.clone();
+        let candidates = GroupCommit::start(MAX_BATCH, BATCHES_IN_FLIGHT, move |keys| {
+            let store = reader.clone();
+            async move {
+                let keys = &keys;
+                whole_or_one_by_one(keys.len(), |range| store.fan_out_candidates(&keys[range]))
+                    .await
+            }
+        });
         let group = GroupCommit::start(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| {
             let (store, handoff) = (store.clone(), handoff.clone());
             async move { write(store.as_ref(), handoff.as_deref(), batch).await }
         });
-        Self { group }
+        Self { group, candidates }
+    }
+
+    /// The application `app_id` of `tenant_id` with its enabled endpoints,
+    /// read together with those of the other messages arriving meanwhile.
+    pub async fn candidates(&self, tenant_id: &TenantId, app_id: &ApplicationId) -> Candidates {
+        let key = (tenant_id.clone(), app_id.clone());
+        self.candidates
+            .submit(key)
+            .await
+            .unwrap_or_else(|| Err(StoreError::Corrupt("the accept batcher stopped".to_owned())))
     }
 
     /// Stores `new` in the next batch; `Ok(false)` when its `eventId` is

@@ -10,10 +10,10 @@ use herald_core::{ApplicationId, EndpointId, IdOrUid, MessageId, TenantId, Uid};
 use crate::db::{corrupt, Arg, Dialect, Row, Sql};
 use crate::endpoint::ENDPOINT_COLUMNS;
 use crate::model::{
-    ClaimedDelivery, Delivery, DeliveryKey, DeliveryState, DeliveryTarget, DeliveryUpdate,
-    Endpoint, Message, NewMessage,
+    Application, ClaimedDelivery, Delivery, DeliveryKey, DeliveryState, DeliveryTarget,
+    DeliveryUpdate, Endpoint, Message, NewMessage,
 };
-use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row};
+use crate::rows::{application_from_row, delivery_from_row, endpoint_from_row, message_from_row};
 use crate::{EndpointStore, Outbox, SqlStore, StoreError, StoreResult};
 
 /// The message columns, in the order both inserts below bind them.
@@ -242,6 +242,54 @@ impl Outbox for SqlStore {
             Dialect::Postgres => self.insert_messages_postgres(batch, state).await,
             Dialect::Sqlite => self.insert_messages_sqlite(batch, state).await,
         }
+    }
+
+    async fn fan_out_candidates(
+        &self,
+        keys: &[(TenantId, ApplicationId)],
+    ) -> StoreResult<Vec<Option<(Application, Vec<Endpoint>)>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dialect = self.db.dialect();
+        let mut ids: Vec<&str> = keys.iter().map(|(_, app)| app.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let apps = Sql::new(format!(
+            "SELECT * FROM application WHERE {}",
+            dialect.any("id", 1)
+        ))
+        .bind(Arg::Texts(ids.clone()));
+        let endpoints = Sql::new(format!(
+            "SELECT {ENDPOINT_COLUMNS}, tenant_id FROM endpoint WHERE {} AND NOT disabled \
+             ORDER BY id",
+            dialect.any("app_id", 1)
+        ))
+        .bind(Arg::Texts(ids));
+        let (apps, endpoints) = tokio::try_join!(self.db.read(apps), self.db.read(endpoints))?;
+        let apps: HashMap<String, (String, Application)> = owned(&apps, application_from_row)?
+            .into_iter()
+            .map(|(tenant, app)| (app.id.to_string(), (tenant, app)))
+            .collect();
+        let mut by_app: HashMap<String, Vec<(String, Endpoint)>> = HashMap::new();
+        for (tenant, endpoint) in owned(&endpoints, endpoint_from_row)? {
+            let app = endpoint.app_id.to_string();
+            by_app.entry(app).or_default().push((tenant, endpoint));
+        }
+        Ok(keys
+            .iter()
+            .map(|(tenant_id, app_id)| {
+                let (tenant, app) = apps.get(app_id.as_str())?;
+                if tenant != tenant_id.as_str() {
+                    return None;
+                }
+                let endpoints = by_app.get(app_id.as_str()).into_iter().flatten();
+                let endpoints = endpoints
+                    .filter(|(tenant, _)| tenant == tenant_id.as_str())
+                    .map(|(_, endpoint)| endpoint.clone());
+                Some((app.clone(), endpoints.collect()))
+            })
+            .collect())
     }
 
     async fn delivery_targets(&self, keys: &[DeliveryKey]) -> StoreResult<Vec<DeliveryTarget>> {

@@ -422,6 +422,14 @@ pub trait Outbox: Send + Sync + 'static {
         message: &Message,
         endpoint_ids: &[EndpointId],
     ) -> StoreResult<()>;
+    /// For a batch of messages being posted: each application named by id,
+    /// with its enabled endpoints (the fan-out candidates, ordered by id);
+    /// `None` where the key's tenant has no application with that id. Two
+    /// reads for the whole batch.
+    async fn fan_out_candidates(
+        &self,
+        keys: &[(TenantId, ApplicationId)],
+    ) -> StoreResult<Vec<Option<(Application, Vec<Endpoint>)>>>;
     /// The deliveries named by `keys`, each with its message and endpoint,
     /// as a worker loads them for a batch of tasks (three reads for the
     /// whole batch). Not scoped by one tenant: each key carries its own, and

@@ -13,7 +13,9 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use herald_core::filter::endpoint_receives;
-use herald_core::{ChannelName, EndpointId, EventTypeName, MessageId, Uid, ValidationError};
+use herald_core::{
+    ApplicationId, ChannelName, EndpointId, EventTypeName, MessageId, Uid, ValidationError,
+};
 use herald_store::{Message, MessageFilter, NewMessage};
 
 use crate::auth::{OrgPrincipal, Principal};
@@ -228,12 +230,26 @@ pub async fn create_message(
     let channels = parse_channels(input.channels.clone())?;
     let tags = parse_tags(input.tags.clone())?;
 
-    let app = existing_or_inline_application(&state, tenant_id, &app_id, input.application).await?;
-
-    let targets: Vec<EndpointId> = state
-        .store
-        .enabled_endpoints(tenant_id, &app.id)
-        .await?
+    // The common case, an application named by id, is read with the other
+    // messages arriving meanwhile; a uid (or an inline application) the
+    // one-by-one way.
+    let batched = match ApplicationId::looks_like(&app_id) {
+        true => match ApplicationId::parse(&app_id) {
+            Ok(id) => state.accepter.candidates(tenant_id, &id).await?,
+            Err(_) => None,
+        },
+        false => None,
+    };
+    let (app, candidates) = match batched {
+        Some(found) => found,
+        None => {
+            let app = existing_or_inline_application(&state, tenant_id, &app_id, input.application)
+                .await?;
+            let candidates = state.store.enabled_endpoints(tenant_id, &app.id).await?;
+            (app, candidates)
+        }
+    };
+    let targets: Vec<EndpointId> = candidates
         .into_iter()
         .filter(|ep| {
             endpoint_receives(

@@ -39,6 +39,7 @@ macro_rules! contract_tests {
             a_batch_of_messages_is_stored_but_for_taken_event_ids,
             a_batch_of_attempts_moves_each_delivery,
             delivery_targets_load_a_batch_within_each_key_s_tenant,
+            fan_out_candidates_are_each_application_s_enabled_endpoints,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -1683,4 +1684,41 @@ pub async fn delivery_targets_load_a_batch_within_each_key_s_tenant(store: &dyn 
     assert!(missing.delivery.is_none() && missing.endpoint.is_none());
     assert!(missing.message.is_some());
     assert!(store.delivery_targets(&[]).await.unwrap().is_empty());
+}
+
+pub async fn fan_out_candidates_are_each_application_s_enabled_endpoints(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let other = tenant(store, "other").await;
+    let (a, b) = (application(None), application(None));
+    store.insert_application(&t, &a).await.unwrap();
+    store.insert_application(&t, &b).await.unwrap();
+    let on = endpoint(&a.id, None);
+    let mut off = endpoint(&a.id, None);
+    off.disabled = true;
+    store.insert_endpoint(&t, &on).await.unwrap();
+    store.insert_endpoint(&t, &off).await.unwrap();
+    let keys = [
+        (t.clone(), a.id.clone()),
+        (t.clone(), b.id.clone()),
+        (other.clone(), a.id.clone()),
+        (t.clone(), ApplicationId::new()),
+        (t.clone(), a.id.clone()),
+    ];
+    let found = store.fan_out_candidates(&keys).await.unwrap();
+    let ids = |i: usize| {
+        let (app, endpoints) = found[i].as_ref().unwrap();
+        (
+            app.id.clone(),
+            endpoints.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(ids(0), (a.id.clone(), vec![on.id.clone()]));
+    assert_eq!(ids(1), (b.id.clone(), vec![]));
+    assert!(
+        found[2].is_none(),
+        "another tenant's application is invisible"
+    );
+    assert!(found[3].is_none());
+    assert_eq!(ids(4), ids(0));
+    assert!(store.fan_out_candidates(&[]).await.unwrap().is_empty());
 }
