@@ -2,7 +2,7 @@
 //! and reads the values [`crate::db`] speaks of (`timestamptz`, `jsonb`,
 //! `text[]`, `int2`/`int4`/`int8`).
 
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
 
@@ -16,12 +16,21 @@ impl SqlStore {
     /// A store on the PostgreSQL database at `url`. Connects lazily: the pool
     /// opens connections on first use, so a process can start while the
     /// database is still coming up and answer 503 until it is.
+    ///
+    /// Every statement is planned for its arguments (`plan_cache_mode =
+    /// force_custom_plan`): the batch statements take arrays of keys, and a
+    /// generic plan made while a table was small (a new deployment, before
+    /// autovacuum's first ANALYZE) scans the whole table on every call once
+    /// it has grown; planning these small statements costs far less.
     pub fn postgres(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(StoreError::Database)?
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy(url)
-            .map_err(StoreError::Database)?;
+            .connect_lazy_with(options);
         Ok(Self::on(Db::Postgres(pool)))
     }
 
