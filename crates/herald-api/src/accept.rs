@@ -89,8 +89,16 @@ async fn write(
 ) -> Vec<Outcome> {
     crate::metrics::accept_batch(news.len());
     let claimed = handoff.is_some();
-    let outcomes: Vec<Outcome> = whole_or_one_by_one(news.len(), |range| {
-        store.insert_messages(&news[range], claimed)
+    let news_ref = &news;
+    let outcomes: Vec<Outcome> = whole_or_one_by_one(news.len(), |range| async move {
+        let alone = range.len() == 1;
+        match store.insert_messages(&news_ref[range], claimed).await {
+            // Run again alone after a batch whose commit went unconfirmed
+            // (the connection dropped): the row with this message's own id
+            // is this message, stored.
+            Err(e) if alone && e.is_conflict_on("message_pkey") => Ok(vec![true]),
+            written => written,
+        }
     })
     .await;
     if let Some(queue) = handoff {

@@ -30,10 +30,10 @@ const DELIVERY_AFTER_ATTEMPT: &str = "\
 impl SqlStore {
     /// The whole batch in one statement (one round trip, one commit), its
     /// rows passed as arrays.
-    async fn record_attempts_postgres(&self, batch: &[AttemptRecord]) -> StoreResult<()> {
+    async fn record_attempts_postgres(&self, batch: &[&AttemptRecord]) -> StoreResult<()> {
         let attempts = || batch.iter().map(|r| &r.attempt);
         let texts = |f: &dyn Fn(&AttemptRecord) -> Option<&str>| {
-            Arg::OptionalTexts(batch.iter().map(f).collect())
+            Arg::OptionalTexts(batch.iter().map(|r| f(r)).collect())
         };
         let sql = Sql::new(format!(
             "WITH a AS ( \
@@ -144,7 +144,28 @@ impl AttemptLog for SqlStore {
     async fn record_attempts(&self, batch: &[AttemptRecord]) -> StoreResult<()> {
         match self.db.dialect() {
             _ if batch.is_empty() => Ok(()),
-            Dialect::Postgres => self.record_attempts_postgres(batch).await,
+            Dialect::Postgres => {
+                // `UPDATE … FROM` moves a row once however many source rows
+                // match it, so two attempts of one delivery (a scheduled one
+                // finishing beside a manual one) go in separate statements,
+                // in batch order.
+                let mut rounds: Vec<Vec<&AttemptRecord>> = Vec::new();
+                let mut seen = std::collections::HashMap::new();
+                for record in batch {
+                    let a = &record.attempt;
+                    let key = (&record.tenant_id, &a.msg_id, &a.endpoint_id);
+                    let round: &mut usize = seen.entry(key).or_insert(0);
+                    if rounds.len() <= *round {
+                        rounds.push(Vec::new());
+                    }
+                    rounds[*round].push(record);
+                    *round += 1;
+                }
+                for round in rounds {
+                    self.record_attempts_postgres(&round).await?;
+                }
+                Ok(())
+            }
             Dialect::Sqlite => self.record_attempts_sqlite(batch).await,
         }
     }

@@ -304,10 +304,12 @@ impl Outbox for SqlStore {
             Arg::Texts(ids)
         };
         let deliveries = Sql::new(format!(
-            "SELECT * FROM delivery WHERE {}",
-            dialect.any("msg_id", 1)
+            "SELECT * FROM delivery WHERE {} AND {}",
+            dialect.any("msg_id", 1),
+            dialect.any("endpoint_id", 2)
         ))
-        .bind(ids(|k| k.msg_id.as_str()));
+        .bind(ids(|k| k.msg_id.as_str()))
+        .bind(ids(|k| k.endpoint_id.as_str()));
         let messages = Sql::new(format!(
             "SELECT * FROM message WHERE {}",
             dialect.any("id", 1)

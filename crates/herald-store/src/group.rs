@@ -6,12 +6,16 @@
 //! once, and the items that arrive while batches are being written make up
 //! the next one. Up to `in_flight` batches are written at a time, so one slow
 //! commit does not stall the others (SQLite's single writer takes them in
-//! turn; PostgreSQL commits them side by side).
+//! turn; PostgreSQL commits them side by side). The queue is bounded by its
+//! callers, each of which waits for its answer: the API's connections, the
+//! worker's attempts in flight.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::{StoreError, StoreResult};
 
 type Job<T, O> = (T, oneshot::Sender<O>);
 
@@ -50,6 +54,10 @@ impl<T: Send + 'static, O: Send + 'static> GroupCommit<T, O> {
     }
 }
 
+fn live<T, O>((_, reply): &Job<T, O>) -> bool {
+    !reply.is_closed()
+}
+
 async fn gather<T, O, F, W>(
     mut jobs: mpsc::UnboundedReceiver<Job<T, O>>,
     max_batch: usize,
@@ -68,12 +76,17 @@ async fn gather<T, O, F, W>(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
+        // A caller that went away (a client that gave up) is not written for.
+        let mut batch: Vec<Job<T, O>> = Some(first).into_iter().filter(live).collect();
         while batch.len() < max_batch {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) if live(&job) => batch.push(job),
+                Ok(_) => {}
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
         let written = write(items);
@@ -88,20 +101,26 @@ async fn gather<T, O, F, W>(
 }
 
 /// Runs `run` on the whole batch of `len` items (the range of their
-/// indices), one outcome per item; if that fails and the batch holds more
+/// indices), one outcome per item. If the batch fails for a reason one item
+/// can cause (a constraint, a row the store cannot read) and it holds more
 /// than one item, runs it on each item alone, so one bad item (its
-/// application deleted meanwhile, say) fails only its caller, and each
-/// caller gets its own error.
-pub async fn whole_or_one_by_one<O, E, F, W>(len: usize, run: W) -> Vec<Result<O, E>>
+/// application deleted meanwhile, say) fails only its caller. If the
+/// database is unavailable, every item fails at once with that error: going
+/// one by one would only wait for it again, item after item.
+pub async fn whole_or_one_by_one<O, F, W>(len: usize, run: W) -> Vec<StoreResult<O>>
 where
     W: Fn(std::ops::Range<usize>) -> F,
-    F: Future<Output = Result<Vec<O>, E>>,
+    F: Future<Output = StoreResult<Vec<O>>>,
     O: Default,
-    E: std::fmt::Display,
 {
     match run(0..len).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(error) if len == 1 => vec![Err(error)],
+        Err(StoreError::Unavailable(error)) => {
+            let message = error.to_string();
+            let each = || StoreError::Unavailable(sqlx::Error::Protocol(message.clone()));
+            (0..len).map(|_| Err(each())).collect()
+        }
         Err(error) => {
             tracing::debug!(%error, size = len, "batch failed; running its items one by one");
             let mut outcomes = Vec::with_capacity(len);

@@ -18,18 +18,27 @@ impl SqlStore {
     /// database is still coming up and answer 503 until it is.
     ///
     /// Every statement is planned for its arguments (`plan_cache_mode =
-    /// force_custom_plan`): the batch statements take arrays of keys, and a
-    /// generic plan made while a table was small (a new deployment, before
-    /// autovacuum's first ANALYZE) scans the whole table on every call once
-    /// it has grown; planning these small statements costs far less.
+    /// force_custom_plan`, set on each new connection rather than as a
+    /// startup parameter, which connection poolers such as PgBouncer refuse):
+    /// the batch statements take arrays of keys, and a generic plan made
+    /// while a table was small (a new deployment, before autovacuum's first
+    /// ANALYZE) scans the whole table on every call once it has grown;
+    /// planning these small statements costs far less.
     pub fn postgres(url: &str, max_connections: u32) -> StoreResult<Self> {
         let options = url
             .parse::<PgConnectOptions>()
-            .map_err(StoreError::Database)?
-            .options([("plan_cache_mode", "force_custom_plan")]);
+            .map_err(StoreError::Database)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET plan_cache_mode = force_custom_plan")
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_lazy_with(options);
         Ok(Self::on(Db::Postgres(pool)))
     }

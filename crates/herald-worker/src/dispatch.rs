@@ -249,8 +249,17 @@ fn recorder(
                 let records = &records;
                 let outcomes = whole_or_one_by_one(records.len(), |range| async {
                     let records = &records[range];
-                    let written = store.record_attempts(records).await;
-                    written.map(|()| vec![(); records.len()])
+                    match store.record_attempts(records).await {
+                        // Run again alone after a batch whose commit went
+                        // unconfirmed: the row with this attempt's own id is
+                        // this attempt, recorded with its delivery's state.
+                        Err(e)
+                            if records.len() == 1 && e.is_conflict_on("message_attempt_pkey") =>
+                        {
+                            Ok(vec![()])
+                        }
+                        written => written.map(|()| vec![(); records.len()]),
+                    }
                 })
                 .await;
                 if let Some(events) = events {

@@ -40,6 +40,7 @@ macro_rules! contract_tests {
             a_batch_of_attempts_moves_each_delivery,
             delivery_targets_load_a_batch_within_each_key_s_tenant,
             fan_out_candidates_are_each_application_s_enabled_endpoints,
+            two_attempts_of_one_delivery_in_a_batch_both_count,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -1721,4 +1722,57 @@ pub async fn fan_out_candidates_are_each_application_s_enabled_endpoints(store: 
     assert!(found[3].is_none());
     assert_eq!(ids(4), ids(0));
     assert!(store.fan_out_candidates(&[]).await.unwrap().is_empty());
+}
+
+pub async fn two_attempts_of_one_delivery_in_a_batch_both_count(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let msg = message(&app.id);
+    store
+        .insert_message_claimed(&t, &msg, std::slice::from_ref(&ep.id))
+        .await
+        .unwrap();
+    store
+        .request_manual_attempt(&t, &app.id, &msg.id, &ep.id)
+        .await
+        .unwrap();
+    let record =
+        |trigger: AttemptTrigger, status: u16, state: DeliveryState| herald_store::AttemptRecord {
+            tenant_id: t.clone(),
+            attempt: Attempt {
+                id: AttemptId::new(),
+                msg_id: msg.id.clone(),
+                endpoint_id: ep.id.clone(),
+                app_id: app.id.clone(),
+                url: ep.url.as_str().to_owned(),
+                status_code: status,
+                error_class: None,
+                response_body: None,
+                duration_us: 1,
+                trigger,
+                created_at: herald_store::now(),
+            },
+            update: DeliveryUpdate {
+                state,
+                next_attempt_at: None,
+            },
+        };
+    // A scheduled attempt finishing beside the manual one it leaves waiting,
+    // then the manual one answering it: both count, the manual one decides.
+    let batch = [
+        record(AttemptTrigger::Scheduled, 500, DeliveryState::Failed),
+        record(AttemptTrigger::Manual, 200, DeliveryState::Succeeded),
+    ];
+    store.record_attempts(&batch).await.unwrap();
+    let delivery = store.delivery(&t, &msg.id, &ep.id).await.unwrap().unwrap();
+    assert_eq!(delivery.attempts, 2);
+    assert_eq!(delivery.state, DeliveryState::Succeeded);
+    assert!(!delivery.manual);
+    assert_eq!(
+        store.attempts_of_message(&t, &msg.id).await.unwrap().len(),
+        2
+    );
 }
