@@ -1470,18 +1470,27 @@ pub async fn logged_out_tokens_stay_revoked_until_they_expire(store: &dyn Store)
     assert!(store.token_revoked("tok-1").await.unwrap());
 }
 
-pub async fn a_batch_of_messages_is_stored_but_for_taken_event_ids(store: &dyn Store) {
+/// A tenant "t" with an application and `n` endpoints (and their ids).
+async fn app_with_endpoints(
+    store: &dyn Store,
+    n: usize,
+) -> (TenantId, Application, Vec<Endpoint>, Vec<EndpointId>) {
     let t = tenant(store, "t").await;
-    let other = tenant(store, "other").await;
     let app = application(None);
-    let other_app = application(None);
     store.insert_application(&t, &app).await.unwrap();
-    store.insert_application(&other, &other_app).await.unwrap();
-    let endpoints: Vec<Endpoint> = (0..2).map(|_| endpoint(&app.id, None)).collect();
+    let endpoints: Vec<Endpoint> = (0..n).map(|_| endpoint(&app.id, None)).collect();
     for ep in &endpoints {
         store.insert_endpoint(&t, ep).await.unwrap();
     }
-    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let ids = endpoints.iter().map(|e| e.id.clone()).collect();
+    (t, app, endpoints, ids)
+}
+
+pub async fn a_batch_of_messages_is_stored_but_for_taken_event_ids(store: &dyn Store) {
+    let (t, app, _, ids) = app_with_endpoints(store, 2).await;
+    let other = tenant(store, "other").await;
+    let other_app = application(None);
+    store.insert_application(&other, &other_app).await.unwrap();
     let mut taken = message(&app.id);
     taken.event_id = Some(Uid::parse("evt-taken").unwrap());
     store.insert_message(&t, &taken, &ids).await.unwrap();
@@ -1556,14 +1565,7 @@ pub async fn a_batch_of_messages_is_stored_but_for_taken_event_ids(store: &dyn S
 }
 
 pub async fn a_batch_of_attempts_moves_each_delivery(store: &dyn Store) {
-    let t = tenant(store, "t").await;
-    let app = application(None);
-    store.insert_application(&t, &app).await.unwrap();
-    let endpoints: Vec<Endpoint> = (0..3).map(|_| endpoint(&app.id, None)).collect();
-    for ep in &endpoints {
-        store.insert_endpoint(&t, ep).await.unwrap();
-    }
-    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
+    let (t, app, endpoints, ids) = app_with_endpoints(store, 3).await;
     let msg = message(&app.id);
     store.insert_message_claimed(&t, &msg, &ids).await.unwrap();
     // The third delivery waits for a manual attempt: a scheduled one leaves it due.
@@ -1645,15 +1647,8 @@ pub async fn a_batch_of_attempts_moves_each_delivery(store: &dyn Store) {
 }
 
 pub async fn delivery_targets_load_a_batch_within_each_key_s_tenant(store: &dyn Store) {
-    let t = tenant(store, "t").await;
+    let (t, app, endpoints, ids) = app_with_endpoints(store, 2).await;
     let other = tenant(store, "other").await;
-    let app = application(None);
-    store.insert_application(&t, &app).await.unwrap();
-    let endpoints: Vec<Endpoint> = (0..2).map(|_| endpoint(&app.id, None)).collect();
-    for ep in &endpoints {
-        store.insert_endpoint(&t, ep).await.unwrap();
-    }
-    let ids: Vec<EndpointId> = endpoints.iter().map(|e| e.id.clone()).collect();
     let msg = message(&app.id);
     store.insert_message_claimed(&t, &msg, &ids).await.unwrap();
     let key = |tenant_id: &TenantId, endpoint_id: &EndpointId| herald_store::DeliveryKey {
