@@ -442,6 +442,26 @@ impl Outbox for SqlStore {
         self.db.read_one_as(sql, delivery_from_row).await
     }
 
+    async fn park_delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let sql = Sql::new(
+            "UPDATE delivery SET state = 'pending', next_attempt_at = $4, updated_at = $5 \
+             WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3 \
+               AND state IN ('pending', 'sending')",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(until)
+        .bind(crate::now());
+        self.db.write(sql).await.map(drop)
+    }
+
     async fn update_delivery(
         &self,
         tenant_id: &TenantId,

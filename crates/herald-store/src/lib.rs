@@ -464,6 +464,16 @@ pub trait Outbox: Send + Sync + 'static {
         msg_id: &MessageId,
         endpoint_id: &EndpointId,
     ) -> StoreResult<Option<Delivery>>;
+    /// Parks a delivery whose endpoint is saturated: `pending`, due at
+    /// `until`, when the relay hands it out again (its manual request, if
+    /// any, kept). Only a delivery still `pending` or `sending` moves.
+    async fn park_delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
     /// Moves a delivery to `update` without an attempt (e.g. its endpoint is gone).
     async fn update_delivery(
         &self,

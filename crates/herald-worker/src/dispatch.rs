@@ -31,8 +31,9 @@ use herald_store::{
 
 use crate::send::{DeliveryRequest, Sender};
 
-/// How long a task for an endpoint at its concurrency limit waits in the
-/// queue before it is tried again.
+/// The shortest a delivery for an endpoint at its concurrency limit is
+/// parked for, and the time an attempt is assumed to take before the lane
+/// has measured one.
 const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a task that failed before its attempt (a database or broker
@@ -108,11 +109,15 @@ pub struct Dispatcher {
     busy: EndpointSlots,
 }
 
-/// Limits attempts in flight per endpoint, so one slow endpoint cannot take
-/// every slot of the process and delay the others. Tasks for an endpoint at
-/// its limit wait here, up to as many again as the limit; beyond that they go
-/// back to the queue for a while, so a slow endpoint's backlog waits in the
-/// broker, not in this process.
+/// Per-endpoint lanes: limits attempts in flight per endpoint, so one slow
+/// endpoint cannot take every slot of the process and delay the others.
+/// Tasks for an endpoint at its limit wait here, up to as many again as the
+/// limit; beyond that their deliveries are parked in the database (due later,
+/// when the relay hands them out again) and their tasks acked, so a slow
+/// endpoint's backlog waits where it costs nothing instead of cycling
+/// through the broker in front of every other endpoint's tasks. The park
+/// times are spread at the pace the lane drains (its limit over the time an
+/// attempt takes), so the backlog comes back about as fast as it can be sent.
 #[derive(Default)]
 struct EndpointSlots {
     gates: std::sync::Mutex<std::collections::HashMap<String, Gate>>,
@@ -122,8 +127,34 @@ struct EndpointSlots {
 struct Gate {
     permits: Arc<Semaphore>,
     waiting: usize,
-    /// Slots held plus tasks waiting: the gate is dropped when none are left.
+    /// Slots held plus tasks waiting: the gate is dropped when none are left
+    /// and nothing it parked is still due later.
     users: usize,
+    /// How long an attempt to the endpoint takes (a moving average).
+    attempt_time: Duration,
+    /// When the last delivery this lane parked is due.
+    parked_until: std::time::Instant,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            waiting: 0,
+            users: 0,
+            attempt_time: ENDPOINT_BUSY_DELAY,
+            parked_until: std::time::Instant::now(),
+        }
+    }
+
+    /// How long to park one more delivery: after the ones parked before it,
+    /// each taking the time the lane needs to send one.
+    fn park(&mut self, limit: usize) -> Duration {
+        let now = std::time::Instant::now();
+        let each = self.attempt_time / u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
+        self.parked_until = self.parked_until.max(now + ENDPOINT_BUSY_DELAY) + each;
+        self.parked_until - now
+    }
 }
 
 /// One task's claim on its endpoint's gate, from waiting to finishing; gives
@@ -132,6 +163,8 @@ struct EndpointSlot<'a> {
     slots: &'a EndpointSlots,
     endpoint_id: String,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// When the slot was taken: its attempt's time feeds the lane's average.
+    taken_at: std::time::Instant,
 }
 
 impl EndpointSlots {
@@ -140,27 +173,27 @@ impl EndpointSlots {
     }
 
     /// A slot for `endpoint_id`, waiting for one while fewer than `limit`
-    /// other tasks wait; `None` when the waiting line is full too.
-    async fn take(&self, endpoint_id: &str, limit: usize) -> Option<EndpointSlot<'_>> {
+    /// other tasks wait; when the waiting line is full too, how long to park
+    /// the delivery for.
+    async fn take(&self, endpoint_id: &str, limit: usize) -> Result<EndpointSlot<'_>, Duration> {
         let waiting = {
             let mut gates = self.gates();
-            let gate = gates.entry(endpoint_id.to_owned()).or_insert_with(|| Gate {
-                permits: Arc::new(Semaphore::new(limit)),
-                waiting: 0,
-                users: 0,
-            });
+            let gate = gates
+                .entry(endpoint_id.to_owned())
+                .or_insert_with(|| Gate::new(limit));
             let permit = gate.permits.clone().try_acquire_owned().ok();
             if permit.is_none() && gate.waiting >= limit {
-                return None;
+                return Err(gate.park(limit));
             }
             gate.users += 1;
             let slot = EndpointSlot {
                 slots: self,
                 endpoint_id: endpoint_id.to_owned(),
                 permit,
+                taken_at: std::time::Instant::now(),
             };
             if slot.permit.is_some() {
-                return Some(slot);
+                return Ok(slot);
             }
             gate.waiting += 1;
             (slot, gate.permits.clone())
@@ -172,7 +205,8 @@ impl EndpointSlots {
             gate.waiting -= 1;
         }
         slot.permit = waited;
-        Some(slot)
+        slot.taken_at = std::time::Instant::now();
+        Ok(slot)
     }
 }
 
@@ -183,9 +217,12 @@ impl Drop for EndpointSlot<'_> {
             if self.permit.is_none() {
                 // Dropped while waiting (cancelled): leave the line.
                 gate.waiting = gate.waiting.saturating_sub(1);
+            } else {
+                let took = self.taken_at.elapsed();
+                gate.attempt_time = (gate.attempt_time * 7 + took) / 8;
             }
             gate.users -= 1;
-            if gate.users == 0 {
+            if gate.users == 0 && gate.parked_until <= std::time::Instant::now() {
                 gates.remove(&self.endpoint_id);
             }
         }
@@ -408,18 +445,15 @@ impl Dispatcher {
                     // Not started: unacknowledged, so the broker redelivers it.
                     _ = shutdown.cancelled() => return,
                 };
-                let Some(slot) = slot else {
-                    // The endpoint is saturated (slow, or many tasks): let this
-                    // task wait in the queue rather than here.
-                    if dispatcher
-                        .queue
-                        .publish_delayed(&received.task, ENDPOINT_BUSY_DELAY)
-                        .await
-                        .is_ok()
-                    {
-                        let _ = received.ack().await;
+                let slot = match slot {
+                    Ok(slot) => slot,
+                    Err(park_for) => {
+                        // The endpoint is saturated (slow, or many tasks).
+                        if dispatcher.park(&received.task, park_for).await {
+                            let _ = received.ack().await;
+                        }
+                        return;
                     }
-                    return;
                 };
                 let permit = tokio::select! {
                     permit = permits.acquire_owned() => permit,
@@ -434,6 +468,34 @@ impl Dispatcher {
         tasks.close();
         tasks.wait().await;
         Ok(())
+    }
+
+    /// Parks a task's delivery in the database for `park_for` (the relay
+    /// hands it out again then); `true` when the task can be acknowledged.
+    /// If the database refuses, the task waits in the queue's delay ladder
+    /// instead, as it did before lanes parked.
+    async fn park(&self, task: &DeliveryTask, park_for: Duration) -> bool {
+        crate::metrics::parked();
+        let until = herald_store::now()
+            + chrono::Duration::from_std(park_for).unwrap_or(chrono::Duration::hours(1));
+        let parked = match TaskIds::parse(task) {
+            Ok(ids) => self
+                .store
+                .park_delivery(&ids.tenant_id, &ids.msg_id, &ids.endpoint_id, until)
+                .await
+                .map_err(DispatchError::from),
+            Err(error) => Err(error),
+        };
+        match parked {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, msg_id = %task.msg_id, "could not park the delivery; it waits in the queue");
+                self.queue
+                    .publish_delayed(task, ENDPOINT_BUSY_DELAY)
+                    .await
+                    .is_ok()
+            }
+        }
     }
 
     /// Acknowledges a handled task, or puts it back for later: at once is

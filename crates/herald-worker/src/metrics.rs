@@ -13,6 +13,7 @@ pub const RETRIES_SCHEDULED: &str = "herald_retries_scheduled_total";
 pub const DEAD_LETTERS: &str = "herald_dead_letters_total";
 pub const RECORD_FAILURES: &str = "herald_attempt_record_failures_total";
 pub const DELIVERIES_RELAYED: &str = "herald_deliveries_relayed_total";
+pub const DELIVERIES_PARKED: &str = "herald_deliveries_parked_total";
 pub const RELAY_BATCH_SIZE: &str = "herald_relay_batch_size";
 pub const IN_FLIGHT: &str = "herald_worker_in_flight";
 pub const DELIVERY_LAG: &str = "herald_delivery_lag_seconds";
@@ -44,6 +45,10 @@ pub fn register() {
         "Delivery attempts made but not recorded (the database refused the write), by what became of the task: retry (sent again after a backoff) or dead"
     );
     metrics::describe_counter!(
+        DELIVERIES_PARKED,
+        "Deliveries parked in the database because their endpoint's lane was full (the relay hands them out again when due)"
+    );
+    metrics::describe_counter!(
         DELIVERIES_RELAYED,
         "Due deliveries the outbox relay handed to the queue"
     );
@@ -67,6 +72,7 @@ pub fn register() {
     metrics::counter!(RECORD_FAILURES, "action" => "retry").increment(0);
     metrics::counter!(RECORD_FAILURES, "action" => "dead").increment(0);
     metrics::counter!(DELIVERIES_RELAYED).increment(0);
+    metrics::counter!(DELIVERIES_PARKED).increment(0);
     metrics::gauge!(RELAY_BATCH_SIZE).set(0.0);
     metrics::gauge!(IN_FLIGHT).set(0.0);
 }
@@ -115,6 +121,11 @@ pub(crate) fn attempt_unrecorded(given_up: bool) {
 }
 
 /// One relay round handed `count` deliveries to the queue.
+/// Counts a delivery parked because its endpoint's lane was full.
+pub(crate) fn parked() {
+    metrics::counter!(DELIVERIES_PARKED).increment(1);
+}
+
 pub(crate) fn relayed(count: usize) {
     metrics::counter!(DELIVERIES_RELAYED).increment(count as u64);
     metrics::gauge!(RELAY_BATCH_SIZE).set(count as f64);

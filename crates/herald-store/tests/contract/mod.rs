@@ -41,6 +41,7 @@ macro_rules! contract_tests {
             delivery_targets_load_a_batch_within_each_key_s_tenant,
             fan_out_candidates_are_each_application_s_enabled_endpoints,
             two_attempts_of_one_delivery_in_a_batch_both_count,
+            parked_deliveries_are_handed_out_when_due,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -1770,4 +1771,56 @@ pub async fn two_attempts_of_one_delivery_in_a_batch_both_count(store: &dyn Stor
         store.attempts_of_message(&t, &msg.id).await.unwrap().len(),
         2
     );
+}
+
+pub async fn parked_deliveries_are_handed_out_when_due(store: &dyn Store) {
+    let (t, app, _, ids) = app_with_endpoints(store, 2).await;
+    let msg = message(&app.id);
+    store.insert_message_claimed(&t, &msg, &ids).await.unwrap();
+    store
+        .request_manual_attempt(&t, &app.id, &msg.id, &ids[1])
+        .await
+        .unwrap();
+    let until = herald_store::now() + chrono::Duration::seconds(30);
+    for id in &ids {
+        store.park_delivery(&t, &msg.id, id, until).await.unwrap();
+    }
+    let lease = chrono::Duration::minutes(5);
+    let soon = herald_store::now() + chrono::Duration::seconds(1);
+    assert!(store
+        .claim_due_deliveries(soon, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = until + chrono::Duration::seconds(1);
+    let claimed = store.claim_due_deliveries(later, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let manual = claimed
+        .iter()
+        .find(|c| c.delivery.endpoint_id == ids[1])
+        .unwrap();
+    assert!(
+        manual.delivery.manual,
+        "a parked manual request stays manual"
+    );
+    // A finished delivery is not parked back into the outbox.
+    let done = DeliveryUpdate {
+        state: DeliveryState::Succeeded,
+        next_attempt_at: None,
+    };
+    store
+        .update_delivery(&t, &msg.id, &ids[0], &done)
+        .await
+        .unwrap();
+    store
+        .park_delivery(&t, &msg.id, &ids[0], until)
+        .await
+        .unwrap();
+    let state = store
+        .delivery(&t, &msg.id, &ids[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    assert_eq!(state, DeliveryState::Succeeded);
 }
