@@ -458,3 +458,78 @@ async fn a_slow_endpoint_does_not_slow_down_a_fast_one() {
         receiver.received("fast").len()
     );
 }
+
+/// The value of an unlabelled counter in a Prometheus text page.
+fn counter(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_s_backlog_is_parked_not_circulated() {
+    let _serial = SERIAL.lock().await;
+    let Some(topology) = Topology::start(TopologyOptions {
+        metrics: true,
+        ..TopologyOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    // 300 messages to an endpoint that answers after 1 s, 16 at a time
+    // (HERALD_ENDPOINT_CONCURRENCY's default): about 19 s of backlog. Cycled
+    // through the broker, each waiting task would come back every second —
+    // thousands of extra trips, growing with the time the backlog lasts.
+    // Parked, each waits in its row and comes back about once.
+    const MESSAGES: usize = 300;
+    let receiver = Receiver::start().await;
+    receiver.delay("slow", Duration::from_secs(1));
+    create_app(&topology.api, "a", &[receiver.url("slow")]).await;
+    let ids: HashSet<String> = post_messages(
+        topology.api.url.clone(),
+        topology.api.tenant.key.clone(),
+        "a".to_owned(),
+        MESSAGES,
+        POST_CONCURRENCY,
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await
+    .into_iter()
+    .collect();
+    let arrived = receiver
+        .wait_for("slow", MESSAGES, Duration::from_secs(120))
+        .await;
+    let counts = count_by_message(&arrived);
+    assert!(
+        missing(&ids, &counts).is_empty(),
+        "the slow endpoint got {} of {MESSAGES} messages; logs:\n{}",
+        counts.len(),
+        topology.logs()
+    );
+    let page = reqwest::get(format!("http://{}/metrics", topology.metrics_addr(1)))
+        .await
+        .expect("worker metrics")
+        .text()
+        .await
+        .expect("metrics page");
+    let parked = counter(&page, "herald_deliveries_parked_total");
+    let relayed = counter(&page, "herald_deliveries_relayed_total");
+    eprintln!("{MESSAGES} messages to a 1 s endpoint: {parked} parks, {relayed} relayed");
+    assert!(parked > 0.0, "the backlog was parked: {parked}");
+    // Each delivery is parked at most a couple of times, not once a second,
+    // and the relay hands out each message once plus each park once (the
+    // API of this topology leaves every new delivery to the relay).
+    let messages = MESSAGES as f64;
+    assert!(
+        parked <= 2.0 * messages && relayed <= messages + parked,
+        "{parked} parks and {relayed} relays for {MESSAGES} messages; logs:\n{}",
+        topology.logs()
+    );
+}
