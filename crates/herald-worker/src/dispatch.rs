@@ -282,7 +282,8 @@ fn recorder(
         move |batch: Vec<Finished>| {
             let (store, events) = (store.clone(), events.clone());
             async move {
-                let records: Vec<AttemptRecord> = batch.iter().map(|f| f.record.clone()).collect();
+                let (records, events_of): (Vec<AttemptRecord>, Vec<AttemptCompleted>) =
+                    batch.into_iter().map(|f| (f.record, f.event)).unzip();
                 let records = &records;
                 let outcomes = whole_or_one_by_one(records.len(), |range| async {
                     let records = &records[range];
@@ -300,11 +301,11 @@ fn recorder(
                 })
                 .await;
                 if let Some(events) = events {
-                    let recorded: Vec<AttemptCompleted> = batch
+                    let recorded: Vec<AttemptCompleted> = events_of
                         .into_iter()
                         .zip(&outcomes)
                         .filter(|(_, outcome)| outcome.is_ok())
-                        .map(|(finished, _)| finished.event)
+                        .map(|(event, _)| event)
                         .collect();
                     if let Err(error) = events.publish_attempts(&recorded).await {
                         tracing::warn!(%error, count = recorded.len(), "could not publish attempts for stats");
@@ -699,7 +700,7 @@ impl Dispatcher {
             headers: endpoint.headers.as_map().clone(),
         };
         let in_flight = crate::metrics::in_flight();
-        let outcome = self.sender.send(request).await;
+        let mut outcome = self.sender.send(request).await;
         drop(in_flight);
         drop(slot);
         let attempt_number = delivery.attempts + 1;
@@ -751,7 +752,7 @@ impl Dispatcher {
             url: endpoint.url.as_str().to_owned(),
             status_code: outcome.status_code,
             error_class: outcome.error_class.map(|c| c.as_str().to_owned()),
-            response_body: Some(outcome.response_body.clone()),
+            response_body: Some(std::mem::take(&mut outcome.response_body)),
             duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             trigger: if manual {
                 AttemptTrigger::Manual
@@ -760,11 +761,12 @@ impl Dispatcher {
             },
             created_at: recorded_at,
         };
+        let duration_ms = attempt.duration_ms();
         let finished = Finished {
             event: attempt_event(&tenant_id, &message.event_type, &attempt, outcome.success),
             record: AttemptRecord {
                 tenant_id: tenant_id.clone(),
-                attempt: attempt.clone(),
+                attempt,
                 update,
             },
         };
@@ -780,7 +782,7 @@ impl Dispatcher {
         tracing::debug!(
             status = outcome.status_code,
             success = outcome.success,
-            duration_ms = attempt.duration_ms(),
+            duration_ms,
             "delivery attempt recorded"
         );
 
