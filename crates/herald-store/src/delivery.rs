@@ -427,21 +427,6 @@ impl Outbox for SqlStore {
         self.db.write(sql).await
     }
 
-    async fn delivery(
-        &self,
-        tenant_id: &TenantId,
-        msg_id: &MessageId,
-        endpoint_id: &EndpointId,
-    ) -> StoreResult<Option<Delivery>> {
-        let sql = Sql::new(
-            "SELECT * FROM delivery WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3",
-        )
-        .bind(tenant_id.as_str())
-        .bind(msg_id.as_str())
-        .bind(endpoint_id.as_str());
-        self.db.read_one_as(sql, delivery_from_row).await
-    }
-
     async fn park_delivery(
         &self,
         tenant_id: &TenantId,
@@ -480,45 +465,6 @@ impl Outbox for SqlStore {
         .bind(update.next_attempt_at)
         .bind(crate::now());
         self.db.write(sql).await.map(drop)
-    }
-
-    async fn message(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        msg: &IdOrUid,
-    ) -> StoreResult<Option<Message>> {
-        // Two indexed lookups, id first: one `WHERE id = $3 OR event_id = $3`
-        // would scan every message of the application.
-        let sql = Sql::new(
-            "SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 AND id = $3 \
-             UNION ALL SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 \
-                 AND event_id = $3 \
-             LIMIT 1",
-        )
-        .bind(tenant_id.as_str())
-        .bind(app_id.as_str())
-        .bind(msg.as_str());
-        self.db.read_one_as(sql, message_from_row).await
-    }
-
-    async fn endpoint(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        endpoint: &IdOrUid,
-    ) -> StoreResult<Option<Endpoint>> {
-        let sql = Sql::new(format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM endpoint \
-                 WHERE tenant_id = $1 AND app_id = $2 AND id = $3 \
-             UNION ALL SELECT {ENDPOINT_COLUMNS} FROM endpoint \
-                 WHERE tenant_id = $1 AND app_id = $2 AND uid = $3 \
-             LIMIT 1"
-        ))
-        .bind(tenant_id.as_str())
-        .bind(app_id.as_str())
-        .bind(endpoint.as_str());
-        self.db.read_one_as(sql, endpoint_from_row).await
     }
 
     async fn disable_endpoint(

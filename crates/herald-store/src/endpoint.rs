@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_core::{ApplicationId, EndpointId, TenantId, Uid};
+use herald_core::{ApplicationId, EndpointId, IdOrUid, TenantId, Uid};
 
 use crate::db::{Arg, Sql};
 use crate::listing::{page_of, push_keyset};
@@ -105,5 +105,24 @@ impl EndpointStore for SqlStore {
         .bind(tenant_id.as_str())
         .bind(app_id.as_str());
         self.db.read_as(sql, endpoint_from_row).await
+    }
+
+    async fn endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &IdOrUid,
+    ) -> StoreResult<Option<Endpoint>> {
+        let sql = Sql::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoint \
+                 WHERE tenant_id = $1 AND app_id = $2 AND id = $3 \
+             UNION ALL SELECT {ENDPOINT_COLUMNS} FROM endpoint \
+                 WHERE tenant_id = $1 AND app_id = $2 AND uid = $3 \
+             LIMIT 1"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(endpoint.as_str());
+        self.db.read_one_as(sql, endpoint_from_row).await
     }
 }

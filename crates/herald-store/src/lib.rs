@@ -268,6 +268,12 @@ pub trait EndpointStore: Send + Sync + 'static {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
     ) -> StoreResult<Vec<Endpoint>>;
+    async fn endpoint(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &IdOrUid,
+    ) -> StoreResult<Option<Endpoint>>;
 }
 
 /// A tenant's event types.
@@ -387,11 +393,25 @@ pub trait MessageLog: Send + Sync + 'static {
         since: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<DeliveryCounts>;
+    /// A message by id or by its `eventId`.
+    async fn message(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg: &IdOrUid,
+    ) -> StoreResult<Option<Message>>;
+    /// One delivery (message × endpoint).
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<Option<Delivery>>;
 }
 
 /// The outbox: messages stored with one delivery per endpoint, and the
-/// deliveries' state as the relay and the workers move it, with the
-/// message and endpoint a delivery needs.
+/// deliveries' state as the relay and the workers move it, with the batched
+/// reads the accept path and the workers make.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Stores a message and one pending delivery per endpoint in one
@@ -457,13 +477,6 @@ pub trait Outbox: Send + Sync + 'static {
     /// owns the database (the embedded mode): at its start, whatever was in
     /// flight was lost with the previous process. Not tenant-scoped.
     async fn release_claims(&self) -> StoreResult<u64>;
-    /// One delivery (message × endpoint).
-    async fn delivery(
-        &self,
-        tenant_id: &TenantId,
-        msg_id: &MessageId,
-        endpoint_id: &EndpointId,
-    ) -> StoreResult<Option<Delivery>>;
     /// Parks a delivery whose endpoint is saturated: `pending`, due at
     /// `until`, when the relay hands it out again (its manual request, if
     /// any, kept). Only a delivery still `pending` or `sending` moves.
@@ -482,19 +495,6 @@ pub trait Outbox: Send + Sync + 'static {
         endpoint_id: &EndpointId,
         update: &DeliveryUpdate,
     ) -> StoreResult<()>;
-    /// A message by id or by its `eventId`.
-    async fn message(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        msg: &IdOrUid,
-    ) -> StoreResult<Option<Message>>;
-    async fn endpoint(
-        &self,
-        tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        endpoint: &IdOrUid,
-    ) -> StoreResult<Option<Endpoint>>;
     /// Disables an endpoint (it answered 410 Gone); returns false when it is
     /// absent or already disabled.
     async fn disable_endpoint(

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_core::{ApplicationId, ChannelName, EndpointId, EventTypeName, MessageId, TenantId};
+use herald_core::{
+    ApplicationId, ChannelName, EndpointId, EventTypeName, IdOrUid, MessageId, TenantId,
+};
 
 use crate::db::{Arg, Dialect, Sql};
 use crate::endpoint::ENDPOINT_COLUMNS;
@@ -286,5 +288,40 @@ impl MessageLog for SqlStore {
             pending: count("pending")?,
             sending: count("sending")?,
         })
+    }
+
+    async fn message(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        msg: &IdOrUid,
+    ) -> StoreResult<Option<Message>> {
+        // Two indexed lookups, id first: one `WHERE id = $3 OR event_id = $3`
+        // would scan every message of the application.
+        let sql = Sql::new(
+            "SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 AND id = $3 \
+             UNION ALL SELECT * FROM message WHERE tenant_id = $1 AND app_id = $2 \
+                 AND event_id = $3 \
+             LIMIT 1",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str())
+        .bind(msg.as_str());
+        self.db.read_one_as(sql, message_from_row).await
+    }
+
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        msg_id: &MessageId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<Option<Delivery>> {
+        let sql = Sql::new(
+            "SELECT * FROM delivery WHERE tenant_id = $1 AND msg_id = $2 AND endpoint_id = $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(msg_id.as_str())
+        .bind(endpoint_id.as_str());
+        self.db.read_one_as(sql, delivery_from_row).await
     }
 }
