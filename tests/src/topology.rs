@@ -505,7 +505,8 @@ impl Topology {
         declared.ok().map(|q| q.message_count())
     }
 
-    /// Takes every message out of `{prefix}.dead` (the tasks, as JSON).
+    /// Takes every message out of `{prefix}.dead`: each task it carries, as
+    /// flat JSON (a body that is no task batch, as a JSON string).
     pub async fn take_dead_letters(&self) -> Vec<Value> {
         let (connection, channel) = open_channel(&self.amqp_url)
             .await
@@ -520,11 +521,22 @@ impl Topology {
                 .await
                 .expect("basic.get from the dead-letter queue");
             let Some(message) = got else { break };
-            letters.push(
-                serde_json::from_slice(&message.delivery.data).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(&message.delivery.data).into_owned())
-                }),
-            );
+            let body = &message.delivery.data;
+            match herald_queue::wire::decode(body) {
+                // One letter per task the broker message carries.
+                Ok(tasks) => letters.extend(tasks.into_iter().map(|task| {
+                    serde_json::json!({
+                        "tenant_id": task.tenant_id.as_str(),
+                        "app_id": task.app_id.as_str(),
+                        "msg_id": task.msg_id.as_str(),
+                        "endpoint_id": task.endpoint_id.as_str(),
+                        "attempt": task.attempt,
+                        "manual": task.manual,
+                        "record_failures": task.record_failures,
+                    })
+                })),
+                Err(_) => letters.push(Value::String(String::from_utf8_lossy(body).into_owned())),
+            }
         }
         let _ = connection.close(200, "done".into()).await;
         letters

@@ -290,3 +290,75 @@ herald_e2e::e2e_tests! {
         );
     }
 }
+
+herald_e2e::e2e_tests! {
+    /// The worker keeps endpoints in a cache (`HERALD_ENDPOINT_CACHE_TTL`),
+    /// but a task carries the endpoint's version as the API saw it: a change
+    /// made before a message is posted applies to that message, however
+    /// freshly the worker cached the endpoint.
+    async fn an_endpoint_changed_just_before_a_message_is_posted_applies_to_it() {
+        let Some(herald) = start().await else { return };
+        let receiver = Receiver::start().await;
+        herald
+            .post("/api/v1/app", json!({"name": "A", "uid": "a"}))
+            .await;
+        let ep = herald
+            .post("/api/v1/app/a/endpoint", json!({"url": receiver.url("ep")}))
+            .await;
+        assert_eq!(ep.status, 201, "{ep:?}");
+        let ep = format!("/api/v1/app/a/endpoint/{}", ep.body["id"].as_str().unwrap());
+        let post = |n: u32| {
+            let herald = &herald;
+            async move {
+                let created = herald
+                    .post("/api/v1/app/a/msg", json!({"eventType": "t", "payload": {"n": n}}))
+                    .await;
+                assert_eq!(created.status, 202, "{created:?}");
+            }
+        };
+        // The first delivery puts the endpoint in the worker's cache.
+        post(1).await;
+        let got = receiver.wait_for("ep", 1, Duration::from_secs(20)).await;
+        assert_eq!(got.len(), 1, "not delivered; server log:\n{}", herald.log());
+
+        // Within the cache's lifetime: new headers and a rotated secret.
+        let replaced = herald
+            .request(
+                reqwest::Method::PUT,
+                &format!("{ep}/headers"),
+                Some(&herald.tenant.key),
+                Some(json!({"headers": {"x-version": "2"}})),
+            )
+            .await;
+        assert!(replaced.status.is_success(), "{replaced:?}");
+        let rotated = herald
+            .post(&format!("{ep}/secret/rotate"), json!({}))
+            .await;
+        assert!(rotated.status.is_success(), "{rotated:?}");
+        let secret = herald.get(&format!("{ep}/secret")).await.body["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        post(2).await;
+
+        let got = receiver.wait_for("ep", 2, Duration::from_secs(20)).await;
+        assert_eq!(got.len(), 2, "not delivered; server log:\n{}", herald.log());
+        let second = &got[1];
+        let header = |name: &str| {
+            second
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("x-version"), "2", "the new headers: {:?}", second.headers);
+        let key = herald_signature::parse_secret(&secret).unwrap();
+        let headers = herald_signature::standard::WebhookHeaders {
+            id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+        };
+        herald_signature::standard::verify(&key, &headers, &second.body, Duration::from_secs(300))
+            .expect("signed with the new secret too");
+    }
+}

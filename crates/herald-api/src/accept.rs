@@ -10,10 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use herald_core::{ApplicationId, TenantId};
-use herald_queue::{DeliveryTask, Queue};
+use herald_queue::{DeliveryTask, MessageContent, Queue};
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{Application, Endpoint, NewMessage, Store, StoreError, StoreResult};
+use serde_json::value::RawValue;
 
 /// The most messages one transaction stores.
 const MAX_BATCH: usize = 256;
@@ -29,13 +31,26 @@ const HANDOFF_TIMEOUT: Duration = Duration::from_secs(1);
 /// `eventId` is taken (`Ok(false)`), or the store's error.
 type Outcome = Result<bool, StoreError>;
 
+/// What a stored message's tasks carry besides its row: the payload as
+/// stored, and the versions of its endpoints.
+type Carried = (Box<RawValue>, Vec<DateTime<Utc>>);
+
 /// An application with its enabled endpoints, or `None` when absent.
 type Candidates = StoreResult<Option<(Application, Vec<Endpoint>)>>;
+
+/// A message to accept, with what its deliveries' tasks carry to the worker.
+pub struct Accepted {
+    pub new: NewMessage,
+    /// The payload, as stored.
+    pub payload: Box<RawValue>,
+    /// The `updated_at` of each of `new.endpoint_ids`, as read for the fan-out.
+    pub endpoint_versions: Vec<DateTime<Utc>>,
+}
 
 /// The process's accept batcher; cloning shares it.
 #[derive(Clone)]
 pub struct Accepter {
-    group: GroupCommit<NewMessage, Outcome>,
+    group: GroupCommit<Accepted, Outcome>,
     /// Reads the fan-out candidates of the messages arriving together.
     candidates: GroupCommit<(TenantId, ApplicationId), Candidates>,
 }
@@ -71,11 +86,11 @@ impl Accepter {
             .unwrap_or_else(|| Err(StoreError::Corrupt("the accept batcher stopped".to_owned())))
     }
 
-    /// Stores `new` in the next batch; `Ok(false)` when its `eventId` is
-    /// taken in its application.
-    pub async fn accept(&self, new: NewMessage) -> Outcome {
+    /// Stores the message in the next batch; `Ok(false)` when its `eventId`
+    /// is taken in its application.
+    pub async fn accept(&self, accepted: Accepted) -> Outcome {
         self.group
-            .submit(new)
+            .submit(accepted)
             .await
             .unwrap_or_else(|| Err(StoreError::Corrupt("the accept batcher stopped".to_owned())))
     }
@@ -85,9 +100,13 @@ impl Accepter {
 async fn write(
     store: &dyn Store,
     handoff: Option<&dyn Queue>,
-    news: Vec<NewMessage>,
+    batch: Vec<Accepted>,
 ) -> Vec<Outcome> {
-    crate::metrics::accept_batch(news.len());
+    crate::metrics::accept_batch(batch.len());
+    let (news, carried): (Vec<NewMessage>, Vec<Carried>) = batch
+        .into_iter()
+        .map(|a| (a.new, (a.payload, a.endpoint_versions)))
+        .unzip();
     let claimed = handoff.is_some();
     let news_ref = &news;
     let outcomes: Vec<Outcome> = whole_or_one_by_one(news.len(), |range| async move {
@@ -104,33 +123,43 @@ async fn write(
     if let Some(queue) = handoff {
         let stored = news
             .iter()
+            .zip(carried)
             .zip(&outcomes)
             .filter(|(_, outcome)| matches!(outcome, Ok(true)))
-            .map(|(new, _)| new);
+            .map(|(stored, _)| stored);
         hand_off(store, queue, stored.collect()).await;
     }
     outcomes
 }
 
 /// Publishes the delivery tasks of messages just stored with claimed
-/// deliveries, with one confirm. The messages are accepted whatever happens
-/// here: if the publish fails their deliveries go back to the relay, and if
-/// even that fails the relay takes them back once their lease has passed.
-async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<&NewMessage>) {
-    let tasks: Vec<DeliveryTask> = stored
-        .iter()
-        .flat_map(|new| {
-            new.endpoint_ids.iter().map(|endpoint_id| DeliveryTask {
-                tenant_id: new.tenant_id.to_string(),
-                app_id: new.message.app_id.to_string(),
-                msg_id: new.message.id.to_string(),
-                endpoint_id: endpoint_id.to_string(),
-                attempt: 1,
-                manual: false,
-                record_failures: 0,
-            })
-        })
-        .collect();
+/// deliveries: one broker message for the batch, one confirm. Each task
+/// carries its message's content, so the worker does not read it back. The
+/// messages are accepted whatever happens here: if the publish fails their
+/// deliveries go back to the relay, and if even that fails the relay takes
+/// them back once their lease has passed.
+async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<(&NewMessage, Carried)>) {
+    let mut tasks = Vec::new();
+    for (new, (payload, versions)) in &stored {
+        let message = &new.message;
+        let content = Arc::new(MessageContent {
+            event_type: message.event_type.clone(),
+            payload: payload.clone(),
+            created_at: message.created_at,
+        });
+        for (endpoint_id, version) in new.endpoint_ids.iter().zip(versions) {
+            tasks.push(DeliveryTask {
+                content: Some(content.clone()),
+                endpoint_version: Some(*version),
+                ..DeliveryTask::new(
+                    new.tenant_id.clone(),
+                    message.app_id.clone(),
+                    message.id.clone(),
+                    endpoint_id.clone(),
+                )
+            });
+        }
+    }
     if tasks.is_empty() {
         return;
     }
@@ -140,7 +169,7 @@ async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<&NewMessage>
         Err(_) => format!("no confirm within {HANDOFF_TIMEOUT:?}"),
     };
     tracing::warn!(%error, messages = stored.len(), "could not queue the deliveries; the relay will");
-    for new in stored {
+    for (new, _) in stored {
         let msg_id = &new.message.id;
         if let Err(error) = store.return_deliveries(&new.tenant_id, msg_id).await {
             tracing::warn!(%error, %msg_id, "could not return the deliveries to the relay; they are handed out after the lease");

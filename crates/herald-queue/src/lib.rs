@@ -16,12 +16,16 @@ pub mod delay;
 pub mod events;
 mod memory;
 mod rabbit;
+pub mod wire;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use herald_core::{ApplicationId, EndpointId, EventTypeName, MessageId, TenantId};
+use serde_json::value::RawValue;
 
 pub use events::{AttemptCompleted, BatchingEventBus, EventBus, EventConsumer, ReceivedEvent};
 pub use memory::{MemoryQueue, MemoryQueueOptions};
@@ -39,31 +43,75 @@ pub const REASON_DELIVERY_LIMIT: &str = "delivery_limit";
 
 /// One unit of delivery work: deliver message `msg_id` to endpoint `endpoint_id`
 /// (attempt number `attempt`, 1-based).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// On the broker, tasks travel in batches ([`wire`]): one broker message
+/// carries the tasks published together, each message's content once.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryTask {
     /// Tenant owning the message; every store lookup the worker makes starts here.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Application the message was posted to.
-    pub app_id: String,
+    pub app_id: ApplicationId,
     /// Message to deliver.
-    pub msg_id: String,
+    pub msg_id: MessageId,
     /// Endpoint to deliver it to.
-    pub endpoint_id: String,
+    pub endpoint_id: EndpointId,
     /// Attempt number this task performs, starting at 1.
     pub attempt: u32,
     /// True when a user asked for this attempt (resend/recover) rather than the schedule.
     pub manual: bool,
     /// How many times this task's attempt was made but could not be recorded
-    /// (the worker backs off and gives up on it by this count). Left out of
-    /// the JSON while 0, and read as 0 when absent, so tasks queued before the
-    /// field existed still decode, and older workers ignore it.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// (the worker backs off and gives up on it by this count).
     pub record_failures: u32,
+    /// The message itself, when the publisher had it at hand (the API, as it
+    /// accepts the message): the worker then needs no database read for it.
+    /// Tasks of one message share it.
+    pub content: Option<Arc<MessageContent>>,
+    /// The endpoint's `updated_at` as the publisher saw it: a worker's cached
+    /// copy of the endpoint older than this is not used.
+    pub endpoint_version: Option<DateTime<Utc>>,
 }
 
-fn is_zero(count: &u32) -> bool {
-    *count == 0
+impl DeliveryTask {
+    /// A task for a delivery known by its ids alone; the worker reads the
+    /// message and the endpoint.
+    pub fn new(
+        tenant_id: TenantId,
+        app_id: ApplicationId,
+        msg_id: MessageId,
+        endpoint_id: EndpointId,
+    ) -> Self {
+        Self {
+            tenant_id,
+            app_id,
+            msg_id,
+            endpoint_id,
+            attempt: 1,
+            manual: false,
+            record_failures: 0,
+            content: None,
+            endpoint_version: None,
+        }
+    }
 }
+
+/// What a worker needs of a message to attempt it.
+#[derive(Debug)]
+pub struct MessageContent {
+    pub event_type: EventTypeName,
+    /// The payload, exactly as stored (and signed).
+    pub payload: Box<RawValue>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl PartialEq for MessageContent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type == other.event_type
+            && self.payload.get() == other.payload.get()
+            && self.created_at == other.created_at
+    }
+}
+impl Eq for MessageContent {}
 
 /// A task that was taken out of circulation, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +147,8 @@ pub enum QueueError {
     Closed,
 }
 
-/// Messages waiting in the queue, by part.
+/// Messages waiting in the queue, by part. RabbitMQ counts broker messages:
+/// tasks published together in one batch ([`wire`]) count once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepths {
     /// Delivery tasks due now and not handed to a consumer.
@@ -171,6 +220,8 @@ pub struct Received {
 enum Acker {
     Memory(memory::MemoryAcker),
     Rabbit(rabbit::RabbitAcker),
+    /// A task that shares its broker message with others.
+    RabbitPart(rabbit::PartAcker),
 }
 
 impl Received {
@@ -187,6 +238,7 @@ impl Received {
         match self.acker.take() {
             Some(Acker::Memory(acker)) => acker.ack(),
             Some(Acker::Rabbit(acker)) => acker.ack().await,
+            Some(Acker::RabbitPart(acker)) => acker.ack().await,
             None => Ok(()),
         }
     }
@@ -197,6 +249,7 @@ impl Received {
         match self.acker.take() {
             Some(Acker::Memory(acker)) => acker.requeue(),
             Some(Acker::Rabbit(acker)) => acker.requeue().await,
+            Some(Acker::RabbitPart(acker)) => acker.requeue(&self.task).await,
             None => Ok(()),
         }
     }
@@ -207,6 +260,7 @@ impl Drop for Received {
         match self.acker.take() {
             Some(Acker::Memory(acker)) => acker.release(),
             Some(Acker::Rabbit(acker)) => acker.release(),
+            Some(Acker::RabbitPart(acker)) => acker.release(self.task.clone()),
             None => {}
         }
     }
@@ -233,24 +287,6 @@ fn backoff_delay(attempt: u32, min: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tasks_without_a_record_failure_count_decode_and_encode_as_before() {
-        let queued = r#"{"tenant_id":"tnt_1","app_id":"app_1","msg_id":"msg_1","endpoint_id":"ep_1","attempt":2,"manual":false}"#;
-        let task: DeliveryTask = serde_json::from_str(queued).unwrap();
-        assert_eq!(task.record_failures, 0);
-        assert_eq!(serde_json::to_string(&task).unwrap(), queued);
-        let failed = DeliveryTask {
-            record_failures: 3,
-            ..task
-        };
-        let encoded = serde_json::to_value(&failed).unwrap();
-        assert_eq!(encoded["record_failures"], 3);
-        assert_eq!(
-            serde_json::from_value::<DeliveryTask>(encoded).unwrap(),
-            failed
-        );
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

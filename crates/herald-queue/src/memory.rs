@@ -613,15 +613,13 @@ mod tests {
     use super::*;
 
     fn task(n: u32) -> DeliveryTask {
-        DeliveryTask {
-            tenant_id: "tnt_1".into(),
-            app_id: "app_1".into(),
-            msg_id: format!("msg_{n}"),
-            endpoint_id: "ep_1".into(),
-            attempt: 1,
-            manual: false,
-            record_failures: 0,
-        }
+        let id = |prefix: &str, n: u32| format!("{prefix}{n:0>27}");
+        DeliveryTask::new(
+            herald_core::TenantId::parse(&id("tnt_", 1)).unwrap(),
+            herald_core::ApplicationId::parse(&id("app_", 1)).unwrap(),
+            herald_core::MessageId::parse(&id("msg_", n)).unwrap(),
+            herald_core::EndpointId::parse(&id("ep_", 1)).unwrap(),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -647,9 +645,9 @@ mod tests {
         assert_eq!(
             order,
             [
-                ("msg_3".into(), 0),
-                ("msg_2".into(), 10),
-                ("msg_1".into(), 30)
+                (task(3).msg_id, 0),
+                (task(2).msg_id, 10),
+                (task(1).msg_id, 30)
             ]
         );
         assert!(queue.is_empty());

@@ -82,6 +82,13 @@ const KEY_DELIVERIES: &str = "deliveries";
 const KEY_DEAD: &str = "dead";
 /// Header carrying the reason given to [`Queue::dead_letter`].
 const REASON_HEADER: &str = "x-herald-dead-reason";
+/// Header of a task that was returned on its own out of a batch (see
+/// [`PartAcker`]): it counts as redelivered.
+const RETURNED_HEADER: &str = "x-herald-returned";
+/// The most tasks one broker message carries, and the payload bytes past
+/// which a batch is split (well below RabbitMQ's 16 MiB message limit).
+const MAX_TASKS_PER_MESSAGE: usize = 512;
+const MAX_PAYLOAD_PER_MESSAGE: usize = 4 << 20;
 /// AMQP reply code for a normal close.
 const REPLY_SUCCESS: u16 = 200;
 /// Routing key of events; the fanout exchange ignores it.
@@ -242,15 +249,40 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    /// A task for the work exchange.
-    fn new(task: &DeliveryTask, routing_key: String) -> Result<Self, QueueError> {
+    /// Tasks for the work exchange, as one broker message (see [`crate::wire`]).
+    fn new(tasks: &[DeliveryTask], routing_key: String) -> Result<Self, QueueError> {
         Ok(Self {
             exchange: Exchange::Work,
             routing_key,
-            body: serde_json::to_vec(task).map_err(|e| QueueError::Encode(e.to_string()))?,
+            body: crate::wire::encode(tasks).map_err(|e| QueueError::Encode(e.to_string()))?,
             headers: FieldTable::default(),
-            id: task.msg_id.clone(),
+            id: tasks
+                .first()
+                .map(|task| task.msg_id.to_string())
+                .unwrap_or_default(),
         })
+    }
+
+    /// `tasks` as few broker messages as the size limits allow.
+    fn batches(tasks: &[DeliveryTask], routing_key: &str) -> Result<Vec<Self>, QueueError> {
+        let mut messages = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0;
+        for (index, task) in tasks.iter().enumerate() {
+            let size = task.content.as_ref().map_or(0, |c| c.payload.get().len());
+            if index > start
+                && (index - start >= MAX_TASKS_PER_MESSAGE
+                    || bytes + size > MAX_PAYLOAD_PER_MESSAGE)
+            {
+                messages.push(Self::new(&tasks[start..index], routing_key.to_owned())?);
+                (start, bytes) = (index, 0);
+            }
+            bytes += size;
+        }
+        if start < tasks.len() {
+            messages.push(Self::new(&tasks[start..], routing_key.to_owned())?);
+        }
+        Ok(messages)
     }
 
     /// An event for the attempts exchange.
@@ -811,11 +843,14 @@ impl Inner {
                 break;
             };
             let delivery = message.delivery;
-            match serde_json::from_slice::<DeliveryTask>(&delivery.data) {
-                Ok(task) => letters.push(DeadLetter {
-                    task,
-                    reason: dead_reason(&delivery.properties),
-                }),
+            match crate::wire::decode(&delivery.data) {
+                Ok(tasks) => {
+                    let reason = dead_reason(&delivery.properties);
+                    letters.extend(tasks.into_iter().map(|task| DeadLetter {
+                        task,
+                        reason: reason.clone(),
+                    }));
+                }
                 Err(e) => tracing::error!(
                     error = %e,
                     body = %String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(512)]),
@@ -894,7 +929,7 @@ impl Queue for RabbitQueue {
 
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     async fn publish(&self, task: &DeliveryTask) -> Result<(), QueueError> {
-        let message = Outgoing::new(task, KEY_DELIVERIES.to_owned())?;
+        let message = Outgoing::new(std::slice::from_ref(task), KEY_DELIVERIES.to_owned())?;
         self.inner
             .publish_all(std::slice::from_ref(&message), false)
             .await
@@ -902,10 +937,7 @@ impl Queue for RabbitQueue {
 
     #[tracing::instrument(skip_all, fields(tasks = tasks.len()))]
     async fn publish_many(&self, tasks: &[DeliveryTask]) -> Result<(), QueueError> {
-        let messages = tasks
-            .iter()
-            .map(|task| Outgoing::new(task, KEY_DELIVERIES.to_owned()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let messages = Outgoing::batches(tasks, KEY_DELIVERIES)?;
         self.inner.publish_all(&messages, false).await
     }
 
@@ -919,8 +951,11 @@ impl Queue for RabbitQueue {
             return self.publish(task).await;
         }
         let due_ms = delay::due_unix_ms(delay);
-        let message = Outgoing::new(task, delay_key(delay::rung_for(delay)))?
-            .header(DUE_HEADER, AMQPValue::LongLongInt(due_ms));
+        let message = Outgoing::new(
+            std::slice::from_ref(task),
+            delay_key(delay::rung_for(delay)),
+        )?
+        .header(DUE_HEADER, AMQPValue::LongLongInt(due_ms));
         self.inner
             .publish_all(std::slice::from_ref(&message), false)
             .await
@@ -928,7 +963,7 @@ impl Queue for RabbitQueue {
 
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError> {
-        let message = Outgoing::new(task, KEY_DEAD.to_owned())?
+        let message = Outgoing::new(std::slice::from_ref(task), KEY_DEAD.to_owned())?
             .header(REASON_HEADER, AMQPValue::LongString(reason.into()));
         self.inner
             .publish_all(std::slice::from_ref(&message), false)
@@ -938,7 +973,10 @@ impl Queue for RabbitQueue {
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
         let queue = self.inner.topology.deliveries.clone();
         let subscription = Subscription::open(&self.inner, queue, "consumer", prefetch).await?;
-        Ok(Box::new(RabbitConsumer { subscription }))
+        Ok(Box::new(RabbitConsumer {
+            subscription,
+            parts: std::collections::VecDeque::new(),
+        }))
     }
 
     async fn close(&self) {
@@ -1142,45 +1180,72 @@ impl Subscription {
 /// The task consumer: due tasks from `{prefix}.deliveries`.
 struct RabbitConsumer {
     subscription: Subscription,
+    /// Tasks of a multi-task message not handed out yet.
+    parts: std::collections::VecDeque<Received>,
 }
 
 impl RabbitConsumer {
-    /// Turns a delivery into a [`Received`], or handles it here and returns
-    /// `None`: malformed bodies are rejected (the broker dead-letters them) and
-    /// tasks that are not yet due go back onto the delay ladder.
-    async fn accept(&self, delivery: Delivery, acker: RabbitAcker) -> Option<Received> {
-        let task = match serde_json::from_slice::<DeliveryTask>(&delivery.data) {
-            Ok(task) => task,
+    /// Turns a delivery into its tasks, or handles it here and returns none:
+    /// malformed bodies are rejected (the broker dead-letters them) and
+    /// messages that are not yet due go back onto the delay ladder.
+    async fn accept(&self, delivery: Delivery, acker: RabbitAcker) -> Vec<Received> {
+        let tasks = match crate::wire::decode(&delivery.data) {
+            Ok(tasks) if !tasks.is_empty() => tasks,
+            Ok(_) => {
+                let _ = acker.ack().await; // An empty batch: nothing to do.
+                return Vec::new();
+            }
             Err(e) => {
-                tracing::error!(error = %e, bytes = delivery.data.len(), "rejecting a message that is not a delivery task");
+                tracing::error!(error = %e, bytes = delivery.data.len(), "rejecting a message that is not a delivery task batch");
                 if let Err(e) = acker.reject().await {
                     tracing::warn!(error = %e, "failed to reject a malformed message");
                 }
-                return None;
+                return Vec::new();
             }
         };
+        let redelivered =
+            delivery.redelivered || header(&delivery.properties, RETURNED_HEADER).is_some();
         let due_ms = header(&delivery.properties, DUE_HEADER).and_then(as_i64);
         let Some((due_ms, remaining)) =
             due_ms.and_then(|due| delay::remaining_until(due).map(|left| (due, left)))
         else {
-            return Some(Received::new(
-                task,
-                delivery.redelivered,
-                Acker::Rabbit(acker),
-            ));
+            if let [_] = tasks.as_slice() {
+                let task = tasks.into_iter().next().expect("one task");
+                return vec![Received::new(task, redelivered, Acker::Rabbit(acker))];
+            }
+            let batch = Arc::new(BatchAck {
+                inner: Arc::clone(&self.subscription.inner),
+                state: std::sync::Mutex::new(BatchState {
+                    acker: Some(acker),
+                    left: tasks.len(),
+                    lost: false,
+                }),
+            });
+            return tasks
+                .into_iter()
+                .map(|task| {
+                    let part = PartAcker {
+                        batch: Arc::clone(&batch),
+                    };
+                    Received::new(task, redelivered, Acker::RabbitPart(part))
+                })
+                .collect();
         };
         // Not due yet: put it on the rung for the remainder, and only once that is
         // confirmed drop this copy. A crash in between leaves a duplicate, never a gap.
         let rung = delay::rung_for(remaining);
-        let message = match Outgoing::new(&task, delay_key(rung)) {
-            Ok(message) => message.header(DUE_HEADER, AMQPValue::LongLongInt(due_ms)),
-            Err(e) => {
-                tracing::error!(error = %e, "failed to re-encode a delayed task");
-                return None;
-            }
-        };
+        let message = Outgoing {
+            exchange: Exchange::Work,
+            routing_key: delay_key(rung),
+            body: delivery.data.clone(),
+            headers: FieldTable::default(),
+            id: tasks[0].msg_id.to_string(),
+        }
+        .header(DUE_HEADER, AMQPValue::LongLongInt(due_ms));
+        let msg_id = &tasks[0].msg_id;
         tracing::debug!(
-            msg_id = %task.msg_id,
+            %msg_id,
+            tasks = tasks.len(),
             remaining_ms = remaining.as_millis() as u64,
             rung = %delay::rung_label(rung),
             "task not due yet; delaying the remainder"
@@ -1193,15 +1258,93 @@ impl RabbitConsumer {
         {
             Ok(()) => {
                 if let Err(e) = acker.ack().await {
-                    tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to ack a re-delayed task; it may be delivered twice");
+                    tracing::warn!(%msg_id, error = %e, "failed to ack a re-delayed task; it may be delivered twice");
                 }
             }
             Err(e) => {
-                tracing::warn!(msg_id = %task.msg_id, error = %e, "failed to re-delay a task; returning it");
+                tracing::warn!(%msg_id, error = %e, "failed to re-delay a task; returning it");
                 let _ = acker.requeue().await;
             }
         }
-        None
+        Vec::new()
+    }
+}
+
+/// One task's share of a broker message that carries several: the message
+/// is settled once every task in it is. If all were acked it is acked;
+/// a task that is requeued (or dropped) goes back as a message of its own
+/// (marked returned, so it counts as redelivered), and if even that fails
+/// the whole message is requeued once the others are done — a repeat of
+/// work already done, never a gap.
+pub(crate) struct PartAcker {
+    batch: Arc<BatchAck>,
+}
+
+struct BatchAck {
+    inner: Arc<Inner>,
+    state: std::sync::Mutex<BatchState>,
+}
+
+struct BatchState {
+    acker: Option<RabbitAcker>,
+    /// Tasks not settled yet.
+    left: usize,
+    /// Whether a task could not be returned on its own.
+    lost: bool,
+}
+
+impl BatchAck {
+    /// Settles one task; the last settles the broker message.
+    async fn settle_one(&self, returned: bool) -> Result<(), QueueError> {
+        let (acker, lost) = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.lost |= !returned;
+            state.left = state.left.saturating_sub(1);
+            if state.left > 0 {
+                return Ok(());
+            }
+            (state.acker.take(), state.lost)
+        };
+        match acker {
+            Some(acker) if lost => acker.requeue().await,
+            Some(acker) => acker.ack().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl PartAcker {
+    pub(crate) async fn ack(self) -> Result<(), QueueError> {
+        self.batch.settle_one(true).await
+    }
+
+    /// Returns `task` to the queue on its own, then settles this share.
+    pub(crate) async fn requeue(self, task: &DeliveryTask) -> Result<(), QueueError> {
+        let returned = match Outgoing::new(std::slice::from_ref(task), KEY_DELIVERIES.to_owned()) {
+            Ok(message) => {
+                let message = message.header(RETURNED_HEADER, AMQPValue::Boolean(true));
+                self.batch
+                    .inner
+                    .publish_all(std::slice::from_ref(&message), false)
+                    .await
+                    .is_ok()
+            }
+            Err(_) => false,
+        };
+        self.batch.settle_one(returned).await
+    }
+
+    /// Called when a `Received` is dropped unsettled: requeue in the
+    /// background. Without a runtime the channel's closing returns the whole
+    /// message instead.
+    pub(crate) fn release(self, task: DeliveryTask) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = self.requeue(&task).await {
+                    tracing::debug!(error = %e, "failed to settle a dropped batch");
+                }
+            });
+        }
     }
 }
 
@@ -1209,10 +1352,11 @@ impl RabbitConsumer {
 impl Consumer for RabbitConsumer {
     async fn next(&mut self) -> Option<Received> {
         loop {
-            let (delivery, acker) = self.subscription.next_delivery().await?;
-            if let Some(received) = self.accept(delivery, acker).await {
+            if let Some(received) = self.parts.pop_front() {
                 return Some(received);
             }
+            let (delivery, acker) = self.subscription.next_delivery().await?;
+            self.parts = self.accept(delivery, acker).await.into();
         }
     }
 }

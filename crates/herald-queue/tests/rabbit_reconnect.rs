@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use herald_queue::{EventBus, Queue};
 use support::{
-    attempt, drain_events_until_seen, drain_until_seen, next_event, next_task, task, with_rabbit,
-    with_rabbit_options, Proxy,
+    attempt, drain_events_until_seen, drain_until_seen, msg_id, next_event, next_task, task,
+    with_rabbit, with_rabbit_options, Proxy,
 };
 
 /// The two tests here disrupt connections; one at a time keeps each test's
@@ -176,7 +176,7 @@ async fn publishing_and_consuming_recover_after_all_connections_are_closed() {
         for n in 0..10 {
             let received = next_task(&mut consumer).await;
             if n % 2 == 0 {
-                acked.insert(received.task.msg_id.clone());
+                acked.insert(received.task.msg_id.to_string());
                 received.ack().await.expect("ack before the disruption");
             } else {
                 held.push(received);
@@ -205,7 +205,7 @@ async fn publishing_and_consuming_recover_after_all_connections_are_closed() {
         // out again on the consumer's new connection.
         drop(held);
         let expected: HashSet<String> = (1..=150)
-            .map(|n| format!("msg_{n}"))
+            .map(msg_id)
             .filter(|id| !acked.contains(id))
             .collect();
         drain_until_seen(&mut consumer, &expected).await;
@@ -236,7 +236,7 @@ async fn publishing_and_consuming_resume_when_an_unreachable_broker_comes_back()
         for n in 0..6 {
             let received = next_task(&mut consumer).await;
             if n % 2 == 0 {
-                acked.insert(received.task.msg_id.clone());
+                acked.insert(received.task.msg_id.to_string());
                 received.ack().await.expect("ack before the outage");
             } else {
                 held.push(received);
@@ -253,7 +253,7 @@ async fn publishing_and_consuming_resume_when_an_unreachable_broker_comes_back()
             })
         };
         let expected: HashSet<String> = (1..=40)
-            .map(|n| format!("msg_{n}"))
+            .map(msg_id)
             .filter(|id| !acked.contains(id))
             .collect();
         let drainer = tokio::spawn(async move {

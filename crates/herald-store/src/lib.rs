@@ -130,6 +130,13 @@ impl StoreError {
     pub fn is_conflict_on(&self, name: &str) -> bool {
         matches!(self, StoreError::Conflict { constraint } if constraint == name)
     }
+
+    /// Whether a foreign key refused the write: the row it refers to (a
+    /// message, an application) is gone.
+    pub fn is_missing_reference(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -20,15 +20,16 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
-use herald_core::{ApplicationId, AttemptId, EndpointId, MessageId, TenantId};
+use herald_core::{ApplicationId, AttemptId, EndpointId, EventTypeName, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_signature::SignatureScheme;
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryKey, DeliveryState, DeliveryStore,
-    DeliveryTarget, DeliveryUpdate, StoreError, StoreResult,
+    DeliveryTarget, DeliveryUpdate, Endpoint, StoreError, StoreResult,
 };
 
+use crate::endpoints::EndpointCache;
 use crate::send::{DeliveryRequest, Sender};
 
 /// The shortest a delivery for an endpoint at its concurrency limit is
@@ -65,6 +66,9 @@ pub struct WorkerConfig {
     pub relay_interval: Duration,
     /// Most deliveries the relay claims per round.
     pub relay_batch: u32,
+    /// How long the worker uses a copy of an endpoint it read (see
+    /// `endpoints`); zero reads the endpoint for every attempt.
+    pub endpoint_cache_ttl: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -76,6 +80,7 @@ impl Default for WorkerConfig {
             schedule: RetrySchedule::default(),
             relay_interval: Duration::from_millis(100),
             relay_batch: 500,
+            endpoint_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -107,6 +112,7 @@ pub struct Dispatcher {
     sender: Sender,
     config: WorkerConfig,
     busy: EndpointSlots,
+    endpoints: EndpointCache,
 }
 
 /// Per-endpoint lanes: limits attempts in flight per endpoint, so one slow
@@ -296,6 +302,12 @@ fn recorder(
                         {
                             Ok(vec![()])
                         }
+                        // The message was deleted (with its application)
+                        // while its attempt ran: nothing is left to record.
+                        Err(e) if records.len() == 1 && e.is_missing_reference() => {
+                            tracing::debug!(msg_id = %records[0].attempt.msg_id, "message deleted during its attempt");
+                            Ok(vec![()])
+                        }
                         written => written.map(|()| vec![(); records.len()]),
                     }
                 })
@@ -317,25 +329,26 @@ fn recorder(
     )
 }
 
-/// A task's ids, typed.
-struct TaskIds {
-    tenant_id: TenantId,
-    app_id: ApplicationId,
-    msg_id: MessageId,
-    endpoint_id: EndpointId,
+/// A delivery ready to be attempted: what the attempt needs, loaded (from
+/// the task itself and the endpoint cache, or from the database).
+struct Ready {
+    /// Attempts made before this one.
+    attempts_before: u32,
+    /// The delivery row asks for a manual attempt (resend/recover).
+    manual: bool,
+    /// When the attempt was due, for the lag metric.
+    due: Option<chrono::DateTime<Utc>>,
+    event_type: EventTypeName,
+    payload: Vec<u8>,
+    endpoint: Arc<Endpoint>,
 }
 
-impl TaskIds {
-    fn parse(task: &DeliveryTask) -> Result<Self, DispatchError> {
-        let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
-        Ok(Self {
-            tenant_id: TenantId::parse(&task.tenant_id).map_err(|_| malformed("tenant id"))?,
-            app_id: ApplicationId::parse(&task.app_id).map_err(|_| malformed("app id"))?,
-            msg_id: MessageId::parse(&task.msg_id).map_err(|_| malformed("message id"))?,
-            endpoint_id: EndpointId::parse(&task.endpoint_id)
-                .map_err(|_| malformed("endpoint id"))?,
-        })
-    }
+/// What loading a task found.
+enum Loaded {
+    Ready(Ready),
+    /// Nothing to attempt: a duplicate of an answered task, a deleted
+    /// message, a deleted or disabled endpoint (the delivery is settled).
+    Settled,
 }
 
 impl Dispatcher {
@@ -351,6 +364,7 @@ impl Dispatcher {
             store,
             queue,
             sender,
+            endpoints: EndpointCache::new(config.endpoint_cache_ttl),
             config,
             busy: EndpointSlots::default(),
         }
@@ -403,13 +417,14 @@ impl Dispatcher {
         let tasks: Vec<DeliveryTask> = claimed
             .iter()
             .map(|c| DeliveryTask {
-                tenant_id: c.tenant_id.to_string(),
-                app_id: c.delivery.app_id.to_string(),
-                msg_id: c.delivery.msg_id.to_string(),
-                endpoint_id: c.delivery.endpoint_id.to_string(),
                 attempt: c.delivery.attempts + 1,
                 manual: c.delivery.manual,
-                record_failures: 0,
+                ..DeliveryTask::new(
+                    c.tenant_id.clone(),
+                    c.delivery.app_id.clone(),
+                    c.delivery.msg_id.clone(),
+                    c.delivery.endpoint_id.clone(),
+                )
             })
             .collect();
         // If this fails the claims simply expire and the next round retries.
@@ -442,7 +457,7 @@ impl Dispatcher {
             tasks.spawn(async move {
                 let limit = dispatcher.config.endpoint_concurrency.max(1);
                 let slot = tokio::select! {
-                    slot = dispatcher.busy.take(&received.task.endpoint_id, limit) => slot,
+                    slot = dispatcher.busy.take(received.task.endpoint_id.as_str(), limit) => slot,
                     // Not started: unacknowledged, so the broker redelivers it.
                     _ = shutdown.cancelled() => return,
                 };
@@ -462,7 +477,9 @@ impl Dispatcher {
                     _ = shutdown.cancelled() => return,
                 };
                 let Ok(_permit) = permit else { return };
-                let handled = dispatcher.handle(&received.task, slot).await;
+                let handled = dispatcher
+                    .handle(&received.task, received.redelivered, slot)
+                    .await;
                 dispatcher.settle(received, handled).await;
             });
         }
@@ -479,14 +496,10 @@ impl Dispatcher {
         crate::metrics::parked();
         let until = herald_store::now()
             + chrono::Duration::from_std(park_for).unwrap_or(chrono::Duration::hours(1));
-        let parked = match TaskIds::parse(task) {
-            Ok(ids) => self
-                .store
-                .park_delivery(&ids.tenant_id, &ids.msg_id, &ids.endpoint_id, until)
-                .await
-                .map_err(DispatchError::from),
-            Err(error) => Err(error),
-        };
+        let parked = self
+            .store
+            .park_delivery(&task.tenant_id, &task.msg_id, &task.endpoint_id, until)
+            .await;
         match parked {
             Ok(()) => true,
             Err(error) => {
@@ -542,6 +555,7 @@ impl Dispatcher {
     ) -> Result<(), herald_queue::QueueError> {
         let task = DeliveryTask {
             record_failures: task.record_failures.saturating_add(1),
+            content: None,
             ..task.clone()
         };
         let decision = self.config.schedule.decide_unrecorded(
@@ -597,43 +611,46 @@ impl Dispatcher {
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(24))
             }),
         };
-        let moved = match TaskIds::parse(task) {
-            Ok(ids) => self
-                .store
-                .update_delivery(&ids.tenant_id, &ids.msg_id, &ids.endpoint_id, &update)
-                .await
-                .map_err(DispatchError::from),
-            Err(error) => Err(error),
-        };
+        let moved = self
+            .store
+            .update_delivery(&task.tenant_id, &task.msg_id, &task.endpoint_id, &update)
+            .await;
         if let Err(error) = moved {
             tracing::warn!(%error, msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, state = state.as_str(), "could not update the delivery; the queue still holds its task");
         }
     }
 
-    /// Makes one attempt for `task` and records it; `Ok` means the outcome is
-    /// committed and the task can be acknowledged. `slot` is held while the
-    /// endpoint is being called, and only then.
-    #[tracing::instrument(level = "debug", skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
-    async fn handle(
-        &self,
-        task: &DeliveryTask,
-        slot: EndpointSlot<'_>,
-    ) -> Result<(), DispatchError> {
-        let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
-        let TaskIds {
-            tenant_id,
-            app_id,
-            msg_id,
-            endpoint_id,
-        } = TaskIds::parse(task)?;
-
-        // Loaded with the other tasks that arrive meanwhile (three reads for
-        // the whole batch).
+    /// What the attempt for `task` needs. A task fresh from the API carries
+    /// its message, and its endpoint is usually cached: no database read.
+    /// Otherwise — a retry, a relayed or redelivered task (which may be a
+    /// duplicate of one already answered), an endpoint not cached — the
+    /// delivery, message and endpoint are read, with the other tasks'
+    /// arriving meanwhile (three reads for the whole batch).
+    async fn load(&self, task: &DeliveryTask, redelivered: bool) -> Result<Loaded, DispatchError> {
+        if let (Some(content), false) = (&task.content, redelivered) {
+            let cached =
+                self.endpoints
+                    .get(&task.tenant_id, &task.endpoint_id, task.endpoint_version);
+            if let Some(endpoint) = cached {
+                if endpoint.disabled && !task.manual {
+                    self.settle_delivery(task, DeliveryState::Failed).await?;
+                    return Ok(Loaded::Settled);
+                }
+                return Ok(Loaded::Ready(Ready {
+                    attempts_before: task.attempt.saturating_sub(1),
+                    manual: task.manual,
+                    due: Some(content.created_at),
+                    event_type: content.event_type.clone(),
+                    payload: content.payload.get().as_bytes().to_vec(),
+                    endpoint,
+                }));
+            }
+        }
         let key = DeliveryKey {
-            tenant_id: tenant_id.clone(),
-            app_id: app_id.clone(),
-            msg_id: msg_id.clone(),
-            endpoint_id: endpoint_id.clone(),
+            tenant_id: task.tenant_id.clone(),
+            app_id: task.app_id.clone(),
+            msg_id: task.msg_id.clone(),
+            endpoint_id: task.endpoint_id.clone(),
         };
         let loaded = self.loads.submit(key).await.unwrap_or_else(|| {
             Err(StoreError::Corrupt(
@@ -646,7 +663,7 @@ impl Dispatcher {
             endpoint,
         } = loaded;
         let Some(delivery) = delivery else {
-            return Ok(()); // The message was deleted with its application.
+            return Ok(Loaded::Settled); // The message was deleted with its application.
         };
         let finished = matches!(
             delivery.state,
@@ -656,40 +673,83 @@ impl Dispatcher {
         // wanted: a duplicate of a manual task finds the request answered.
         let manual = delivery.manual;
         if finished && !manual {
-            return Ok(()); // A duplicate of a task already answered.
+            return Ok(Loaded::Settled); // A duplicate of a task already answered.
         }
         let (Some(message), Some(endpoint)) = (message, endpoint) else {
-            let gone = DeliveryUpdate {
-                state: DeliveryState::Failed,
-                next_attempt_at: None,
-            };
-            self.store
-                .update_delivery(&tenant_id, &msg_id, &endpoint_id, &gone)
-                .await?;
+            self.settle_delivery(task, DeliveryState::Failed).await?;
+            return Ok(Loaded::Settled);
+        };
+        self.endpoints.put(&task.tenant_id, &endpoint);
+        if endpoint.disabled && !manual {
+            self.settle_delivery(task, DeliveryState::Failed).await?;
+            return Ok(Loaded::Settled);
+        }
+        Ok(Loaded::Ready(Ready {
+            attempts_before: delivery.attempts,
+            manual,
+            due: delivery.next_attempt_at,
+            event_type: message.event_type,
+            payload: message.payload.unwrap_or_else(|| b"{}".to_vec()),
+            endpoint: Arc::new(endpoint),
+        }))
+    }
+
+    /// Ends the task's delivery in `state` without an attempt.
+    async fn settle_delivery(
+        &self,
+        task: &DeliveryTask,
+        state: DeliveryState,
+    ) -> Result<(), StoreError> {
+        let update = DeliveryUpdate {
+            state,
+            next_attempt_at: None,
+        };
+        self.store
+            .update_delivery(&task.tenant_id, &task.msg_id, &task.endpoint_id, &update)
+            .await
+    }
+
+    /// Makes one attempt for `task` and records it; `Ok` means the outcome is
+    /// committed and the task can be acknowledged. `slot` is held while the
+    /// endpoint is being called, and only then.
+    #[tracing::instrument(level = "debug", skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
+    async fn handle(
+        &self,
+        task: &DeliveryTask,
+        redelivered: bool,
+        slot: EndpointSlot<'_>,
+    ) -> Result<(), DispatchError> {
+        let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
+        let DeliveryTask {
+            tenant_id,
+            app_id,
+            msg_id,
+            endpoint_id,
+            ..
+        } = task;
+        let Loaded::Ready(ready) = self.load(task, redelivered).await? else {
             return Ok(());
         };
-        if endpoint.disabled && !manual {
-            let skipped = DeliveryUpdate {
-                state: DeliveryState::Failed,
-                next_attempt_at: None,
-            };
-            self.store
-                .update_delivery(&tenant_id, &msg_id, &endpoint_id, &skipped)
-                .await?;
-            return Ok(());
-        }
+        let Ready {
+            attempts_before,
+            manual,
+            due,
+            event_type,
+            payload,
+            endpoint,
+        } = ready;
 
         let now = Utc::now();
-        if let Some(due) = delivery.next_attempt_at {
+        if let Some(due) = due {
             crate::metrics::attempt_started((now - due).to_std().unwrap_or_default());
         }
         let url = Url::parse(endpoint.url.as_str()).map_err(|_| malformed("endpoint url"))?;
         let request = DeliveryRequest {
             url,
-            msg_id: message.id.clone(),
-            event_type: message.event_type.clone(),
+            msg_id: msg_id.clone(),
+            event_type: event_type.clone(),
             timestamp: now.timestamp(),
-            body: message.payload.clone().unwrap_or_else(|| b"{}".to_vec()),
+            body: payload,
             secrets: endpoint
                 .secrets
                 .valid_at(now)
@@ -703,7 +763,7 @@ impl Dispatcher {
         let mut outcome = self.sender.send(request).await;
         drop(in_flight);
         drop(slot);
-        let attempt_number = delivery.attempts + 1;
+        let attempt_number = attempts_before + 1;
         let decision = self.config.schedule.decide(
             &FinishedAttempt {
                 attempt: attempt_number,
@@ -746,7 +806,7 @@ impl Dispatcher {
         };
         let attempt = Attempt {
             id: AttemptId::new(),
-            msg_id: message.id.clone(),
+            msg_id: msg_id.clone(),
             endpoint_id: endpoint.id.clone(),
             app_id: app_id.clone(),
             url: endpoint.url.as_str().to_owned(),
@@ -763,7 +823,7 @@ impl Dispatcher {
         };
         let duration_ms = attempt.duration_ms();
         let finished = Finished {
-            event: attempt_event(&tenant_id, &message.event_type, &attempt, outcome.success),
+            event: attempt_event(tenant_id, &event_type, &attempt, outcome.success),
             record: AttemptRecord {
                 tenant_id: tenant_id.clone(),
                 attempt,
@@ -789,9 +849,13 @@ impl Dispatcher {
         match decision {
             Decision::RetryAfter(delay) => {
                 crate::metrics::retry_scheduled();
+                // Without the content: by the time a retry is due, the
+                // delivery row may say otherwise (resent, deleted), so the
+                // retry reads it.
                 let next = DeliveryTask {
                     attempt: attempt_number + 1,
                     manual: false,
+                    content: None,
                     ..task.clone()
                 };
                 if let Err(error) = self.queue.publish_delayed(&next, delay).await {
@@ -807,7 +871,7 @@ impl Dispatcher {
                 }
             }
             Decision::DisableEndpoint => {
-                self.disable_endpoint(&tenant_id, &app_id, &endpoint_id)
+                self.disable_endpoint(tenant_id, app_id, endpoint_id)
                     .await?;
             }
             Decision::Succeeded => {}

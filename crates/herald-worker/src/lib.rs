@@ -11,6 +11,7 @@
 //! binary serves its metrics on `HERALD_METRICS_ADDR`).
 
 pub mod dispatch;
+mod endpoints;
 pub mod metrics;
 pub mod send;
 pub mod ssrf;

@@ -47,8 +47,14 @@ pub struct Config {
     pub delivery_timeout: u64,
     /// Most attempts in flight at once to one endpoint per worker process
     /// (`HERALD_ENDPOINT_CONCURRENCY`), so a slow endpoint cannot take every
-    /// slot; its further tasks wait a second in the queue and come back.
+    /// slot; as many again wait in the worker, and further ones are parked in
+    /// the database until the endpoint catches up.
     pub endpoint_concurrency: usize,
+    /// Seconds a worker uses its copy of an endpoint (URL, secrets, headers,
+    /// disabled) before reading it again (`HERALD_ENDPOINT_CACHE_TTL`): a
+    /// change to an endpoint applies to messages accepted after it at once,
+    /// and to messages already waiting within this time. 0 = read every time.
+    pub endpoint_cache_ttl: u64,
     /// Seconds a delivery handed to the queue may go unanswered before the
     /// outbox relay hands it out again (`HERALD_DELIVERY_LEASE`): the bound on
     /// how long a task lost with a killed worker waits. Keep it above the
@@ -117,6 +123,7 @@ impl Default for Config {
             worker_concurrency: 64,
             delivery_timeout: 15,
             endpoint_concurrency: 16,
+            endpoint_cache_ttl: 1,
             delivery_lease: 300,
             admin_token: None,
             jwt_secret: None,

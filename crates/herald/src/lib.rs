@@ -212,6 +212,7 @@ async fn start_worker(
             endpoint_concurrency: config.endpoint_concurrency,
             lease: Duration::from_secs(config.delivery_lease),
             schedule: config.retry_schedule()?,
+            endpoint_cache_ttl: Duration::from_secs(config.endpoint_cache_ttl),
             ..WorkerConfig::default()
         },
     );

@@ -249,7 +249,7 @@ pub async fn create_message(
             (app, candidates)
         }
     };
-    let targets: Vec<EndpointId> = candidates
+    let (targets, endpoint_versions): (Vec<EndpointId>, Vec<_>) = candidates
         .into_iter()
         .filter(|ep| {
             endpoint_receives(
@@ -259,8 +259,8 @@ pub async fn create_message(
                 channels.as_deref(),
             )
         })
-        .map(|ep| ep.id)
-        .collect();
+        .map(|ep| (ep.id, ep.updated_at))
+        .unzip();
 
     let now = herald_store::now();
     let message = Message {
@@ -280,7 +280,12 @@ pub async fn create_message(
         message: message.clone(),
         endpoint_ids: targets,
     };
-    if !state.accepter.accept(new).await? {
+    let accepted = crate::accept::Accepted {
+        new,
+        payload: input.payload,
+        endpoint_versions,
+    };
+    if !state.accepter.accept(accepted).await? {
         return Err(ApiError::conflict(
             "a message with this eventId already exists in this application",
         ));

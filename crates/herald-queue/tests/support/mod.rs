@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use herald_core::{ApplicationId, EndpointId, MessageId, TenantId};
 use herald_queue::{
     AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus, EventConsumer, MemoryQueue,
     MemoryQueueOptions, Queue, QueueError, RabbitOptions, RabbitQueue, Received, ReceivedEvent,
@@ -36,17 +37,20 @@ fn services_required() -> bool {
     std::env::var("HERALD_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
-/// A task whose `msg_id` is `msg_{n}`.
+/// The message id of [`task`] `n`.
+pub fn msg_id(n: u32) -> String {
+    format!("msg_{n:0>27}")
+}
+
+/// A task whose `msg_id` is [`msg_id`]`(n)`.
 pub fn task(n: u32) -> DeliveryTask {
-    DeliveryTask {
-        tenant_id: "tnt_test".to_owned(),
-        app_id: "app_test".to_owned(),
-        msg_id: format!("msg_{n}"),
-        endpoint_id: "ep_test".to_owned(),
-        attempt: 1,
-        manual: false,
-        record_failures: 0,
-    }
+    let id = |prefix: &str| format!("{prefix}{:0>27}", 0);
+    DeliveryTask::new(
+        TenantId::parse(&id("tnt_")).expect("tenant id"),
+        ApplicationId::parse(&id("app_")).expect("app id"),
+        MessageId::parse(&msg_id(n)).expect("message id"),
+        EndpointId::parse(&id("ep_")).expect("endpoint id"),
+    )
 }
 
 /// An event whose `attempt_id` is `atmpt_{n}`; odd numbers failed, even ones succeeded.
@@ -364,7 +368,7 @@ pub async fn drain_until_seen(
     while !expected.is_subset(&seen) {
         let received = next_task(consumer).await;
         deliveries += 1;
-        let msg_id = received.task.msg_id.clone();
+        let msg_id = received.task.msg_id.to_string();
         match received.ack().await {
             Ok(()) => {
                 seen.insert(msg_id);
