@@ -565,9 +565,27 @@ impl Herald {
         wait_for_exit(|| child.try_wait().ok().flatten(), limit).await
     }
 
+    /// Kills the server process with SIGKILL (no graceful shutdown: requests
+    /// in flight get no answer) and waits until it is gone. Its log gets a
+    /// line saying so, and goes on in the same file after [`Herald::restart`].
+    pub fn kill(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().expect("SIGKILL the server");
+        }
+        let status = self.child.wait().expect("wait for the killed server");
+        if let Ok(mut log) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+        {
+            use std::io::Write;
+            let _ = writeln!(log, "=== test harness: killed with SIGKILL ({status}) ===");
+        }
+    }
+
     /// Starts the server again with the same configuration and database (and
     /// so the same tenant), after it stopped or was stopped; kills it first if
-    /// it is still running. Its log goes on in the same file.
+    /// it is still running. Its log goes on in the same file. It listens on a
+    /// new port: [`Herald::url`] changes.
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

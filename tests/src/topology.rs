@@ -9,7 +9,9 @@
 //! in Redis, under a prefix of its own), and every worker or stats process
 //! serves `/metrics` and `/health` on a `HERALD_METRICS_ADDR` of its own.
 //! Processes can be stopped gracefully ([`Topology::terminate`], SIGTERM) and
-//! their exit awaited ([`Topology::wait_for_exit`]).
+//! their exit awaited ([`Topology::wait_for_exit`]); a worker
+//! ([`Topology::kill_worker`]) or the API ([`Topology::kill_api`], then
+//! [`Topology::restart_api`]) can be killed with SIGKILL.
 //!
 //! Everything the topology declared on the broker (the exchanges
 //! `{prefix}.work` and `{prefix}.attempts`, the queues `{prefix}.deliveries`,
@@ -341,6 +343,21 @@ impl Topology {
         worker.child.kill().expect("SIGKILL the worker");
         let _ = worker.child.wait();
         worker.ended = Some(Ended::Killed);
+    }
+
+    /// Kills the API process with SIGKILL: no graceful shutdown, requests in
+    /// flight get no answer (a connection reset). The workers keep running.
+    /// See [`Topology::restart_api`].
+    pub fn kill_api(&mut self) {
+        self.api.kill();
+    }
+
+    /// Starts a new API process with the API's configuration (database,
+    /// tenant, RabbitMQ and Redis prefixes) once it stopped or was killed,
+    /// and waits until it listens; on a new port, so [`Herald::url`] of
+    /// [`Topology::api`] changes.
+    pub async fn restart_api(&mut self) {
+        self.api.restart().await;
     }
 
     /// Sends process `number` SIGTERM (what `docker stop` sends first): it
