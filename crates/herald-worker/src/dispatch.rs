@@ -32,10 +32,12 @@ use herald_store::{
 use crate::endpoints::EndpointCache;
 use crate::send::{DeliveryRequest, Sender};
 
-/// The shortest a delivery for an endpoint at its concurrency limit is
-/// parked for, and the time an attempt is assumed to take before the lane
-/// has measured one.
+/// The longest a task waits in its endpoint's lane rather than being
+/// parked, and the shortest a parked delivery is parked for.
 const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
+
+/// The most tasks that wait for one endpoint's slots, per slot.
+const MAX_WAITING_PER_SLOT: usize = 64;
 
 /// How long a task that failed before its attempt (a database or broker
 /// outage) waits in the queue before it is tried again.
@@ -117,11 +119,14 @@ pub struct Dispatcher {
 
 /// Per-endpoint lanes: limits attempts in flight per endpoint, so one slow
 /// endpoint cannot take every slot of the process and delay the others.
-/// Tasks for an endpoint at its limit wait here, up to as many again as the
-/// limit; beyond that their deliveries are parked in the database (due later,
-/// when the relay hands them out again) and their tasks acked, so a slow
-/// endpoint's backlog waits where it costs nothing instead of cycling
-/// through the broker in front of every other endpoint's tasks. The park
+/// Tasks for an endpoint at its limit wait here while the lane would send
+/// them within `ENDPOINT_BUSY_DELAY` (at its limit and its measured attempt
+/// time; at least as many as the limit wait, at most `MAX_WAITING_PER_SLOT`
+/// times the limit); beyond that their deliveries are parked in the database
+/// (due later, when the relay hands them out again) and their tasks acked, so
+/// a slow endpoint's backlog waits where it costs nothing instead of cycling
+/// through the broker in front of every other endpoint's tasks, while a fast
+/// endpoint's burst simply waits its turn. The park
 /// times are spread at the pace the lane drains (its limit over the time an
 /// attempt takes), so the backlog comes back about as fast as it can be sent.
 #[derive(Default)]
@@ -143,12 +148,24 @@ struct Gate {
 }
 
 impl Gate {
+    /// Whether one more task may wait for a slot rather than be parked.
+    fn may_wait(&self, limit: usize) -> bool {
+        if self.waiting < limit {
+            return true;
+        }
+        let rounds = u32::try_from(self.waiting / limit.max(1) + 1).unwrap_or(u32::MAX);
+        self.waiting < limit.saturating_mul(MAX_WAITING_PER_SLOT)
+            && self.attempt_time.saturating_mul(rounds) <= ENDPOINT_BUSY_DELAY
+    }
+
     fn new(limit: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             waiting: 0,
             users: 0,
-            attempt_time: ENDPOINT_BUSY_DELAY,
+            // Until an attempt is measured: ten rounds of waiting before
+            // parking, so a fast endpoint's first burst is not parked.
+            attempt_time: ENDPOINT_BUSY_DELAY / 10,
             parked_until: std::time::Instant::now(),
         }
     }
@@ -188,7 +205,7 @@ impl EndpointSlots {
                 .entry(endpoint_id.to_owned())
                 .or_insert_with(|| Gate::new(limit));
             let permit = gate.permits.clone().try_acquire_owned().ok();
-            if permit.is_none() && gate.waiting >= limit {
+            if permit.is_none() && !gate.may_wait(limit) {
                 return Err(gate.park(limit));
             }
             gate.users += 1;
