@@ -23,6 +23,10 @@ const MAX_BATCH: usize = 256;
 /// Batches being written at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// The largest payload a task carries to the worker; a larger one is read
+/// from the database for its attempt, so a broker message stays small.
+const MAX_CARRIED_PAYLOAD: usize = 64 * 1024;
+
 /// How long the publish of a batch's deliveries may take before they are
 /// left to the relay.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(1);
@@ -142,14 +146,16 @@ async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<(&NewMessage
     let mut tasks = Vec::new();
     for (new, (payload, versions)) in &stored {
         let message = &new.message;
-        let content = Arc::new(MessageContent {
-            event_type: message.event_type.clone(),
-            payload: payload.clone(),
-            created_at: message.created_at,
+        let content = (payload.get().len() <= MAX_CARRIED_PAYLOAD).then(|| {
+            Arc::new(MessageContent {
+                event_type: message.event_type.clone(),
+                payload: payload.clone(),
+                created_at: message.created_at,
+            })
         });
         for (endpoint_id, version) in new.endpoint_ids.iter().zip(versions) {
             tasks.push(DeliveryTask {
-                content: Some(content.clone()),
+                content: content.clone(),
                 endpoint_version: Some(*version),
                 ..DeliveryTask::new(
                     new.tenant_id.clone(),

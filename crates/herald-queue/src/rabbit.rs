@@ -86,9 +86,9 @@ const REASON_HEADER: &str = "x-herald-dead-reason";
 /// [`PartAcker`]): it counts as redelivered.
 const RETURNED_HEADER: &str = "x-herald-returned";
 /// The most tasks one broker message carries, and the payload bytes past
-/// which a batch is split (well below RabbitMQ's 16 MiB message limit).
+/// which a batch is split: a consumer holds up to its prefetch of them.
 const MAX_TASKS_PER_MESSAGE: usize = 512;
-const MAX_PAYLOAD_PER_MESSAGE: usize = 4 << 20;
+const MAX_PAYLOAD_PER_MESSAGE: usize = 1 << 20;
 /// AMQP reply code for a normal close.
 const REPLY_SUCCESS: u16 = 200;
 /// Routing key of events; the fanout exchange ignores it.

@@ -36,6 +36,9 @@ use crate::send::{DeliveryRequest, Sender};
 /// parked, and the shortest a parked delivery is parked for.
 const ENDPOINT_BUSY_DELAY: Duration = Duration::from_secs(1);
 
+/// Tasks a worker takes in at once, per attempt it may have in flight.
+const INTAKE_PER_SLOT: usize = 4;
+
 /// The most tasks that wait for one endpoint's slots, per slot.
 const MAX_WAITING_PER_SLOT: usize = 64;
 
@@ -461,8 +464,22 @@ impl Dispatcher {
         let prefetch = u16::try_from(self.config.concurrency.saturating_mul(2)).unwrap_or(u16::MAX);
         let mut consumer = self.queue.consume(prefetch).await?;
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        // Tasks taken in at once (running, and waiting in their lanes): a
+        // broker message can carry hundreds, so the prefetch alone does not
+        // bound them.
+        let intake = Arc::new(Semaphore::new(
+            self.config
+                .concurrency
+                .max(1)
+                .saturating_mul(INTAKE_PER_SLOT),
+        ));
         let tasks = tokio_util::task::TaskTracker::new();
         loop {
+            let taken = tokio::select! {
+                taken = intake.clone().acquire_owned() => taken,
+                _ = shutdown.cancelled() => break,
+            };
+            let Ok(taken) = taken else { break };
             let received = tokio::select! {
                 received = consumer.next() => received,
                 _ = shutdown.cancelled() => break,
@@ -472,6 +489,7 @@ impl Dispatcher {
             let permits = permits.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
+                let _taken = taken;
                 let limit = dispatcher.config.endpoint_concurrency.max(1);
                 let slot = tokio::select! {
                     slot = dispatcher.busy.take(received.task.endpoint_id.as_str(), limit) => slot,
