@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use herald_core::{
     ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
-    EndpointUrl, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
+    EndpointUrl, ErrorClass, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]
@@ -232,7 +232,11 @@ pub struct Attempt {
     pub url: String,
     /// 0 when no response was received.
     pub status_code: u16,
-    pub error_class: Option<String>,
+    /// Why the attempt failed; `None` when it succeeded. Stored as its name
+    /// ([`ErrorClass::as_str`]) in the `error_class` text column; a stored
+    /// name this version does not know reads as [`ErrorClass::Other`]
+    /// ([`ErrorClass::from_stored`]) rather than making the row unreadable.
+    pub error_class: Option<ErrorClass>,
     /// The start of the response, as text without NUL (the worker's
     /// `send::response_text`): PostgreSQL's `TEXT` cannot hold U+0000.
     pub response_body: Option<String>,
@@ -329,7 +333,7 @@ pub struct StatsSample {
     pub endpoint_id: EndpointId,
     pub success: bool,
     /// Why it failed (the worker's error class); `None` for a success.
-    pub error_class: Option<String>,
+    pub error_class: Option<ErrorClass>,
     pub duration_us: u64,
     /// When the attempt was made: picks its minute and hour buckets.
     pub at: DateTime<Utc>,

@@ -268,7 +268,7 @@ fn attempt_event(
         event_type: event_type.as_str().to_owned(),
         success,
         status_code: attempt.status_code,
-        error_class: attempt.error_class.clone(),
+        error_class: attempt.error_class,
         duration_us: attempt.duration_us,
         at_us: attempt.created_at.timestamp_micros(),
     }
@@ -811,7 +811,7 @@ impl Dispatcher {
             app_id: app_id.clone(),
             url: endpoint.url.as_str().to_owned(),
             status_code: outcome.status_code,
-            error_class: outcome.error_class.map(|c| c.as_str().to_owned()),
+            error_class: outcome.error_class,
             response_body: Some(std::mem::take(&mut outcome.response_body)),
             duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             trigger: if manual {
