@@ -2,6 +2,7 @@
 //! construction ("parse, don't validate"). Nothing here knows about HTTP, SQL or
 //! brokers, so every other crate can depend on it.
 
+pub mod delivery;
 pub mod error_class;
 pub mod filter;
 pub mod id;
@@ -10,6 +11,7 @@ pub mod secret;
 pub mod stats;
 pub mod value;
 
+pub use delivery::DeliveryState;
 pub use error_class::ErrorClass;
 pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TaskId, TenantId};
 pub use secret::EndpointSecret;

@@ -124,38 +124,10 @@ pub struct NewMessage {
     pub endpoint_ids: Vec<EndpointId>,
 }
 
-/// Where a message's delivery to one endpoint stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    Pending,
-    Sending,
-    Succeeded,
-    Failed,
-    Dead,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sending => "sending",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Dead => "dead",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "sending" => Self::Sending,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "dead" => Self::Dead,
-            _ => return None,
-        })
-    }
-}
+// Where a delivery stands lives in herald-core, with the retry decision that
+// moves it (`Decision::next_state`); re-exported so `herald_store::DeliveryState`
+// still names it.
+pub use herald_core::DeliveryState;
 
 /// One message × endpoint: the unit of delivery work.
 #[derive(Debug, Clone)]
