@@ -2,6 +2,8 @@
 //! construction ("parse, don't validate"). Nothing here knows about HTTP, SQL or
 //! brokers, so every other crate can depend on it.
 
+pub mod delivery;
+pub mod error_class;
 pub mod filter;
 pub mod id;
 pub mod retry;
@@ -9,6 +11,8 @@ pub mod secret;
 pub mod stats;
 pub mod value;
 
+pub use delivery::DeliveryState;
+pub use error_class::ErrorClass;
 pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TaskId, TenantId};
 pub use secret::EndpointSecret;
 pub use value::{

@@ -1,12 +1,15 @@
 //! Retry policy for deliveries: the schedule of delays between attempts and the
 //! decision taken after each attempt (succeed, retry later, give up, or disable
-//! the endpoint). Pure arithmetic — no clock, no I/O — so the worker supplies the
-//! random source and tests pin it with a seeded RNG.
+//! the endpoint), and the delivery state each decision leads to
+//! ([`Decision::next_state`]). Pure arithmetic — no clock, no I/O — so the
+//! worker supplies the random source and tests pin it with a seeded RNG.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::DeliveryState;
 
 /// Largest delay a schedule may hold between two attempts. Longer waits would
 /// outlive any sensible retention of the message and of the TTL-queue ladder.
@@ -248,6 +251,29 @@ pub enum Decision {
     RetryAfter(Duration),
     /// No attempts left: the delivery goes dead.
     Exhausted,
+}
+
+impl Decision {
+    /// The state the delivery moves to with the attempt this decision follows,
+    /// and for [`Decision::RetryAfter`] the delay until the next attempt is
+    /// due (`None` otherwise). `manual` says the attempt was a manual one
+    /// (resend or recover).
+    ///
+    /// - `Succeeded` → `Succeeded`.
+    /// - `DisableEndpoint` → `Failed` (the endpoint is disabled beside it).
+    /// - `RetryAfter(delay)` → `Sending`, due again after `delay`.
+    /// - `Exhausted` → `Dead`; but after a manual attempt (a resend of a
+    ///   failed or dead delivery, past the schedule) `Failed`: it is neither
+    ///   retried nor dead-lettered again.
+    pub fn next_state(self, manual: bool) -> (DeliveryState, Option<Duration>) {
+        match self {
+            Self::Succeeded => (DeliveryState::Succeeded, None),
+            Self::DisableEndpoint => (DeliveryState::Failed, None),
+            Self::RetryAfter(delay) => (DeliveryState::Sending, Some(delay)),
+            Self::Exhausted if manual => (DeliveryState::Failed, None),
+            Self::Exhausted => (DeliveryState::Dead, None),
+        }
+    }
 }
 
 /// `delay` moved by a uniformly random ±20%, so deliveries that failed together
@@ -506,6 +532,43 @@ mod tests {
             panic!("expected a retry, got {decision:?}");
         };
         assert_within_jitter(delay, secs(5));
+    }
+
+    #[test]
+    fn decisions_map_to_delivery_states() {
+        for manual in [false, true] {
+            assert_eq!(
+                Decision::Succeeded.next_state(manual),
+                (DeliveryState::Succeeded, None)
+            );
+            assert_eq!(
+                Decision::DisableEndpoint.next_state(manual),
+                (DeliveryState::Failed, None)
+            );
+            for delay in [Duration::ZERO, secs(5), MAX_RETRY_AFTER] {
+                assert_eq!(
+                    Decision::RetryAfter(delay).next_state(manual),
+                    (DeliveryState::Sending, Some(delay))
+                );
+            }
+        }
+        assert_eq!(
+            Decision::Exhausted.next_state(false),
+            (DeliveryState::Dead, None)
+        );
+    }
+
+    #[test]
+    fn a_manual_attempt_past_the_schedule_ends_failed_not_dead() {
+        assert_eq!(
+            Decision::Exhausted.next_state(true),
+            (DeliveryState::Failed, None)
+        );
+        // As decided after a failed resend of a delivery that used its attempts.
+        let schedule = RetrySchedule::default();
+        let decision = schedule.decide(&failed(schedule.max_attempts() + 1, 500, None), &mut rng());
+        assert_eq!(decision.next_state(true), (DeliveryState::Failed, None));
+        assert_eq!(decision.next_state(false), (DeliveryState::Dead, None));
     }
 
     fn unrecorded_delays(schedule: &RetrySchedule) -> Vec<Option<Duration>> {

@@ -13,73 +13,14 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorClass;
+
 /// Largest latency the histogram tells apart: one hour, in microseconds.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Smallest latency the histogram tells apart, in microseconds.
 const MIN_LATENCY_US: u64 = 1;
 /// Significant decimal digits of the histogram: at most 1% relative error.
 const SIGNIFICANT_DIGITS: u8 = 2;
-
-/// Why an attempt failed, for the failure breakdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureClass {
-    Timeout,
-    Connect,
-    Dns,
-    Tls,
-    Blocked,
-    Http3xx,
-    Http4xx,
-    Http5xx,
-    Other,
-}
-
-impl FailureClass {
-    /// Every class, in the order of the breakdown.
-    pub const ALL: [FailureClass; 9] = [
-        Self::Timeout,
-        Self::Connect,
-        Self::Dns,
-        Self::Tls,
-        Self::Blocked,
-        Self::Http3xx,
-        Self::Http4xx,
-        Self::Http5xx,
-        Self::Other,
-    ];
-
-    /// The class of one of the worker's error class names (`timeout`,
-    /// `connect`, `dns`, `tls`, `blocked`, `3xx`, `4xx`, `5xx`); anything else,
-    /// `invalid` and `other` included, is [`FailureClass::Other`].
-    pub fn from_error_class(s: &str) -> Self {
-        match s {
-            "timeout" => Self::Timeout,
-            "connect" => Self::Connect,
-            "dns" => Self::Dns,
-            "tls" => Self::Tls,
-            "blocked" => Self::Blocked,
-            "3xx" => Self::Http3xx,
-            "4xx" => Self::Http4xx,
-            "5xx" => Self::Http5xx,
-            _ => Self::Other,
-        }
-    }
-
-    /// The stable name: the worker's error class name, or `other`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connect => "connect",
-            Self::Dns => "dns",
-            Self::Tls => "tls",
-            Self::Blocked => "blocked",
-            Self::Http3xx => "3xx",
-            Self::Http4xx => "4xx",
-            Self::Http5xx => "5xx",
-            Self::Other => "other",
-        }
-    }
-}
 
 /// Outcome counters of a set of attempts: `attempts = successes + failures()`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,38 +41,39 @@ pub struct OutcomeCounts {
 impl OutcomeCounts {
     /// Failed attempts, of every class.
     pub fn failures(&self) -> u64 {
-        FailureClass::ALL
+        ErrorClass::BREAKDOWN
             .iter()
             .map(|&class| self.failures_of(class))
             .fold(0, u64::saturating_add)
     }
 
-    /// Failed attempts of one class.
-    pub fn failures_of(&self, class: FailureClass) -> u64 {
-        match class {
-            FailureClass::Timeout => self.timeout,
-            FailureClass::Connect => self.connect,
-            FailureClass::Dns => self.dns,
-            FailureClass::Tls => self.tls,
-            FailureClass::Blocked => self.blocked,
-            FailureClass::Http3xx => self.http3xx,
-            FailureClass::Http4xx => self.http4xx,
-            FailureClass::Http5xx => self.http5xx,
-            FailureClass::Other => self.other,
+    /// Failed attempts counted under `class`'s breakdown counter
+    /// ([`ErrorClass::breakdown`]): `Invalid` and `Other` both read `other`.
+    pub fn failures_of(&self, class: ErrorClass) -> u64 {
+        match class.breakdown() {
+            ErrorClass::Timeout => self.timeout,
+            ErrorClass::Connect => self.connect,
+            ErrorClass::Dns => self.dns,
+            ErrorClass::Tls => self.tls,
+            ErrorClass::Blocked => self.blocked,
+            ErrorClass::Http3xx => self.http3xx,
+            ErrorClass::Http4xx => self.http4xx,
+            ErrorClass::Http5xx => self.http5xx,
+            ErrorClass::Invalid | ErrorClass::Other => self.other,
         }
     }
 
-    fn failures_of_mut(&mut self, class: FailureClass) -> &mut u64 {
-        match class {
-            FailureClass::Timeout => &mut self.timeout,
-            FailureClass::Connect => &mut self.connect,
-            FailureClass::Dns => &mut self.dns,
-            FailureClass::Tls => &mut self.tls,
-            FailureClass::Blocked => &mut self.blocked,
-            FailureClass::Http3xx => &mut self.http3xx,
-            FailureClass::Http4xx => &mut self.http4xx,
-            FailureClass::Http5xx => &mut self.http5xx,
-            FailureClass::Other => &mut self.other,
+    fn failures_of_mut(&mut self, class: ErrorClass) -> &mut u64 {
+        match class.breakdown() {
+            ErrorClass::Timeout => &mut self.timeout,
+            ErrorClass::Connect => &mut self.connect,
+            ErrorClass::Dns => &mut self.dns,
+            ErrorClass::Tls => &mut self.tls,
+            ErrorClass::Blocked => &mut self.blocked,
+            ErrorClass::Http3xx => &mut self.http3xx,
+            ErrorClass::Http4xx => &mut self.http4xx,
+            ErrorClass::Http5xx => &mut self.http5xx,
+            ErrorClass::Invalid | ErrorClass::Other => &mut self.other,
         }
     }
 
@@ -139,7 +81,7 @@ impl OutcomeCounts {
     pub fn merge(&mut self, other: &OutcomeCounts) {
         self.attempts = self.attempts.saturating_add(other.attempts);
         self.successes = self.successes.saturating_add(other.successes);
-        for class in FailureClass::ALL {
+        for class in ErrorClass::BREAKDOWN {
             let count = self.failures_of_mut(class);
             *count = count.saturating_add(other.failures_of(class));
         }
@@ -202,15 +144,15 @@ impl Bucket {
     }
 
     /// Counts one attempt. `success` decides whether it succeeded; a failed
-    /// attempt is counted under its `error_class` (see
-    /// [`FailureClass::from_error_class`]; `None` counts as `other`). Every
-    /// attempt's duration is recorded, failures' too.
-    pub fn record(&mut self, success: bool, error_class: Option<&str>, duration_us: u64) {
+    /// attempt is counted under its `error_class`'s breakdown counter (see
+    /// [`ErrorClass::breakdown`]; `None` counts as `other`). Every attempt's
+    /// duration is recorded, failures' too.
+    pub fn record(&mut self, success: bool, error_class: Option<ErrorClass>, duration_us: u64) {
         self.counts.attempts = self.counts.attempts.saturating_add(1);
         if success {
             self.counts.successes = self.counts.successes.saturating_add(1);
         } else {
-            let class = error_class.map_or(FailureClass::Other, FailureClass::from_error_class);
+            let class = error_class.unwrap_or(ErrorClass::Other);
             let count = self.counts.failures_of_mut(class);
             *count = count.saturating_add(1);
         }
@@ -366,7 +308,7 @@ mod tests {
     #[test]
     fn durations_beyond_an_hour_are_clamped_and_quantiles_are_clamped() {
         let mut bucket = Bucket::new();
-        bucket.record(false, Some("timeout"), 10 * MAX_LATENCY_US);
+        bucket.record(false, Some(ErrorClass::Timeout), 10 * MAX_LATENCY_US);
         bucket.record(true, None, 0);
         let max = bucket.max_latency_ms().unwrap();
         assert!((max - 3_600_000.0).abs() / 3_600_000.0 <= 0.01, "{max}");
@@ -378,18 +320,9 @@ mod tests {
     #[test]
     fn merging_two_buckets_equals_recording_everything_in_one() {
         let mut rng = StdRng::seed_from_u64(11);
-        let classes = [
-            None,
-            Some("timeout"),
-            Some("connect"),
-            Some("dns"),
-            Some("tls"),
-            Some("blocked"),
-            Some("3xx"),
-            Some("4xx"),
-            Some("5xx"),
-            Some("invalid"),
-        ];
+        let classes: Vec<Option<ErrorClass>> = std::iter::once(None)
+            .chain(ErrorClass::ALL.map(Some))
+            .collect();
         let (mut a, mut b, mut all) = (Bucket::new(), Bucket::new(), Bucket::new());
         for (i, us) in log_uniform(&mut rng, 5_000).into_iter().enumerate() {
             let class = classes[rng.gen_range(0..classes.len())];
@@ -407,7 +340,9 @@ mod tests {
         let counts = all.counts();
         assert_eq!(counts.attempts, 5_000);
         assert_eq!(counts.successes + counts.failures(), counts.attempts);
-        assert!(FailureClass::ALL.iter().all(|&c| counts.failures_of(c) > 0));
+        assert!(ErrorClass::BREAKDOWN
+            .iter()
+            .all(|&c| counts.failures_of(c) > 0));
 
         // Merging an empty bucket changes nothing, either way round.
         let mut with_empty = all.clone();
@@ -423,7 +358,11 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let mut bucket = Bucket::new();
         for us in log_uniform(&mut rng, 1_000) {
-            bucket.record(us % 7 != 0, (us % 7 == 0).then_some("5xx"), us);
+            bucket.record(
+                us % 7 != 0,
+                (us % 7 == 0).then_some(ErrorClass::Http5xx),
+                us,
+            );
         }
         let bytes = bucket.latency_bytes();
         assert!(bytes.len() < 4096, "{} bytes", bytes.len());
@@ -464,32 +403,30 @@ mod tests {
     }
 
     #[test]
-    fn error_classes_map_to_failure_classes() {
-        for class in FailureClass::ALL {
-            assert_eq!(FailureClass::from_error_class(class.as_str()), class);
-        }
-        for other in ["invalid", "other", "", "TIMEOUT", "2xx"] {
-            assert_eq!(FailureClass::from_error_class(other), FailureClass::Other);
-        }
+    fn error_classes_are_counted_under_their_breakdown_class() {
         let mut bucket = Bucket::new();
-        for class in FailureClass::ALL {
-            bucket.record(false, Some(class.as_str()), 1_000);
+        for class in ErrorClass::BREAKDOWN {
+            bucket.record(false, Some(class), 1_000);
         }
-        bucket.record(false, Some("invalid"), 1_000);
+        bucket.record(false, Some(ErrorClass::Invalid), 1_000);
+        // An unknown stored name reads as `other`, counted there too.
+        bucket.record(false, Some(ErrorClass::from_stored("expired")), 1_000);
         bucket.record(false, None, 1_000);
         bucket.record(true, None, 1_000);
         let counts = bucket.counts();
-        assert_eq!(counts.attempts, 12);
+        assert_eq!(counts.attempts, 13);
         assert_eq!(counts.successes, 1);
-        assert_eq!(counts.failures(), 11);
-        assert_eq!(counts.failures_of(FailureClass::Other), 3);
-        for class in FailureClass::ALL
+        assert_eq!(counts.failures(), 12);
+        assert_eq!(counts.failures_of(ErrorClass::Other), 4);
+        assert_eq!(counts.failures_of(ErrorClass::Invalid), 4);
+        assert_eq!(counts.other, 4);
+        for class in ErrorClass::BREAKDOWN
             .into_iter()
-            .filter(|&c| c != FailureClass::Other)
+            .filter(|&c| c != ErrorClass::Other)
         {
-            assert_eq!(counts.failures_of(class), 1, "{}", class.as_str());
+            assert_eq!(counts.failures_of(class), 1, "{class}");
         }
-        assert_eq!(counts.success_rate(), Some(1.0 / 12.0));
+        assert_eq!(counts.success_rate(), Some(1.0 / 13.0));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use herald_core::ErrorClass;
 use serde::{Deserialize, Serialize};
 
 use crate::{memory, rabbit, QueueError};
@@ -52,8 +53,10 @@ pub struct AttemptCompleted {
     pub success: bool,
     /// The HTTP status, 0 when there was no response.
     pub status_code: u16,
-    /// None on success; else the worker's error class ("timeout", "5xx", …).
-    pub error_class: Option<String>,
+    /// None on success; else the worker's error class, as its name
+    /// ("timeout", "5xx", …). A name this version does not know (an event
+    /// queued by another version) decodes as [`ErrorClass::Other`].
+    pub error_class: Option<ErrorClass>,
     /// How long the attempt took, microseconds.
     pub duration_us: u64,
     /// When the attempt finished, Unix microseconds.
@@ -257,7 +260,7 @@ mod tests {
             event_type: "user.created".into(),
             success: false,
             status_code: 503,
-            error_class: Some("5xx".into()),
+            error_class: Some(ErrorClass::Http5xx),
             duration_us: 1_250,
             at_us: 1_700_000_000_000_000,
         };
@@ -281,5 +284,37 @@ mod tests {
             serde_json::from_value::<AttemptCompleted>(json).unwrap(),
             event
         );
+    }
+
+    #[test]
+    fn events_with_an_unknown_error_class_still_decode() {
+        let json = serde_json::json!({
+            "attemptId": "atmpt_1",
+            "tenantId": "tnt_1",
+            "appId": "app_1",
+            "endpointId": "ep_1",
+            "eventType": "user.created",
+            "success": false,
+            "statusCode": 0,
+            "errorClass": "expired",
+            "durationUs": 1,
+            "atUs": 0,
+        });
+        let event = serde_json::from_value::<AttemptCompleted>(json).unwrap();
+        assert_eq!(event.error_class, Some(ErrorClass::Other));
+        let success = serde_json::json!({
+            "attemptId": "atmpt_2",
+            "tenantId": "tnt_1",
+            "appId": "app_1",
+            "endpointId": "ep_1",
+            "eventType": "user.created",
+            "success": true,
+            "statusCode": 200,
+            "errorClass": null,
+            "durationUs": 1,
+            "atUs": 0,
+        });
+        let event = serde_json::from_value::<AttemptCompleted>(success).unwrap();
+        assert_eq!(event.error_class, None);
     }
 }

@@ -1575,4 +1575,27 @@ mod tests {
             ["herald.work", "herald.attempts"]
         );
     }
+
+    #[test]
+    fn queued_events_with_an_unknown_error_class_still_decode() {
+        use herald_core::ErrorClass;
+        let event = |class: &str| {
+            format!(
+                r#"{{"attemptId":"atmpt_1","tenantId":"tnt_1","appId":"app_1","endpointId":"ep_1",
+                "eventType":"user.created","success":false,"statusCode":0,
+                "errorClass":"{class}","durationUs":1,"atUs":0}}"#
+            )
+        };
+        let one = decode_events(event("expired").as_bytes()).expect("one event");
+        assert_eq!(
+            one.iter().map(|e| e.error_class).collect::<Vec<_>>(),
+            [Some(ErrorClass::Other)]
+        );
+        let many = format!("[{},{}]", event("5xx"), event("expired"));
+        let many = decode_events(many.as_bytes()).expect("a batch");
+        assert_eq!(
+            many.iter().map(|e| e.error_class).collect::<Vec<_>>(),
+            [Some(ErrorClass::Http5xx), Some(ErrorClass::Other)]
+        );
+    }
 }

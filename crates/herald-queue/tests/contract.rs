@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::ErrorClass;
 use herald_queue::{AttemptCompleted, EventConsumer};
 use support::{
     assert_no_event, assert_no_task, attempt, drain_events_until_seen, drain_until_seen,
@@ -261,7 +262,7 @@ mod contract {
             event_type: "invoice.paid.✓".to_owned(),
             success: false,
             status_code: 0,
-            error_class: Some("timeout".to_owned()),
+            error_class: Some(ErrorClass::Timeout),
             duration_us: u64::MAX,
             at_us: i64::MIN,
         });

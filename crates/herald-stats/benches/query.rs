@@ -32,7 +32,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor};
 
-use herald_core::{ApplicationId, AttemptId, EndpointId, TenantId};
+use herald_core::{ApplicationId, AttemptId, EndpointId, ErrorClass, TenantId};
 use herald_stats::Granularity;
 use herald_store::{
     Application, Endpoint, EndpointSecrets, SqlStore, StatsGranularity, StatsSample, Store, Tenant,
@@ -220,16 +220,18 @@ impl Fixture {
         let roll: f64 = rng.gen();
         let error_class = match roll {
             r if r < 0.90 => None,
-            r if r < 0.94 => Some("5xx"),
-            r if r < 0.96 => Some("4xx"),
-            r if r < 0.975 => Some("timeout"),
-            r if r < 0.99 => Some("connect"),
-            r if r < 0.995 => Some("dns"),
-            _ => Some("tls"),
+            r if r < 0.94 => Some(ErrorClass::Http5xx),
+            r if r < 0.96 => Some(ErrorClass::Http4xx),
+            r if r < 0.975 => Some(ErrorClass::Timeout),
+            r if r < 0.99 => Some(ErrorClass::Connect),
+            r if r < 0.995 => Some(ErrorClass::Dns),
+            _ => Some(ErrorClass::Tls),
         };
         let duration_us = match error_class {
-            Some("timeout") => 15_000_000 + rng.gen_range(0..50_000),
-            Some("connect" | "dns" | "tls") => log_normal(rng, 5_000.0, 0.8),
+            Some(ErrorClass::Timeout) => 15_000_000 + rng.gen_range(0..50_000),
+            Some(ErrorClass::Connect | ErrorClass::Dns | ErrorClass::Tls) => {
+                log_normal(rng, 5_000.0, 0.8)
+            }
             _ => log_normal(rng, 80_000.0, 1.0),
         };
         StatsSample {
@@ -238,7 +240,7 @@ impl Fixture {
             app_id: self.app_id.clone(),
             endpoint_id: self.endpoint_id.clone(),
             success: error_class.is_none(),
-            error_class: error_class.map(str::to_owned),
+            error_class,
             duration_us,
             at,
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use herald_core::{ApplicationId, AttemptId, EndpointId, TenantId};
+use herald_core::{ApplicationId, AttemptId, EndpointId, ErrorClass, TenantId};
 use herald_queue::{AttemptCompleted, EventBus, ReceivedEvent};
 use herald_store::{StatsSample, StatsStore};
 
@@ -166,12 +166,7 @@ pub fn sample_of(event: &AttemptCompleted) -> Option<StatsSample> {
         error_class: if event.success {
             None
         } else {
-            Some(
-                event
-                    .error_class
-                    .clone()
-                    .unwrap_or_else(|| "other".to_owned()),
-            )
+            Some(event.error_class.unwrap_or(ErrorClass::Other))
         },
         duration_us: event.duration_us,
         at: DateTime::from_timestamp_micros(event.at_us)?,

@@ -242,7 +242,7 @@ mod tests {
             bucket.record(true, None, ms * 1000);
         }
         for _ in 0..failures {
-            bucket.record(false, Some("5xx"), 1000);
+            bucket.record(false, Some(herald_core::ErrorClass::Http5xx), 1000);
         }
         StatsBucket {
             endpoint_id: endpoint.clone(),

@@ -1,7 +1,7 @@
 //! The attempts made to deliver messages.
 
 use async_trait::async_trait;
-use herald_core::{ApplicationId, AttemptId, MessageId, TenantId};
+use herald_core::{ApplicationId, AttemptId, ErrorClass, MessageId, TenantId};
 
 use crate::db::{Arg, Dialect, Sql};
 use crate::listing::{page_of, push_keyset};
@@ -57,7 +57,7 @@ impl SqlStore {
         .bind(Arg::Ints(
             attempts().map(|a| i64::from(a.status_code)).collect(),
         ))
-        .bind(texts(&|r| r.attempt.error_class.as_deref()))
+        .bind(texts(&|r| r.attempt.error_class.map(ErrorClass::as_str)))
         .bind(texts(&|r| r.attempt.response_body.as_deref()))
         .bind(Arg::Ints(
             attempts()
@@ -99,7 +99,7 @@ impl SqlStore {
             .bind(attempt.endpoint_id.as_str())
             .bind(&attempt.url)
             .bind(attempt.status_code)
-            .bind(&attempt.error_class)
+            .bind(attempt.error_class.map(ErrorClass::as_str))
             .bind(&attempt.response_body)
             .bind(attempt.duration_ms())
             .bind(attempt.trigger.as_str())

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use herald_core::{
     ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
-    EndpointUrl, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
+    EndpointUrl, ErrorClass, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]
@@ -124,38 +124,10 @@ pub struct NewMessage {
     pub endpoint_ids: Vec<EndpointId>,
 }
 
-/// Where a message's delivery to one endpoint stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    Pending,
-    Sending,
-    Succeeded,
-    Failed,
-    Dead,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sending => "sending",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Dead => "dead",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "sending" => Self::Sending,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "dead" => Self::Dead,
-            _ => return None,
-        })
-    }
-}
+// Where a delivery stands lives in herald-core, with the retry decision that
+// moves it (`Decision::next_state`); re-exported so `herald_store::DeliveryState`
+// still names it.
+pub use herald_core::DeliveryState;
 
 /// One message × endpoint: the unit of delivery work.
 #[derive(Debug, Clone)]
@@ -232,7 +204,11 @@ pub struct Attempt {
     pub url: String,
     /// 0 when no response was received.
     pub status_code: u16,
-    pub error_class: Option<String>,
+    /// Why the attempt failed; `None` when it succeeded. Stored as its name
+    /// ([`ErrorClass::as_str`]) in the `error_class` text column; a stored
+    /// name this version does not know reads as [`ErrorClass::Other`]
+    /// ([`ErrorClass::from_stored`]) rather than making the row unreadable.
+    pub error_class: Option<ErrorClass>,
     /// The start of the response, as text without NUL (the worker's
     /// `send::response_text`): PostgreSQL's `TEXT` cannot hold U+0000.
     pub response_body: Option<String>,
@@ -329,7 +305,7 @@ pub struct StatsSample {
     pub endpoint_id: EndpointId,
     pub success: bool,
     /// Why it failed (the worker's error class); `None` for a success.
-    pub error_class: Option<String>,
+    pub error_class: Option<ErrorClass>,
     pub duration_us: u64,
     /// When the attempt was made: picks its minute and hour buckets.
     pub at: DateTime<Utc>,

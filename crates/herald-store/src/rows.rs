@@ -4,8 +4,8 @@
 use serde::de::DeserializeOwned;
 
 use herald_core::{
-    ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, Metadata, Uid,
-    ValidationError,
+    ChannelName, EndpointHeaders, EndpointUrl, ErrorClass, EventTypeName, FeatureFlag, Metadata,
+    Uid, ValidationError,
 };
 
 use crate::db::{corrupt, Row};
@@ -192,7 +192,10 @@ pub(crate) fn attempt_from_row(row: &Row) -> StoreResult<Attempt> {
         app_id: id(row, "app_id", "message_attempt.app_id")?,
         url: row.text("url")?,
         status_code: u16::try_from(row.integer("status_code")?).unwrap_or(0),
-        error_class: row.get("error_class")?,
+        // An unknown name reads as `Other`: see `Attempt::error_class`.
+        error_class: row
+            .get::<Option<String>>("error_class")?
+            .map(|name| ErrorClass::from_stored(&name)),
         response_body: row.get("response_body")?,
         // Rows written before durations were kept in microseconds have 0 there.
         duration_us: match u64::try_from(row.integer("duration_us")?).unwrap_or(0) {

@@ -62,11 +62,7 @@ pub(crate) fn minute_buckets(
                 bucket: Bucket::new(),
             })
             .bucket
-            .record(
-                sample.success,
-                sample.error_class.as_deref(),
-                sample.duration_us,
-            );
+            .record(sample.success, sample.error_class, sample.duration_us);
     }
     buckets
 }
@@ -362,6 +358,8 @@ impl StatsStore for SqlStore {
 
 #[cfg(test)]
 mod tests {
+    use herald_core::ErrorClass;
+
     use super::*;
 
     #[test]
@@ -406,7 +404,7 @@ mod tests {
         {
             let mut bucket = Bucket::new();
             for k in 0..=i as u64 {
-                bucket.record(k % 2 == 0, Some("5xx"), 1000 * (k + 1));
+                bucket.record(k % 2 == 0, Some(ErrorClass::Http5xx), 1000 * (k + 1));
             }
             minutes.insert(
                 (endpoint.clone(), start),

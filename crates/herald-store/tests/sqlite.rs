@@ -113,3 +113,58 @@ async fn writers_in_two_processes_wait_for_each_other() {
     assert_eq!(claimed, 40, "every delivery claimed exactly once");
     second.close().await;
 }
+
+#[tokio::test]
+async fn an_unknown_stored_error_class_reads_as_other() {
+    // A class name this version does not know (another version's, or one
+    // written by hand) must not make the attempt unreadable.
+    let Some(fresh) = fresh().await else { return };
+    let store = &fresh.store;
+    let t = contract::tenant(store, "t").await;
+    let app = contract::application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = contract::endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let msg = contract::message(&app.id);
+    store
+        .insert_message(&t, &msg, std::slice::from_ref(&ep.id))
+        .await
+        .unwrap();
+    let attempt = herald_store::Attempt {
+        id: herald_core::AttemptId::new(),
+        msg_id: msg.id.clone(),
+        endpoint_id: ep.id.clone(),
+        app_id: app.id.clone(),
+        url: ep.url.as_str().to_owned(),
+        status_code: 0,
+        error_class: Some(herald_core::ErrorClass::Timeout),
+        response_body: None,
+        duration_us: 1,
+        trigger: herald_store::AttemptTrigger::Scheduled,
+        created_at: herald_store::now(),
+    };
+    let update = herald_store::DeliveryUpdate {
+        state: herald_store::DeliveryState::Dead,
+        next_attempt_at: None,
+    };
+    store.record_attempt(&t, &attempt, &update).await.unwrap();
+    let (writer, _) = store.sqlite_pools().expect("a SQLite store");
+    for (stored, read) in [
+        ("timeout", herald_core::ErrorClass::Timeout),
+        ("expired", herald_core::ErrorClass::Other),
+    ] {
+        sqlx::query("UPDATE message_attempt SET error_class = $1 WHERE id = $2")
+            .bind(stored)
+            .bind(attempt.id.as_str())
+            .execute(writer)
+            .await
+            .unwrap();
+        let attempts = store.attempts_of_message(&t, &msg.id).await.unwrap();
+        assert_eq!(
+            attempts.iter().map(|a| a.error_class).collect::<Vec<_>>(),
+            [Some(read)],
+            "stored {stored:?}"
+        );
+    }
+    store.close().await;
+}

@@ -288,7 +288,7 @@ fn attempt_event(
         event_type: event_type.as_str().to_owned(),
         success,
         status_code: attempt.status_code,
-        error_class: attempt.error_class.clone(),
+        error_class: attempt.error_class,
         duration_us: attempt.duration_us,
         at_us: attempt.created_at.timestamp_micros(),
     }
@@ -810,34 +810,15 @@ impl Dispatcher {
         );
 
         let recorded_at = herald_store::now();
-        let update = match &decision {
-            Decision::Succeeded => DeliveryUpdate {
-                state: DeliveryState::Succeeded,
-                next_attempt_at: None,
-            },
-            Decision::DisableEndpoint => DeliveryUpdate {
-                state: DeliveryState::Failed,
-                next_attempt_at: None,
-            },
-            Decision::RetryAfter(delay) => DeliveryUpdate {
-                // Handed to the queue's delay ladder; if that copy is lost the
-                // relay hands it out again once a lease has passed after it.
-                state: DeliveryState::Sending,
-                next_attempt_at: Some(
-                    recorded_at
-                        + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::hours(24)),
-                ),
-            },
-            // A failed manual attempt past the schedule (a resend of a failed
-            // or dead delivery) is not retried, nor dead-lettered again.
-            Decision::Exhausted if manual => DeliveryUpdate {
-                state: DeliveryState::Failed,
-                next_attempt_at: None,
-            },
-            Decision::Exhausted => DeliveryUpdate {
-                state: DeliveryState::Dead,
-                next_attempt_at: None,
-            },
+        let (state, retry_in) = decision.next_state(manual);
+        let update = DeliveryUpdate {
+            state,
+            // A retry is handed to the queue's delay ladder; if that copy is
+            // lost the relay hands it out again once a lease has passed after it.
+            next_attempt_at: retry_in.map(|delay| {
+                recorded_at
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(24))
+            }),
         };
         let attempt = Attempt {
             id: AttemptId::new(),
@@ -846,7 +827,7 @@ impl Dispatcher {
             app_id: app_id.clone(),
             url: endpoint.url.as_str().to_owned(),
             status_code: outcome.status_code,
-            error_class: outcome.error_class.map(|c| c.as_str().to_owned()),
+            error_class: outcome.error_class,
             response_body: Some(std::mem::take(&mut outcome.response_body)),
             duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             trigger: if manual {

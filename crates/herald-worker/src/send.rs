@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use herald_core::ErrorClass;
 use herald_core::{EventTypeName, MessageId};
 use herald_signature::{standard, SignatureScheme};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
@@ -118,67 +119,6 @@ impl fmt::Debug for DeliveryRequest {
             .field("scheme", &self.scheme.name())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish()
-    }
-}
-
-/// Why an attempt did not succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The attempt did not finish within the timeout.
-    Timeout,
-    /// No usable connection: refused, reset, or closed before a response.
-    Connect,
-    /// The host name could not be resolved.
-    Dns,
-    /// The TLS handshake failed (bad certificate, not TLS, ...).
-    Tls,
-    /// The SSRF guard refused the destination.
-    Blocked,
-    /// A 3xx response; redirects are not followed.
-    Http3xx,
-    /// A 4xx response.
-    Http4xx,
-    /// A 5xx response.
-    Http5xx,
-    /// The request could not be built (no secret, a header value HTTP cannot
-    /// carry); retrying will not help.
-    Invalid,
-    /// Anything else, including a status outside 200–599.
-    Other,
-}
-
-impl ErrorClass {
-    /// The stable name used in the attempt log, stats and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connect => "connect",
-            Self::Dns => "dns",
-            Self::Tls => "tls",
-            Self::Blocked => "blocked",
-            Self::Http3xx => "3xx",
-            Self::Http4xx => "4xx",
-            Self::Http5xx => "5xx",
-            Self::Invalid => "invalid",
-            Self::Other => "other",
-        }
-    }
-
-    /// The class of a response status, `None` for 2xx.
-    pub fn from_status(status: StatusCode) -> Option<Self> {
-        match status.as_u16() {
-            200..=299 => None,
-            300..=399 => Some(Self::Http3xx),
-            400..=499 => Some(Self::Http4xx),
-            500..=599 => Some(Self::Http5xx),
-            _ => Some(Self::Other),
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -325,7 +265,7 @@ impl Sender {
         }
         AttemptOutcome {
             status_code: status.as_u16(),
-            error_class: ErrorClass::from_status(status),
+            error_class: ErrorClass::from_status(status.as_u16()),
             error_detail: None,
             response_body: response_text(&body, self.max_response_body),
             duration: started.elapsed(),
@@ -558,16 +498,5 @@ mod tests {
             let whole = "€".repeat(max.min(6) / 3);
             assert_eq!(response_text("€€".as_bytes(), max), whole, "limit {max}");
         }
-    }
-
-    #[test]
-    fn statuses_map_to_classes() {
-        let class = |code| ErrorClass::from_status(StatusCode::from_u16(code).expect("status"));
-        assert_eq!(class(200), None);
-        assert_eq!(class(204), None);
-        assert_eq!(class(302), Some(ErrorClass::Http3xx));
-        assert_eq!(class(410), Some(ErrorClass::Http4xx));
-        assert_eq!(class(503), Some(ErrorClass::Http5xx));
-        assert_eq!(class(600), Some(ErrorClass::Other));
     }
 }

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 use utoipa::{IntoParams, ToSchema};
 
-use herald_core::{AttemptId, EventTypeName, IdOrUid, MessageId, TaskId, ValidationError};
+use herald_core::{
+    AttemptId, ErrorClass, EventTypeName, IdOrUid, MessageId, TaskId, ValidationError,
+};
 use herald_store::{
     Application, Attempt, AttemptFilter, AttemptTrigger, Delivery, DeliveryFilter, DeliveryStatus,
     Endpoint, Message,
@@ -178,7 +180,8 @@ pub struct MessageAttemptOut {
     pub status_text: MessageStatusText,
     /// Why the attempt failed (Herald): timeout, connect, dns, tls, blocked,
     /// 3xx, 4xx, 5xx, invalid or other; null on success.
-    pub error_class: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub error_class: Option<ErrorClass>,
     pub trigger_type: MessageAttemptTriggerType,
     pub timestamp: DateTime<Utc>,
 }
@@ -996,4 +999,42 @@ pub async fn endpoint_stats(
         success_rate: attempts.counts.success_rate(),
         latency_ms: attempts.latency.into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_core::{ApplicationId, EndpointId};
+
+    use super::*;
+
+    fn attempt(status_code: u16, error_class: Option<ErrorClass>) -> Attempt {
+        Attempt {
+            id: AttemptId::new(),
+            msg_id: MessageId::new(),
+            endpoint_id: EndpointId::new(),
+            app_id: ApplicationId::new(),
+            url: "https://example.com/hook".to_owned(),
+            status_code,
+            error_class,
+            response_body: None,
+            duration_us: 1_500,
+            trigger: AttemptTrigger::Scheduled,
+            created_at: herald_store::now(),
+        }
+    }
+
+    #[test]
+    fn the_error_class_is_output_as_its_name_or_null() {
+        let json = |attempt| {
+            serde_json::to_value(MessageAttemptOut::from_attempt(attempt, false)).unwrap()
+        };
+        for class in ErrorClass::ALL {
+            let out = json(attempt(0, Some(class)));
+            assert_eq!(out["errorClass"], serde_json::json!(class.as_str()));
+        }
+        let out = json(attempt(503, Some(ErrorClass::Http5xx)));
+        assert_eq!(out["errorClass"], serde_json::json!("5xx"));
+        let out = json(attempt(200, None));
+        assert_eq!(out["errorClass"], serde_json::Value::Null);
+    }
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use herald_core::stats::{FailureClass, OutcomeCounts};
-use herald_core::ValidationError;
+use herald_core::stats::OutcomeCounts;
+use herald_core::{ErrorClass, ValidationError};
 use herald_stats::{Granularity, LatencySummary, Report};
 
 use crate::auth::Principal;
@@ -89,15 +89,15 @@ pub struct FailuresOut {
 impl From<&OutcomeCounts> for FailuresOut {
     fn from(counts: &OutcomeCounts) -> Self {
         Self {
-            timeout: counts.failures_of(FailureClass::Timeout),
-            connect: counts.failures_of(FailureClass::Connect),
-            dns: counts.failures_of(FailureClass::Dns),
-            tls: counts.failures_of(FailureClass::Tls),
-            blocked: counts.failures_of(FailureClass::Blocked),
-            http3xx: counts.failures_of(FailureClass::Http3xx),
-            http4xx: counts.failures_of(FailureClass::Http4xx),
-            http5xx: counts.failures_of(FailureClass::Http5xx),
-            other: counts.failures_of(FailureClass::Other),
+            timeout: counts.failures_of(ErrorClass::Timeout),
+            connect: counts.failures_of(ErrorClass::Connect),
+            dns: counts.failures_of(ErrorClass::Dns),
+            tls: counts.failures_of(ErrorClass::Tls),
+            blocked: counts.failures_of(ErrorClass::Blocked),
+            http3xx: counts.failures_of(ErrorClass::Http3xx),
+            http4xx: counts.failures_of(ErrorClass::Http4xx),
+            http5xx: counts.failures_of(ErrorClass::Http5xx),
+            other: counts.failures_of(ErrorClass::Other),
         }
     }
 }

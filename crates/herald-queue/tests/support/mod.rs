@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use herald_core::{ApplicationId, EndpointId, MessageId, TenantId};
+use herald_core::{ApplicationId, EndpointId, ErrorClass, MessageId, TenantId};
 use herald_queue::{
     AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus, EventConsumer, MemoryQueue,
     MemoryQueueOptions, Queue, QueueError, RabbitOptions, RabbitQueue, Received, ReceivedEvent,
@@ -64,7 +64,7 @@ pub fn attempt(n: u32) -> AttemptCompleted {
         event_type: "user.created".to_owned(),
         success,
         status_code: if success { 200 } else { 503 },
-        error_class: (!success).then(|| "5xx".to_owned()),
+        error_class: (!success).then_some(ErrorClass::Http5xx),
         duration_us: 1_000 + u64::from(n),
         at_us: 1_700_000_000_000_000 + i64::from(n),
     }

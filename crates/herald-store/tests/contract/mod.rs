@@ -61,7 +61,7 @@ pub use stats::*;
 
 use chrono::Utc;
 use herald_core::{
-    ApplicationId, AttemptId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
+    ApplicationId, AttemptId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, ErrorClass,
     EventTypeName, IdOrUid, MessageId, TenantId, Uid,
 };
 use herald_store::{
@@ -374,7 +374,7 @@ pub async fn settings_keep_their_first_value(store: &dyn Store) {
     );
 }
 
-fn message(app_id: &ApplicationId) -> Message {
+pub fn message(app_id: &ApplicationId) -> Message {
     let now = herald_store::now();
     Message {
         id: MessageId::new(),
@@ -411,7 +411,7 @@ pub async fn attempts_move_deliveries_through_their_states(store: &dyn Store) {
         app_id: app.id.clone(),
         url: ep.url.as_str().to_owned(),
         status_code: status,
-        error_class: (status != 200).then(|| "5xx".to_owned()),
+        error_class: (status != 200).then_some(ErrorClass::Http5xx),
         response_body: Some("body".into()),
         duration_us: 12_345,
         trigger: AttemptTrigger::Scheduled,
@@ -564,7 +564,7 @@ fn attempt_of(msg: &Message, ep: &Endpoint, status: u16, trigger: AttemptTrigger
         app_id: msg.app_id.clone(),
         url: ep.url.as_str().to_owned(),
         status_code: status,
-        error_class: (!(200..300).contains(&status)).then(|| "5xx".to_owned()),
+        error_class: (!(200..300).contains(&status)).then_some(ErrorClass::Http5xx),
         response_body: Some("body".into()),
         duration_us: 3_000,
         trigger,
@@ -1584,7 +1584,7 @@ pub async fn a_batch_of_attempts_moves_each_delivery(store: &dyn Store) {
             app_id: app.id.clone(),
             url: ep.url.as_str().to_owned(),
             status_code: status,
-            error_class: (status == 0).then(|| "timeout".to_owned()),
+            error_class: (status == 0).then_some(ErrorClass::Timeout),
             response_body: (status != 0).then(|| "body".to_owned()),
             duration_us: 1_234,
             trigger: AttemptTrigger::Scheduled,

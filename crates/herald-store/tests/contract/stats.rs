@@ -2,8 +2,8 @@
 //! and `roll_up_stats`.
 
 use chrono::{DateTime, Duration, Utc};
-use herald_core::stats::{Bucket, FailureClass};
-use herald_core::{ApplicationId, AttemptId, EndpointId, TenantId};
+use herald_core::stats::Bucket;
+use herald_core::{ApplicationId, AttemptId, EndpointId, ErrorClass, TenantId};
 use herald_store::{StatsBucket, StatsGranularity, StatsSample, Store};
 
 use StatsGranularity::{Hour, Minute};
@@ -51,9 +51,9 @@ impl Source {
             None,
             None,
             None,
-            Some("5xx"),
-            Some("timeout"),
-            Some("invalid"),
+            Some(ErrorClass::Http5xx),
+            Some(ErrorClass::Timeout),
+            Some(ErrorClass::Invalid),
         ];
         let class = classes[(i % classes.len() as u64) as usize];
         StatsSample {
@@ -62,7 +62,7 @@ impl Source {
             app_id: self.app_id.clone(),
             endpoint_id: self.endpoint_id.clone(),
             success: class.is_none(),
-            error_class: class.map(str::to_owned),
+            error_class: class,
             duration_us: 500 + (i * 7919 * 7919) % 2_000_000,
             at,
         }
@@ -73,7 +73,7 @@ impl Source {
 fn expected(samples: &[StatsSample]) -> Bucket {
     let mut bucket = Bucket::new();
     for s in samples {
-        bucket.record(s.success, s.error_class.as_deref(), s.duration_us);
+        bucket.record(s.success, s.error_class, s.duration_us);
     }
     bucket
 }
@@ -160,9 +160,9 @@ pub async fn stats_count_each_attempt_once(store: &dyn Store) {
         let counts = bucket.bucket.counts();
         assert_eq!(counts.attempts, 18);
         assert_eq!(counts.successes, 9);
-        assert_eq!(counts.failures_of(FailureClass::Http5xx), 3);
-        assert_eq!(counts.failures_of(FailureClass::Timeout), 3);
-        assert_eq!(counts.failures_of(FailureClass::Other), 3);
+        assert_eq!(counts.failures_of(ErrorClass::Http5xx), 3);
+        assert_eq!(counts.failures_of(ErrorClass::Timeout), 3);
+        assert_eq!(counts.failures_of(ErrorClass::Other), 3);
         assert_eq!(bucket.bucket.latency_ms(0.99), want.latency_ms(0.99));
     }
 
