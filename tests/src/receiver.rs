@@ -22,6 +22,29 @@ pub struct Received {
     pub at: Instant,
 }
 
+impl Received {
+    /// The value of header `name`, or "" when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the request carries a valid Standard Webhooks signature by
+    /// `secret` (`whsec_…`), among any others.
+    pub fn signed_by(&self, secret: &str) -> bool {
+        let key = herald_signature::parse_secret(secret).expect("a whsec_ secret");
+        let headers = herald_signature::standard::WebhookHeaders {
+            id: self.header("webhook-id"),
+            timestamp: self.header("webhook-timestamp"),
+            signature: self.header("webhook-signature"),
+        };
+        herald_signature::standard::verify(&key, &headers, &self.body, Duration::from_secs(300))
+            .is_ok()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     scripts: HashMap<String, Vec<u16>>,

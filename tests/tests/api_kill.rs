@@ -422,11 +422,7 @@ async fn api_killed_mid_burst(options: TopologyOptions) {
     // its own message's payload.
     for path in ENDPOINTS {
         for request in receiver.received(path) {
-            let id = request
-                .headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
+            let id = request.header("webhook-id");
             let n = expected
                 .get(id)
                 .unwrap_or_else(|| panic!("{path} got a message the test does not know: {id:?}"));
@@ -484,12 +480,7 @@ async fn api_killed_mid_burst(options: TopologyOptions) {
     let mut first_arrival: HashMap<(&str, String), Instant> = HashMap::new();
     for path in ENDPOINTS {
         for request in receiver.received(path) {
-            let id = request
-                .headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let id = request.header("webhook-id").to_owned();
             let at = first_arrival.entry((path, id)).or_insert(request.at);
             *at = (*at).min(request.at);
         }
