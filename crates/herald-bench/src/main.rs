@@ -6,8 +6,12 @@
 //! failures, the server's peak memory, its CPU time per message (and that of
 //! other processes, and of the whole machine) and a pgbench ceiling. See
 //! `docs/benchmarks.md`.
+//!
+//! `herald-bench floor-broker …` measures RabbitMQ's floor instead (see
+//! `src/floor.rs`).
 
 mod cpu;
+mod floor;
 mod pgbench;
 mod receiver;
 mod report;
@@ -69,7 +73,12 @@ impl Scenario {
 
 /// Benchmarks a Svix-compatible webhook server through its public API.
 #[derive(Debug, Parser)]
-#[command(name = "herald-bench", version)]
+#[command(
+    name = "herald-bench",
+    version,
+    after_help = "`herald-bench floor-broker --help`: RabbitMQ's floor (batched publishes, \
+                  deliveries and acks, without a server)."
+)]
 struct Args {
     /// Base URL of the server, e.g. http://127.0.0.1:8080.
     #[arg(long, env = "HERALD_BENCH_SERVER_URL")]
@@ -416,6 +425,12 @@ async fn open_loop(load: Arc<Load>, rate: f64, max_in_flight: usize) -> anyhow::
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "floor-broker")
+    {
+        return floor::run(floor::FloorArgs::parse_from(std::env::args_os().skip(1))).await;
+    }
     let args = Args::parse();
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");

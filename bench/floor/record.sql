@@ -1,0 +1,35 @@
+-- The floor of recording a batch of attempts: what Herald's record_attempts
+-- (crates/herald-store/src/attempt.rs) writes for :n attempts, in one
+-- statement and so one transaction: :n message_attempt rows, and the :n
+-- deliveries' new state (the same UPDATE … FROM, with Herald's CASE for a
+-- manual attempt requested meanwhile). Herald binds the rows as arrays and
+-- unnests them; here they come from generate_series.
+--
+-- Each attempt is the first of a delivery in state 'sending', which
+-- pg-floor.sh prefills before each run (prefill.sql): variables n (batch
+-- size) and j (the client's batch counter, start 0), both given with -D.
+\set j :j + 1
+WITH l AS (
+    SELECT lpad(((:j::bigint - 1) * :n::int + g)::text, 24, '0') || '_' || :client_id::int AS i,
+           now() AS at
+    FROM generate_series(1, :n::int) AS g),
+a AS (
+    INSERT INTO message_attempt (id, tenant_id, app_id, msg_id, endpoint_id, url,
+        status_code, error_class, response_body, duration_ms, trigger, created_at,
+        duration_us)
+    SELECT 'atmpt_' || l.i, 'ten_floor', 'app_floor', 'msg_' || l.i, 'ep_floor',
+        'http://127.0.0.1:9000/e/0', 200, NULL, '', 1, 'scheduled', l.at, 1000
+    FROM l)
+UPDATE delivery SET
+    state = CASE WHEN delivery.manual AND u.trigger <> 'manual'
+        THEN delivery.state ELSE u.state END,
+    next_attempt_at = CASE WHEN delivery.manual AND u.trigger <> 'manual'
+        THEN delivery.next_attempt_at ELSE u.next_at END,
+    manual = delivery.manual AND u.trigger <> 'manual',
+    attempts = delivery.attempts + 1, updated_at = u.at
+FROM (SELECT 'ten_floor' AS tenant_id, 'msg_' || l.i AS msg_id, 'ep_floor' AS endpoint_id,
+             'succeeded' AS state, NULL::timestamptz AS next_at, 'scheduled' AS trigger,
+             l.at
+      FROM l) AS u
+WHERE delivery.tenant_id = u.tenant_id AND delivery.msg_id = u.msg_id
+  AND delivery.endpoint_id = u.endpoint_id;
