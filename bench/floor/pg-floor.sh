@@ -11,7 +11,8 @@
 #   accept        accept.sql: n messages + n deliveries, one statement
 #   targets       targets.sql: the worker's three reads for n tasks
 #   record        record.sql: n attempts + n delivery updates, one statement
-#   record-local  record-async.sql: the same with SET LOCAL
+#   record-local  record-async.sql, made from record.sql: the same in an
+#                 explicit transaction with SET LOCAL
 #                 synchronous_commit = off (BEGIN, SET LOCAL, it, COMMIT)
 #   record-off    record.sql on connections with synchronous_commit = off
 #                 for the whole session (PGOPTIONS), no extra statements
@@ -207,7 +208,15 @@ for n in $batches; do
         wanted "$variant" || continue
         script=record.sql extra_options=
         case $variant in
-        record-local) script=record-async.sql ;;
+        record-local) script=record-async.sql
+            # record.sql inside an explicit transaction with SET LOCAL: three
+            # statements more (BEGIN, SET LOCAL, COMMIT), each a round trip.
+            { grep '^\\set' "$here/record.sql"
+              echo 'BEGIN;'
+              echo 'SET LOCAL synchronous_commit = off;'
+              grep -v -e '^\\set' -e '^--' "$here/record.sql"
+              echo 'COMMIT;'
+            } >"$here/$script" ;;
         record-off) extra_options="-c synchronous_commit=off" ;;
         esac
         for _ in $(seq "$repeat"); do

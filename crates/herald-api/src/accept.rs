@@ -144,19 +144,21 @@ async fn write(
 /// them back once their lease has passed.
 async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<(&NewMessage, Carried)>) {
     let mut tasks = Vec::new();
-    for (new, (payload, versions)) in &stored {
+    let mut handed = Vec::with_capacity(stored.len());
+    for (new, (payload, versions)) in stored {
+        handed.push(new);
         let message = &new.message;
         let content = (payload.get().len() <= MAX_CARRIED_PAYLOAD).then(|| {
             Arc::new(MessageContent {
                 event_type: message.event_type.clone(),
-                payload: payload.clone(),
+                payload,
                 created_at: message.created_at,
             })
         });
         for (endpoint_id, version) in new.endpoint_ids.iter().zip(versions) {
             tasks.push(DeliveryTask {
                 content: content.clone(),
-                endpoint_version: Some(*version),
+                endpoint_version: Some(version),
                 ..DeliveryTask::new(
                     new.tenant_id.clone(),
                     message.app_id.clone(),
@@ -174,8 +176,8 @@ async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<(&NewMessage
         Ok(Err(error)) => error.to_string(),
         Err(_) => format!("no confirm within {HANDOFF_TIMEOUT:?}"),
     };
-    tracing::warn!(%error, messages = stored.len(), "could not queue the deliveries; the relay will");
-    for (new, _) in stored {
+    tracing::warn!(%error, messages = handed.len(), "could not queue the deliveries; the relay will");
+    for new in handed {
         let msg_id = &new.message.id;
         if let Err(error) = store.return_deliveries(&new.tenant_id, msg_id).await {
             tracing::warn!(%error, %msg_id, "could not return the deliveries to the relay; they are handed out after the lease");

@@ -714,7 +714,8 @@ impl Dispatcher {
             self.settle_delivery(task, DeliveryState::Failed).await?;
             return Ok(Loaded::Settled);
         };
-        self.endpoints.put(&task.tenant_id, &endpoint);
+        let endpoint = Arc::new(endpoint);
+        self.endpoints.put(&task.tenant_id, endpoint.clone());
         if endpoint.disabled && !manual {
             self.settle_delivery(task, DeliveryState::Failed).await?;
             return Ok(Loaded::Settled);
@@ -725,7 +726,7 @@ impl Dispatcher {
             due: delivery.next_attempt_at,
             event_type: message.event_type,
             payload: message.payload.unwrap_or_else(|| b"{}".to_vec()),
-            endpoint: Arc::new(endpoint),
+            endpoint,
         }))
     }
 

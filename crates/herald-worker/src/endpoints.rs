@@ -23,10 +23,12 @@ const SWEEP_AT: usize = 10_000;
 
 pub(crate) struct EndpointCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(TenantId, EndpointId), Entry>>,
+    entries: Mutex<HashMap<EndpointId, Entry>>,
 }
 
 struct Entry {
+    /// The tenant the endpoint was read for: a lookup for another misses.
+    tenant_id: TenantId,
     endpoint: Arc<Endpoint>,
     loaded: Instant,
 }
@@ -40,7 +42,7 @@ impl EndpointCache {
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<(TenantId, EndpointId), Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointId, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -53,14 +55,15 @@ impl EndpointCache {
         at_least: Option<DateTime<Utc>>,
     ) -> Option<Arc<Endpoint>> {
         let entries = self.entries();
-        let entry = entries.get(&(tenant_id.clone(), endpoint_id.clone()))?;
-        let fresh = entry.loaded.elapsed() < self.ttl
+        let entry = entries.get(endpoint_id)?;
+        let fresh = entry.tenant_id == *tenant_id
+            && entry.loaded.elapsed() < self.ttl
             && at_least.is_none_or(|version| entry.endpoint.updated_at >= version);
         fresh.then(|| entry.endpoint.clone())
     }
 
-    /// Keeps a copy of `endpoint`, just read from the database.
-    pub(crate) fn put(&self, tenant_id: &TenantId, endpoint: &Endpoint) {
+    /// Keeps `endpoint`, just read from the database.
+    pub(crate) fn put(&self, tenant_id: &TenantId, endpoint: Arc<Endpoint>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -69,9 +72,10 @@ impl EndpointCache {
             entries.retain(|_, entry| entry.loaded.elapsed() < self.ttl);
         }
         entries.insert(
-            (tenant_id.clone(), endpoint.id.clone()),
+            endpoint.id.clone(),
             Entry {
-                endpoint: Arc::new(endpoint.clone()),
+                tenant_id: tenant_id.clone(),
+                endpoint,
                 loaded: Instant::now(),
             },
         );
