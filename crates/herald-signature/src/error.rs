@@ -9,6 +9,14 @@ pub enum SignatureError {
     /// The secret is not `whsec_` (optional) followed by non-empty base64.
     #[error("secret must be 'whsec_' followed by non-empty base64")]
     InvalidSecret,
+    /// The public key is not `whpk_` followed by the base64 of a valid Ed25519 point.
+    #[error("public key must be 'whpk_' followed by the base64 of a 32-byte Ed25519 key")]
+    InvalidPublicKey,
+    /// The key is of the wrong kind for what was asked: a `whsk_` secret key given
+    /// to a receiver, a `whpk_` public key to a symmetric scheme, or a symmetric
+    /// secret to the `ed25519` scheme.
+    #[error("this kind of key cannot be used here")]
+    UnsuitableKey,
     /// Signing was asked for with an empty list of secrets.
     #[error("no signing secret given")]
     NoSecret,

@@ -36,12 +36,14 @@
 //! ```
 
 mod error;
+mod key;
 mod mac;
 mod scheme;
 mod secret;
 mod time;
 
 pub mod custom;
+pub mod ed25519;
 pub mod github;
 pub mod shopify;
 pub mod slack;
@@ -50,6 +52,7 @@ pub mod stripe;
 
 pub use custom::{Algorithm, Encoding, HmacScheme};
 pub use error::SignatureError;
+pub use key::{SigningKey, VerifyingKey};
 pub use scheme::SignatureScheme;
 pub use secret::{format_secret, parse_secret, provider_key, SECRET_PREFIX};
 pub use time::unix_now;

@@ -13,7 +13,7 @@ pub const SECRET_PREFIX: &str = "whsec_";
 
 /// Standard base64 that also reads unpadded input, as the Standard Webhooks
 /// libraries do (they append `==` before decoding).
-const LENIENT: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );

@@ -1,16 +1,18 @@
 //! [Standard Webhooks](https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md)
 //! signatures, Herald's default and what Svix sends: `webhook-signature: v1,<base64
 //! HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`, several space-separated
-//! entries during a secret rotation.
+//! entries during a secret rotation. Endpoints with an Ed25519 key get the
+//! spec's asymmetric `v1a,<base64 signature>` entries instead ([`crate::ed25519`]).
 
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use crate::ed25519::{self, PublicKey};
 use crate::mac::Keyed;
 use crate::time::{check_timestamp, parse_timestamp, unix_now};
-use crate::SignatureError;
+use crate::{SignatureError, SigningKey, VerifyingKey};
 
 /// The message id header; receivers use it as an idempotency key.
 pub const WEBHOOK_ID: &str = "webhook-id";
@@ -47,34 +49,43 @@ pub fn sign(secret: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String 
     format!("{VERSION},{}", STANDARD.encode(tag))
 }
 
-/// The `webhook-signature` value for every secret that is valid now, current
-/// first: one `v1,` entry each, separated by single spaces (the reference
-/// libraries split on exactly one space).
-pub fn signature_header<S: AsRef<[u8]>>(
-    secrets: &[S],
+/// One signature entry of a message: `v1,` under a symmetric key, `v1a,` under
+/// an Ed25519 one.
+pub fn sign_with(key: &SigningKey, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    match key {
+        SigningKey::Symmetric(secret) => sign(secret, msg_id, timestamp, body),
+        SigningKey::Asymmetric(key) => key.sign(msg_id, timestamp, body),
+    }
+}
+
+/// The `webhook-signature` value for every key that is valid now, current
+/// first: one entry each, separated by single spaces (the reference libraries
+/// split on exactly one space).
+pub fn signature_header(
+    keys: &[SigningKey],
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, SignatureError> {
-    if secrets.is_empty() {
+    if keys.is_empty() {
         return Err(SignatureError::NoSecret);
     }
-    let entries: Vec<String> = secrets
+    let entries: Vec<String> = keys
         .iter()
-        .map(|secret| sign(secret.as_ref(), msg_id, timestamp, body))
+        .map(|key| sign_with(key, msg_id, timestamp, body))
         .collect();
     Ok(entries.join(" "))
 }
 
 /// Every header a Standard Webhooks delivery carries: `webhook-id`,
 /// `webhook-timestamp`, `webhook-signature` and their `svix-*` twins.
-pub fn headers<S: AsRef<[u8]>>(
-    secrets: &[S],
+pub fn headers(
+    keys: &[SigningKey],
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, SignatureError> {
-    let signature = signature_header(secrets, msg_id, timestamp, body)?;
+    let signature = signature_header(keys, msg_id, timestamp, body)?;
     let timestamp = timestamp.to_string();
     Ok([
         (WEBHOOK_ID, msg_id),
@@ -151,18 +162,73 @@ pub fn verify_at(
     let timestamp = parse_timestamp(WEBHOOK_TIMESTAMP, headers.timestamp)?;
     check_timestamp(timestamp, now, tolerance)?;
     let expected = keyed(secret, headers.id, timestamp, body);
-    let matched = headers
-        .signature
-        .split_ascii_whitespace()
-        .filter_map(|entry| entry.split_once(','))
-        .filter(|(version, _)| *version == VERSION)
-        .filter_map(|(_, encoded)| STANDARD.decode(encoded).ok())
+    let matched = entries(headers.signature, VERSION)
+        .filter_map(|encoded| STANDARD.decode(encoded).ok())
         .any(|candidate| expected.matches(&candidate));
     if matched {
         Ok(())
     } else {
         Err(SignatureError::NoMatchingSignature)
     }
+}
+
+/// Verifies an asymmetric delivery against the receiver's clock; see
+/// [`verify_asymmetric_at`].
+pub fn verify_asymmetric(
+    public_key: &PublicKey,
+    headers: &WebhookHeaders<'_>,
+    body: &[u8],
+    tolerance: Duration,
+) -> Result<(), SignatureError> {
+    verify_asymmetric_at(public_key, headers, body, tolerance, unix_now())
+}
+
+/// Verifies a delivery signed with Ed25519 as of `now`: the timestamp must be
+/// within `tolerance`, and any `v1a,` entry must be `public_key`'s signature of
+/// the message. Symmetric `v1,` entries are skipped.
+pub fn verify_asymmetric_at(
+    public_key: &PublicKey,
+    headers: &WebhookHeaders<'_>,
+    body: &[u8],
+    tolerance: Duration,
+    now: i64,
+) -> Result<(), SignatureError> {
+    let timestamp = parse_timestamp(WEBHOOK_TIMESTAMP, headers.timestamp)?;
+    check_timestamp(timestamp, now, tolerance)?;
+    let matched = entries(headers.signature, ed25519::VERSION)
+        .any(|encoded| public_key.matches(headers.id, timestamp, body, encoded));
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::NoMatchingSignature)
+    }
+}
+
+/// Verifies with whichever kind of key the receiver holds.
+pub fn verify_key_at(
+    key: &VerifyingKey,
+    headers: &WebhookHeaders<'_>,
+    body: &[u8],
+    tolerance: Duration,
+    now: i64,
+) -> Result<(), SignatureError> {
+    match key {
+        VerifyingKey::Symmetric(secret) => verify_at(secret, headers, body, tolerance, now),
+        VerifyingKey::Asymmetric(public) => {
+            verify_asymmetric_at(public, headers, body, tolerance, now)
+        }
+    }
+}
+
+/// The encoded signatures of one version in a `webhook-signature` value;
+/// malformed entries are skipped, not fatal, so one bad entry cannot hide a
+/// good one.
+fn entries<'a>(header: &'a str, version: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header
+        .split_ascii_whitespace()
+        .filter_map(|entry| entry.split_once(','))
+        .filter(move |(tag, _)| *tag == version)
+        .map(|(_, encoded)| encoded)
 }
 
 #[cfg(test)]
@@ -224,7 +290,11 @@ mod tests {
     fn a_rotation_header_verifies_with_either_secret_but_not_a_third() {
         let current = secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD");
         let previous = secret(SECRET);
-        let header = signature_header(&[&current, &previous], ID, TS, BODY).expect("two secrets");
+        let keys = [
+            SigningKey::Symmetric(current.clone()),
+            SigningKey::Symmetric(previous.clone()),
+        ];
+        let header = signature_header(&keys, ID, TS, BODY).expect("two secrets");
         let entries: Vec<&str> = header.split(' ').collect();
         assert_eq!(entries.len(), 2);
         assert_eq!(
@@ -242,9 +312,8 @@ mod tests {
 
     #[test]
     fn signing_without_a_secret_is_refused() {
-        let none: [&[u8]; 0] = [];
         assert_eq!(
-            signature_header(&none, ID, TS, BODY),
+            signature_header(&[], ID, TS, BODY),
             Err(SignatureError::NoSecret)
         );
     }
@@ -344,7 +413,8 @@ mod tests {
     #[test]
     fn headers_carry_both_families_with_the_same_values() {
         let key = secret(SECRET);
-        let headers = headers(&[&key], ID, TS, BODY).expect("one secret");
+        let headers =
+            headers(&[SigningKey::Symmetric(key.clone())], ID, TS, BODY).expect("one secret");
         let get = |name: &str| {
             headers
                 .iter()

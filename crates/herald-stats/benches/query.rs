@@ -183,6 +183,7 @@ impl Fixture {
             throttle_rate: None,
             headers: Default::default(),
             secrets: EndpointSecrets::new(herald_core::EndpointSecret::generate()),
+            signature_scheme: Default::default(),
             created_at: now,
             updated_at: now,
         };

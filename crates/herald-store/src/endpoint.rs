@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::{ApplicationId, EndpointId, IdOrUid, TenantId, Uid};
+use herald_signature::SignatureScheme;
 
 use crate::db::{Arg, Sql};
 use crate::listing::{page_of, push_keyset};
@@ -13,9 +14,10 @@ use crate::{EndpointStore, SqlStore, StoreResult};
 
 /// The columns an [`Endpoint`] is read from.
 pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, disabled, \
-     event_types, channels, metadata, throttle_rate, headers, secrets, created_at, updated_at";
+     event_types, channels, metadata, throttle_rate, headers, secrets, signature_scheme, created_at, \
+     updated_at";
 
-/// `sql` with the endpoint's key and fields bound as `$1` to `$14`: tenant,
+/// `sql` with the endpoint's key and fields bound as `$1` to `$15`: tenant,
 /// application, id, then what an update may change.
 fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -> Sql<'a> {
     Sql::new(sql)
@@ -33,6 +35,11 @@ fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -
         .bind(endpoint.throttle_rate)
         .bind(Arg::json(&endpoint.headers))
         .bind(Arg::json(&StoredSecrets::from(&endpoint.secrets)))
+        // The default scheme is stored as NULL, as every endpoint made before
+        // schemes existed has it.
+        .bind(Arg::opt_json(
+            Some(&endpoint.signature_scheme).filter(|scheme| **scheme != SignatureScheme::Standard),
+        ))
 }
 
 #[async_trait]
@@ -41,8 +48,8 @@ impl EndpointStore for SqlStore {
         let insert =
             "INSERT INTO endpoint (tenant_id, app_id, id, uid, url, description, version, \
                  disabled, event_types, channels, metadata, throttle_rate, headers, secrets, \
-                 created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+                 signature_scheme, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
         let sql = with_fields(insert, tenant_id, endpoint)
             .bind(endpoint.created_at)
             .bind(endpoint.updated_at);
@@ -57,8 +64,9 @@ impl EndpointStore for SqlStore {
     ) -> StoreResult<bool> {
         let update = "UPDATE endpoint SET uid = $4, url = $5, description = $6, version = $7, \
                  disabled = $8, event_types = $9, channels = $10, metadata = $11, \
-                 throttle_rate = $12, headers = $13, secrets = $14, updated_at = $15 \
-             WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $16";
+                 throttle_rate = $12, headers = $13, secrets = $14, signature_scheme = $15, \
+                 updated_at = $16 \
+             WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $17";
         let sql = with_fields(update, tenant_id, endpoint)
             .bind(endpoint.updated_at)
             .bind(expected_updated_at);

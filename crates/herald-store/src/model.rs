@@ -1,6 +1,7 @@
 //! The records the store reads and writes. They hold validated values only.
 
 use chrono::{DateTime, Utc};
+use herald_signature::SignatureScheme;
 use serde::{Deserialize, Serialize};
 
 use herald_core::{
@@ -67,6 +68,9 @@ pub struct Endpoint {
     pub throttle_rate: Option<u16>,
     pub headers: EndpointHeaders,
     pub secrets: EndpointSecrets,
+    /// How deliveries are signed; the key kind in `secrets` matches it
+    /// (an Ed25519 pair for `ed25519`, a `whsec_` secret otherwise).
+    pub signature_scheme: SignatureScheme,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -396,7 +400,7 @@ impl EndpointSecrets {
         self.previous.drain(..excess);
     }
 
-    /// Every secret a delivery made at `now` is signed with: current first.
+    /// Every key a delivery made at `now` is signed with: current first.
     pub fn valid_at(&self, now: DateTime<Utc>) -> Vec<&EndpointSecret> {
         std::iter::once(&self.current)
             .chain(

@@ -144,6 +144,9 @@ pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
         throttle_rate: throttle(row)?,
         headers,
         secrets: EndpointSecrets::try_from(secrets).map_err(|e| corrupt("endpoint.secrets", e))?,
+        signature_scheme: row
+            .optional_json("signature_scheme", "endpoint.signature_scheme")?
+            .unwrap_or_default(),
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

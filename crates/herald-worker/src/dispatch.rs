@@ -22,7 +22,6 @@ use url::Url;
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, EventTypeName, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
-use herald_signature::SignatureScheme;
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryKey, DeliveryState, DeliveryStore,
@@ -786,13 +785,13 @@ impl Dispatcher {
             event_type: event_type.clone(),
             timestamp: now.timestamp(),
             body: payload,
-            secrets: endpoint
+            keys: endpoint
                 .secrets
                 .valid_at(now)
                 .into_iter()
-                .map(|s| s.as_bytes().to_vec())
+                .map(|secret| secret.signing_key().clone())
                 .collect(),
-            scheme: SignatureScheme::default(),
+            scheme: endpoint.signature_scheme.clone(),
             headers: endpoint.headers.as_map().clone(),
         };
         let in_flight = crate::metrics::in_flight();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use herald_core::ErrorClass;
 use herald_core::{EventTypeName, MessageId};
-use herald_signature::{standard, SignatureScheme};
+use herald_signature::{standard, SignatureScheme, SigningKey};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::{redirect, Response, StatusCode};
 use url::Url;
@@ -98,8 +98,8 @@ pub struct DeliveryRequest {
     pub timestamp: i64,
     /// The payload exactly as the tenant posted it.
     pub body: Vec<u8>,
-    /// Raw key bytes of every secret valid now, current first.
-    pub secrets: Vec<Vec<u8>>,
+    /// Every signing key valid now, current first.
+    pub keys: Vec<SigningKey>,
     /// The endpoint's signature scheme.
     pub scheme: SignatureScheme,
     /// The endpoint's custom headers; they never replace Herald's own.
@@ -115,7 +115,7 @@ impl fmt::Debug for DeliveryRequest {
             .field("event_type", &self.event_type)
             .field("timestamp", &self.timestamp)
             .field("body_len", &self.body.len())
-            .field("secrets", &self.secrets.len())
+            .field("keys", &self.keys.len())
             .field("scheme", &self.scheme.name())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish()
@@ -282,7 +282,7 @@ fn build_headers(request: &DeliveryRequest) -> Result<HeaderMap, String> {
     let signed = request
         .scheme
         .headers(
-            &request.secrets,
+            &request.keys,
             request.msg_id.as_str(),
             request.timestamp,
             &request.body,

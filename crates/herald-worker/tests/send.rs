@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use herald_core::{EventTypeName, MessageId};
-use herald_signature::{parse_secret, standard, unix_now, SignatureScheme};
+use herald_signature::{parse_secret, standard, unix_now, SignatureScheme, SigningKey};
 use herald_worker::{
     AttemptOutcome, DeliveryRequest, ErrorClass, Sender, SenderConfig, SsrfPolicy,
     DEFAULT_USER_AGENT,
@@ -125,11 +125,11 @@ fn request(url: Url) -> DeliveryRequest {
         timestamp: unix_now(),
         // Deliberately not normalised JSON: it must arrive byte for byte.
         body: "{\"b\": 1,  \"a\":\"Zoë 🦀\"}".as_bytes().to_vec(),
-        secrets: vec![
-            parse_secret(CURRENT).expect("secret"),
-            parse_secret(PREVIOUS).expect("secret"),
+        keys: vec![
+            SigningKey::parse(CURRENT).expect("secret"),
+            SigningKey::parse(PREVIOUS).expect("secret"),
         ],
-        scheme: SignatureScheme::StandardWebhooks,
+        scheme: SignatureScheme::Standard,
         headers: BTreeMap::new(),
     }
 }
@@ -400,7 +400,7 @@ async fn custom_headers_are_sent_but_cannot_override_herald_headers() {
 async fn a_delivery_without_secrets_is_invalid_and_never_sent() {
     let receiver = Receiver::start().await;
     let mut request = request(receiver.url("/ok"));
-    request.secrets.clear();
+    request.keys.clear();
 
     let outcome = sender(loopback_allowed()).send(request).await;
 

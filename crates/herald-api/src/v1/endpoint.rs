@@ -321,6 +321,7 @@ impl EndpointFields {
             throttle_rate: self.throttle_rate,
             headers,
             secrets: EndpointSecrets::new(secret),
+            signature_scheme: Default::default(),
             created_at: now,
             updated_at: now,
         }

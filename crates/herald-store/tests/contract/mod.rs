@@ -109,6 +109,7 @@ pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
         throttle_rate: None,
         headers: EndpointHeaders::default(),
         secrets: EndpointSecrets::new(EndpointSecret::generate()),
+        signature_scheme: Default::default(),
         created_at: now,
         updated_at: now,
     }
