@@ -27,25 +27,9 @@ pub fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Whether a missing service must fail the test instead of skipping it.
-pub fn services_required() -> bool {
-    std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
-/// Skips (returns `None`) or panics, depending on [`services_required`].
-pub fn skip_or_fail<T>(service: &str, why: &str) -> Option<T> {
-    if services_required() {
-        panic!("{service} is required (HERALD_REQUIRE_SERVICES=1) but unusable: {why}");
-    }
-    // Straight to stderr, not `eprintln!`, which libtest captures and hides
-    // when the test passes: a skip must be seen.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "*** SKIPPED: {service} is not reachable ({why}); set HERALD_REQUIRE_SERVICES=1 to fail instead ***"
-    );
-    None
-}
+// One skip policy for every test that needs something outside the process:
+// services here, Python and Node for the providers' verifiers.
+pub use herald_verifiers::{services_required, skip_or_fail};
 
 /// The `herald` binary cargo built next to this test executable.
 ///

@@ -1,5 +1,6 @@
-//! The official Svix Python SDK against a real server, from cached virtual
-//! environments with pinned PyPI packages (`common::python`):
+//! The official Svix Python SDK against a real server, from the cached virtual
+//! environment of the providers' pinned PyPI packages
+//! (`herald_verifiers::python::PROVIDERS`):
 //!
 //! - `tests/python/svix_compat.py` (svix==2.9.1) drives every route the SDK
 //!   has that Herald serves, and parses every answer with the SDK's models;
@@ -11,15 +12,13 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::python::{describe, python_with, run, Pins};
 use herald_e2e::{skip_or_fail, Herald, Options};
-use tokio::process::Command;
+use herald_verifiers::python::{python_with, PROVIDERS};
+use herald_verifiers::{describe, run};
 
-/// svix as its compatibility script is written for; standardwebhooks pinned
-/// too (svix needs >= 1.1.0).
-const PINS: Pins = &[("svix", "2.9.1"), ("standardwebhooks", "1.1.0")];
 /// Longest one script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -27,9 +26,14 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// `None` (after a notice) when Python or the pinned packages are unusable and
 /// services are optional. Fails unless the script exits 0 and prints `ok_line`.
 async fn run_script(herald: &Herald, script: &str, ok_line: &str) -> Option<String> {
-    let python = match python_with(PINS).await {
+    // Installing blocks for minutes the first time, and the scripts as long as
+    // they run: off the runtime's thread.
+    let python = match tokio::task::spawn_blocking(|| python_with(PROVIDERS))
+        .await
+        .expect("install task")
+    {
         Ok(python) => python,
-        Err(why) => return skip_or_fail("Python svix + standardwebhooks", &why),
+        Err(why) => return skip_or_fail("Python and the pinned PyPI packages", &why),
     };
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")
@@ -47,7 +51,10 @@ async fn run_script(herald: &Herald, script: &str, ok_line: &str) -> Option<Stri
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("HERALD_URL", &herald.url)
         .env("HERALD_TOKEN", &herald.tenant.key);
-    let output = match run(&mut command, SCRIPT_TIMEOUT).await {
+    let output = match tokio::task::spawn_blocking(move || run(&mut command, SCRIPT_TIMEOUT))
+        .await
+        .expect("script task")
+    {
         Ok(output) => output,
         Err(e) => panic!("{e}\n--- server log ---\n{}", herald.log()),
     };

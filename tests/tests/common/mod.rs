@@ -1,11 +1,7 @@
 //! Helpers shared by some test files (each `tests/*.rs` file is its own crate,
 //! so each includes this with `mod common;` and uses what it needs).
-//!
-//! `python`: a cached virtual environment with pinned PyPI packages.
 
 #![allow(dead_code)]
-
-pub mod python;
 
 use std::time::Duration;
 
