@@ -424,7 +424,7 @@ mod tests {
         };
         let text = format_secret(bytes);
         let headers = SignatureScheme::Github
-            .headers(&[current.clone()], ID, NOW, BODY)
+            .headers(std::slice::from_ref(&current), ID, NOW, BODY)
             .expect("secret");
         assert_eq!(
             github::verify(
