@@ -32,16 +32,26 @@ impl Received {
     }
 
     /// Whether the request carries a valid Standard Webhooks signature by
-    /// `secret` (`whsec_…`), among any others.
-    pub fn signed_by(&self, secret: &str) -> bool {
-        let key = herald_signature::parse_secret(secret).expect("a whsec_ secret");
-        let headers = herald_signature::standard::WebhookHeaders {
-            id: self.header("webhook-id"),
-            timestamp: self.header("webhook-timestamp"),
-            signature: self.header("webhook-signature"),
-        };
-        herald_signature::standard::verify(&key, &headers, &self.body, Duration::from_secs(300))
+    /// `key` among any others: a `whsec_` secret (`v1`) or a `whpk_` public key
+    /// (`v1a`), as the API shows them.
+    pub fn signed_by(&self, key: &str) -> bool {
+        self.verify(&herald_signature::SignatureScheme::Standard, key)
             .is_ok()
+    }
+
+    /// Verifies the request as a receiver of `scheme` holding `key` would.
+    pub fn verify(
+        &self,
+        scheme: &herald_signature::SignatureScheme,
+        key: &str,
+    ) -> Result<(), herald_signature::SignatureError> {
+        let key = herald_signature::VerifyingKey::parse(key)?;
+        scheme.verify(
+            &key,
+            |name| self.headers.get(name).and_then(|v| v.to_str().ok()),
+            &self.body,
+            Duration::from_secs(300),
+        )
     }
 }
 

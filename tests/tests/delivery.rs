@@ -334,3 +334,90 @@ herald_e2e::e2e_tests! {
         assert!(second.signed_by(&secret), "signed with the new secret too: {second:?}");
     }
 }
+
+herald_e2e::e2e_tests! {
+    /// The worker signs with each endpoint's own scheme; an `ed25519`
+    /// endpoint's deliveries verify with the public key the API shows, and keep
+    /// verifying with the old key through a rotation and a change of key kind.
+    async fn deliveries_are_signed_with_the_endpoint_s_scheme_through_rotations() {
+        use herald_signature::{SignatureError, SignatureScheme};
+        let Some(herald) = start().await else { return };
+        let receiver = Receiver::start().await;
+        herald
+            .post("/api/v1/app", json!({"name": "A", "uid": "a"}))
+            .await;
+        let mut endpoints = Vec::new();
+        for (path, scheme) in [("std", "standard"), ("ed", "ed25519"), ("stripe", "stripe")] {
+            let ep = herald
+                .post(
+                    "/api/v1/app/a/endpoint",
+                    json!({"url": receiver.url(path), "signatureScheme": scheme}),
+                )
+                .await;
+            assert_eq!(ep.status, 201, "{ep:?}");
+            let ep = format!("/api/v1/app/a/endpoint/{}", ep.body["id"].as_str().unwrap());
+            let key = herald.get(&format!("{ep}/secret")).await.body["key"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            endpoints.push((path, ep, key));
+        }
+        let post = |n: u32| {
+            let herald = &herald;
+            async move {
+                let created = herald
+                    .post("/api/v1/app/a/msg", json!({"eventType": "t", "payload": {"n": n}}))
+                    .await;
+                assert_eq!(created.status, 202, "{created:?}");
+            }
+        };
+        post(1).await;
+        for (path, _, _) in &endpoints {
+            let got = receiver.wait_for(path, 1, Duration::from_secs(20)).await;
+            assert_eq!(got.len(), 1, "{path} not delivered; server log:\n{}", herald.log());
+        }
+        let first = |path: &str| receiver.received(path).remove(0);
+        let (_, ed, ed_key) = &endpoints[1];
+        let (_, std_ep, std_key) = &endpoints[0];
+        let delivered = first("ed");
+        assert!(delivered.header("webhook-signature").starts_with("v1a,"), "{delivered:?}");
+        assert_eq!(delivered.verify(&SignatureScheme::Ed25519, ed_key), Ok(()));
+        assert_eq!(
+            delivered.verify(&SignatureScheme::Ed25519, std_key),
+            Err(SignatureError::UnsuitableKey)
+        );
+        let stripe = first("stripe");
+        assert!(stripe.header("stripe-signature").starts_with("t="), "{stripe:?}");
+        assert_eq!(stripe.header("webhook-signature"), "", "only the scheme's own signature");
+        assert_eq!(stripe.verify(&SignatureScheme::Stripe, &endpoints[2].2), Ok(()));
+        assert!(first("std").signed_by(std_key));
+
+        // Rotate the key pair, and move the standard endpoint to ed25519.
+        let rotated = herald.post(&format!("{ed}/secret/rotate"), json!({})).await;
+        assert_eq!(rotated.status, 200, "{rotated:?}");
+        let new_ed_key = rotated.body["key"].as_str().unwrap().to_owned();
+        let moved = herald
+            .patch(std_ep, json!({"signatureScheme": "ed25519"}))
+            .await;
+        assert_eq!(moved.status, 200, "{moved:?}");
+        let moved_key = herald.get(&format!("{std_ep}/secret")).await.body["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(moved_key.starts_with("whpk_"), "{moved_key}");
+        post(2).await;
+        for path in ["ed", "std"] {
+            let got = receiver.wait_for(path, 2, Duration::from_secs(20)).await;
+            assert_eq!(got.len(), 2, "{path} not delivered; server log:\n{}", herald.log());
+        }
+        let second = &receiver.received("ed")[1];
+        for key in [ed_key, &new_ed_key] {
+            assert_eq!(second.verify(&SignatureScheme::Ed25519, key), Ok(()), "{second:?}");
+        }
+        // The moved endpoint's receivers verify with either key during the grace period.
+        let second = &receiver.received("std")[1];
+        let signature = second.header("webhook-signature");
+        assert!(signature.starts_with("v1a,") && signature.contains(" v1,"), "{signature}");
+        assert!(second.signed_by(std_key) && second.signed_by(&moved_key), "{second:?}");
+    }
+}

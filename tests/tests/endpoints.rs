@@ -293,3 +293,223 @@ herald_e2e::e2e_tests! {
         assert_eq!(herald.count_rows("application").await, 2);
     }
 }
+
+herald_e2e::e2e_tests! {
+    /// `signatureScheme` and `signatureOptions` through create, get, list, PUT
+    /// and PATCH; an `ed25519` endpoint shows only its public key.
+    async fn signature_schemes_are_chosen_per_endpoint() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        let app_id = app_with_event_types(&herald).await;
+        let base = format!("/api/v1/app/{app_id}/endpoint");
+        let url = "https://example.com/hook";
+
+        // Omitted means standard, with a whsec_ secret: what Svix clients get.
+        let plain = herald.post(&base, json!({"url": url})).await;
+        assert_eq!(plain.status, 201, "{plain:?}");
+        assert_eq!(plain.body["signatureScheme"], "standard");
+        assert_eq!(plain.body["signatureOptions"], Value::Null);
+        let plain_id = plain.body["id"].as_str().unwrap().to_owned();
+        let secret = herald.get(&format!("{base}/{plain_id}/secret")).await;
+        assert!(secret.body["key"].as_str().unwrap().starts_with("whsec_"));
+
+        for scheme in ["standard", "stripe", "github", "shopify", "slack"] {
+            let created = herald
+                .post(&base, json!({"url": url, "signatureScheme": scheme}))
+                .await;
+            assert_eq!(created.status, 201, "{created:?}");
+            assert_eq!(created.body["signatureScheme"], scheme);
+            let id = created.body["id"].as_str().unwrap();
+            let fetched = herald.get(&format!("{base}/{id}")).await;
+            assert_eq!(fetched.body, created.body);
+        }
+
+        let hmac = herald
+            .post(
+                &base,
+                json!({
+                    "url": url,
+                    "signatureScheme": "hmac",
+                    "signatureOptions": {"header": "X-Acme-Signature", "algorithm": "sha512"},
+                }),
+            )
+            .await;
+        assert_eq!(hmac.status, 201, "{hmac:?}");
+        assert_eq!(
+            hmac.body["signatureOptions"],
+            json!({"header": "X-Acme-Signature", "algorithm": "sha512", "encoding": "hex"})
+        );
+        let hmac_id = hmac.body["id"].as_str().unwrap().to_owned();
+
+        // ed25519: a generated key pair; only the public key is ever shown.
+        let ed = herald
+            .post(&base, json!({"url": url, "signatureScheme": "ed25519"}))
+            .await;
+        assert_eq!(ed.status, 201, "{ed:?}");
+        let ed_id = ed.body["id"].as_str().unwrap().to_owned();
+        let public = herald.get(&format!("{base}/{ed_id}/secret")).await;
+        let public = public.body["key"].as_str().unwrap().to_owned();
+        assert!(public.starts_with("whpk_"), "{public}");
+        assert!(herald_signature::VerifyingKey::parse(&public).is_ok());
+        let rotated = herald
+            .post(&format!("{base}/{ed_id}/secret/rotate"), json!({}))
+            .await;
+        assert_eq!(rotated.status, 200, "{rotated:?}");
+        let new_public = rotated.body["key"].as_str().unwrap();
+        assert!(new_public.starts_with("whpk_") && new_public != public);
+
+        // A tenant's own key pair is accepted; the response shows its public half.
+        let pair = herald_signature::ed25519::SecretKey::generate();
+        let own = herald
+            .post(
+                &base,
+                json!({"url": url, "signatureScheme": "ed25519", "secret": pair.to_text()}),
+            )
+            .await;
+        assert_eq!(own.status, 201, "{own:?}");
+        let own_id = own.body["id"].as_str().unwrap();
+        assert_eq!(
+            herald.get(&format!("{base}/{own_id}/secret")).await.body["key"],
+            pair.public_key().to_text()
+        );
+
+        // Listing shows the schemes too.
+        let list = herald.get(&format!("{base}?limit=50")).await;
+        let schemes: Vec<&str> = list.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ep| ep["signatureScheme"].as_str().unwrap())
+            .collect();
+        assert!(schemes.contains(&"ed25519") && schemes.contains(&"hmac"), "{schemes:?}");
+
+        // PUT without the field keeps the scheme (clients that don't know it).
+        let put = herald
+            .put(&format!("{base}/{hmac_id}"), json!({"url": "https://example.com/2"}))
+            .await;
+        assert_eq!(put.status, 200, "{put:?}");
+        assert_eq!(put.body["signatureScheme"], "hmac");
+        assert_eq!(put.body["signatureOptions"]["algorithm"], "sha512");
+
+        // PATCH: options alone change an hmac endpoint; a new name replaces it.
+        let patched = herald
+            .patch(
+                &format!("{base}/{hmac_id}"),
+                json!({"signatureOptions": {"header": "X-Other", "encoding": "base64"}}),
+            )
+            .await;
+        assert_eq!(patched.status, 200, "{patched:?}");
+        assert_eq!(
+            patched.body["signatureOptions"],
+            json!({"header": "X-Other", "algorithm": "sha256", "encoding": "base64"})
+        );
+        let patched = herald
+            .patch(&format!("{base}/{hmac_id}"), json!({"signatureScheme": "github"}))
+            .await;
+        assert_eq!(patched.status, 200, "{patched:?}");
+        assert_eq!(patched.body["signatureScheme"], "github");
+        assert_eq!(patched.body["signatureOptions"], Value::Null);
+    }
+
+    /// Unknown schemes, missing or misplaced options, keys of the wrong kind and
+    /// header collisions are 422s naming the field, and change nothing.
+    async fn bad_signature_settings_are_refused_and_store_nothing() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        let app_id = app_with_event_types(&herald).await;
+        let base = format!("/api/v1/app/{app_id}/endpoint");
+        let url = "https://example.com/hook";
+        let refused = [
+            (json!({"url": url, "signatureScheme": "md5"}), "signatureScheme"),
+            (json!({"url": url, "signatureScheme": "standardWebhooks"}), "signatureScheme"),
+            (json!({"url": url, "signatureScheme": "hmac"}), "signatureOptions"),
+            (
+                json!({"url": url, "signatureScheme": "stripe", "signatureOptions": {"header": "X-S"}}),
+                "signatureOptions",
+            ),
+            (json!({"url": url, "signatureOptions": {"header": "X-S"}}), "signatureOptions"),
+            (
+                json!({"url": url, "signatureScheme": "hmac", "signatureOptions": {"header": "X S"}}),
+                "signatureOptions",
+            ),
+            (
+                json!({"url": url, "signatureScheme": "hmac", "signatureOptions": {"header": "X-S", "algorithm": "md5"}}),
+                "signatureOptions",
+            ),
+            (
+                json!({"url": url, "signatureScheme": "hmac", "signatureOptions": {"header": "X-S", "salt": "x"}}),
+                "signatureOptions",
+            ),
+            (
+                json!({"url": url, "signatureScheme": "hmac", "signatureOptions": {"header": "webhook-signature"}}),
+                "signatureOptions",
+            ),
+            (
+                json!({"url": url, "signatureScheme": "ed25519", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+                "secret",
+            ),
+            (
+                json!({"url": url, "secret": herald_signature::ed25519::SecretKey::generate().to_text()}),
+                "secret",
+            ),
+            (json!({"url": url, "signatureScheme": "ed25519", "secret": "whsk_dGVzdA=="}), "secret"),
+            (
+                json!({"url": url, "signatureScheme": "stripe", "headers": {"Stripe-Signature": "x"}}),
+                "headers",
+            ),
+            (
+                json!({"url": url, "signatureScheme": "hmac", "signatureOptions": {"header": "X-Sig"}, "headers": {"x-sig": "x"}}),
+                "headers",
+            ),
+        ];
+        for (body, field) in refused {
+            let reply = herald.post(&base, body.clone()).await;
+            assert_eq!(reply.status, 422, "{body}: {reply:?}");
+            let loc = &reply.body["detail"][0]["loc"];
+            assert_eq!(loc[0], "body", "{body}: {reply:?}");
+            assert_eq!(loc[1], field, "{body}: {reply:?}");
+            assert!(reply.body["detail"][0]["msg"].as_str().is_some());
+        }
+        assert_eq!(herald.count_rows("endpoint").await, 0);
+
+        // On an existing endpoint: the scheme and its custom headers may not collide
+        // whichever is changed second, and a rotation key must fit the scheme.
+        let created = herald
+            .post(&base, json!({"url": url, "headers": {"X-Hub-Signature-256": "x"}}))
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        let ep = format!("{base}/{}", created.body["id"].as_str().unwrap());
+        let before = herald.get(&ep).await.body;
+        let reply = herald.patch(&ep, json!({"signatureScheme": "github"})).await;
+        assert_eq!(reply.status, 422, "{reply:?}");
+        assert_eq!(reply.body["detail"][0]["loc"][1], "signatureScheme");
+        let reply = herald
+            .put(&ep, json!({"url": url, "signatureScheme": "github"}))
+            .await;
+        assert_eq!(reply.status, 422, "{reply:?}");
+        let reply = herald.patch(&ep, json!({"signatureScheme": "stripe"})).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let reply = herald
+            .patch(&format!("{ep}/headers"), json!({"headers": {"stripe-signature": "x"}}))
+            .await;
+        assert_eq!(reply.status, 422, "{reply:?}");
+        assert_eq!(reply.body["detail"][0]["loc"][1], "headers");
+        let reply = herald
+            .put(&format!("{ep}/headers"), json!({"headers": {"Stripe-Signature": "x"}}))
+            .await;
+        assert_eq!(reply.status, 422, "{reply:?}");
+        let pair = herald_signature::ed25519::SecretKey::generate().to_text();
+        let reply = herald
+            .post(&format!("{ep}/secret/rotate"), json!({"key": pair}))
+            .await;
+        assert_eq!(reply.status, 422, "{reply:?}");
+        assert_eq!(reply.body["detail"][0]["loc"], json!(["body", "key"]));
+        let after = herald.get(&ep).await.body;
+        assert_eq!(after["signatureScheme"], "stripe");
+        assert_ne!(before["signatureScheme"], after["signatureScheme"]);
+        let headers = herald.get(&format!("{ep}/headers")).await.body;
+        assert_eq!(headers["headers"], json!({"X-Hub-Signature-256": "x"}));
+    }
+}

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::mac::Keyed;
+use crate::mac::{decode_lower_hex, Keyed};
 use crate::SignatureError;
 
 /// The hash under the HMAC.
@@ -33,7 +33,8 @@ pub enum Algorithm {
     serde(rename_all = "lowercase")
 )]
 pub enum Encoding {
-    /// Lowercase hexadecimal, the default.
+    /// Lowercase hexadecimal, the default; uppercase is refused when verifying,
+    /// as the providers' verifiers refuse it.
     #[default]
     Hex,
     /// Standard base64 with padding (RFC 4648 §4).
@@ -130,7 +131,7 @@ impl HmacScheme {
     pub fn verify(&self, key: &[u8], value: &str, body: &[u8]) -> Result<(), SignatureError> {
         let value = value.trim();
         let candidate = match self.encoding {
-            Encoding::Hex => hex::decode(value).ok(),
+            Encoding::Hex => decode_lower_hex(value),
             Encoding::Base64 => STANDARD.decode(value).ok(),
         }
         .ok_or_else(|| SignatureError::MalformedHeader(self.header.clone()))?;

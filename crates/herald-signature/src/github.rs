@@ -5,7 +5,7 @@
 //! secret signs; nothing timestamps the body, so receivers that need replay
 //! protection deduplicate on the delivery's message id.
 
-use crate::mac::Keyed;
+use crate::mac::{decode_lower_hex, Keyed};
 use crate::SignatureError;
 
 /// The header GitHub's verifiers read.
@@ -23,7 +23,7 @@ pub fn verify(key: &[u8], header: &str, body: &[u8]) -> Result<(), SignatureErro
     let candidate = header
         .trim()
         .strip_prefix(PREFIX)
-        .and_then(|hex_tag| hex::decode(hex_tag).ok())
+        .and_then(decode_lower_hex)
         .ok_or_else(|| SignatureError::MalformedHeader(HEADER.to_owned()))?;
     if Keyed::sha256(key, &[body]).matches(&candidate) {
         Ok(())

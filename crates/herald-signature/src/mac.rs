@@ -69,6 +69,19 @@ impl Keyed {
     }
 }
 
+/// Decodes a tag written in lowercase hex, the only form the schemes write.
+///
+/// Most of the providers' verifiers compare the hex *text* (Stripe's Python and
+/// Node libraries, Octokit's, and the checks GitHub's and Slack's docs show), so
+/// they refuse `ABCD` where `abcd` was signed. Decoding either case would let a
+/// header be changed without verification noticing.
+pub(crate) fn decode_lower_hex(text: &str) -> Option<Vec<u8>> {
+    if text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return None;
+    }
+    hex::decode(text).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +106,14 @@ mod tests {
         assert!(!mac.matches(&wrong));
         assert!(!mac.matches(&tag[..32]));
         assert!(!mac.matches(b""));
+    }
+
+    #[test]
+    fn only_lowercase_hex_is_read() {
+        assert_eq!(decode_lower_hex("00ff"), Some(vec![0, 255]));
+        assert_eq!(decode_lower_hex("00FF"), None);
+        assert_eq!(decode_lower_hex("00Ff"), None);
+        assert_eq!(decode_lower_hex("0"), None);
+        assert_eq!(decode_lower_hex(""), Some(Vec::new()));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::mac::Keyed;
+use crate::mac::{decode_lower_hex, Keyed};
 use crate::time::{check_timestamp, parse_timestamp, unix_now};
 use crate::SignatureError;
 
@@ -62,7 +62,7 @@ pub fn verify_at(
     let candidate = signature
         .trim()
         .strip_prefix("v0=")
-        .and_then(|hex_tag| hex::decode(hex_tag).ok())
+        .and_then(decode_lower_hex)
         .ok_or_else(|| SignatureError::MalformedHeader(SIGNATURE_HEADER.to_owned()))?;
     if keyed(key, timestamp, body).matches(&candidate) {
         Ok(())

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::mac::Keyed;
+use crate::mac::{decode_lower_hex, Keyed};
 use crate::time::{check_timestamp, parse_timestamp, unix_now};
 use crate::SignatureError;
 
@@ -73,7 +73,7 @@ pub fn verify_at(
     let expected = keyed(key, timestamp, body);
     let matched = pairs()
         .filter(|(name, _)| *name == "v1")
-        .filter_map(|(_, signature)| hex::decode(signature).ok())
+        .filter_map(|(_, signature)| decode_lower_hex(signature))
         .any(|candidate| expected.matches(&candidate));
     if matched {
         Ok(())

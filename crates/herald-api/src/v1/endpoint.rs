@@ -15,12 +15,17 @@ use herald_core::{
     ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
     EventTypeName, IdOrUid, TenantId, Uid, ValidationError,
 };
+use herald_signature::SignatureScheme;
 use herald_store::{Application, Endpoint, EndpointSecrets};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
+use crate::v1::signing::{
+    apply_scheme, check_header_collisions, check_key_kind, to_wire, SchemeChange, SignatureOptions,
+    SignatureSchemeName,
+};
 use crate::v1::{check_name_list, nullable, visible_app};
 use crate::AppState;
 
@@ -77,7 +82,9 @@ pub struct EndpointIn {
     pub event_types: Option<Vec<String>>,
     /// Channels this endpoint listens to (omit for all).
     pub channels: Option<Vec<String>>,
-    /// `whsec_` + base64 of 24–64 bytes; generated when omitted.
+    /// `whsec_` + base64 of 24–64 bytes, or for the `ed25519` scheme an Ed25519
+    /// key `whsk_` + base64 (32-byte seed, or seed and public key); generated
+    /// when omitted.
     pub secret: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
     /// Maximum messages per second to this endpoint. `rateLimit` is accepted too.
@@ -87,6 +94,10 @@ pub struct EndpointIn {
     pub headers: Option<BTreeMap<String, String>>,
     /// Legacy Svix field; only version 1 exists.
     pub version: Option<u16>,
+    /// How deliveries are signed; `standard` when omitted.
+    pub signature_scheme: Option<SignatureSchemeName>,
+    /// The settings of the `hmac` scheme; only that scheme takes them.
+    pub signature_options: Option<SignatureOptions>,
 }
 
 /// The body of `PUT`: like [`EndpointIn`] but the secret is managed separately.
@@ -107,6 +118,11 @@ pub struct EndpointUpdate {
     #[serde(alias = "rateLimit")]
     pub throttle_rate: Option<u16>,
     pub version: Option<u16>,
+    /// How deliveries are signed; omitted keeps the current scheme (so clients
+    /// that do not know the field never change it).
+    pub signature_scheme: Option<SignatureSchemeName>,
+    /// The settings of the `hmac` scheme; omitted keeps the current ones.
+    pub signature_options: Option<SignatureOptions>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -130,6 +146,13 @@ pub struct EndpointPatch {
     #[schema(value_type = Option<u16>, nullable)]
     pub throttle_rate: Option<Option<u16>>,
     pub version: Option<u16>,
+    /// A new signature scheme. Changing to or from `ed25519` makes a new key of
+    /// the other kind; the old key keeps signing for 24 hours.
+    pub signature_scheme: Option<SignatureSchemeName>,
+    /// New settings for the `hmac` scheme.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<SignatureOptions>, nullable)]
+    pub signature_options: Option<Option<SignatureOptions>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -150,13 +173,17 @@ pub struct EndpointOut {
     pub throttle_rate: Option<u16>,
     /// The same as `throttleRate`, under the name older SDKs read.
     pub rate_limit: Option<u16>,
+    pub signature_scheme: SignatureSchemeName,
+    /// The `hmac` scheme's settings; null for every other scheme.
+    pub signature_options: Option<SignatureOptions>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EndpointSecretOut {
-    /// The current signing secret, `whsec_…`.
+    /// The current signing secret, `whsec_…`; for an `ed25519` endpoint, the
+    /// public key receivers verify with, `whpk_…` (the secret key never leaves Herald).
     #[schema(example = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")]
     pub key: String,
 }
@@ -195,6 +222,7 @@ pub struct EndpointHeadersOut {
 
 impl From<Endpoint> for EndpointOut {
     fn from(ep: Endpoint) -> Self {
+        let (signature_scheme, signature_options) = to_wire(&ep.signature_scheme);
         let event_types: Option<Vec<String>> = ep
             .event_types
             .map(|types| types.into_iter().map(EventTypeName::into_inner).collect());
@@ -213,6 +241,8 @@ impl From<Endpoint> for EndpointOut {
             metadata: ep.metadata,
             throttle_rate: ep.throttle_rate,
             rate_limit: ep.throttle_rate,
+            signature_scheme,
+            signature_options,
             created_at: ep.created_at,
             updated_at: ep.updated_at,
         }
@@ -231,6 +261,7 @@ struct EndpointFields {
     channels: Option<Vec<ChannelName>>,
     metadata: herald_core::Metadata,
     throttle_rate: Option<u16>,
+    scheme: SchemeChange,
 }
 
 fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
@@ -285,10 +316,17 @@ impl EndpointFields {
             channels: parse_channels(input.channels)?,
             metadata: input.metadata.unwrap_or_default(),
             throttle_rate: parse_throttle(input.throttle_rate)?,
+            scheme: SchemeChange {
+                name: input.signature_scheme,
+                options: input.signature_options.map(Some),
+            },
         })
     }
 
-    fn apply_to(self, endpoint: &mut Endpoint) {
+    /// Replaces the endpoint's fields, checking the signature scheme against
+    /// what the endpoint holds now.
+    fn apply_to(self, endpoint: &mut Endpoint) -> Result<(), ApiError> {
+        change_scheme(endpoint, &self.scheme)?;
         endpoint.url = self.url;
         endpoint.description = self.description;
         endpoint.uid = self.uid;
@@ -298,16 +336,28 @@ impl EndpointFields {
         endpoint.channels = self.channels;
         endpoint.metadata = self.metadata;
         endpoint.throttle_rate = self.throttle_rate;
+        Ok(())
     }
 
+    /// A new endpoint. Its key is `secret` when given (it must fit the scheme)
+    /// and otherwise a fresh one of the kind the scheme signs with.
     fn into_endpoint(
         self,
         app_id: ApplicationId,
-        secret: EndpointSecret,
+        secret: Option<EndpointSecret>,
         headers: EndpointHeaders,
-    ) -> Endpoint {
+    ) -> Result<Endpoint, ApiError> {
+        let scheme = self.scheme.resolve(&SignatureScheme::Standard)?;
+        let secret = match secret {
+            Some(secret) => {
+                check_key_kind(&scheme, &secret, &["body", "secret"])?;
+                secret
+            }
+            None => EndpointSecret::generate_for(scheme.is_asymmetric()),
+        };
+        check_header_collisions(&scheme, &headers, "headers")?;
         let now = herald_store::now();
-        Endpoint {
+        Ok(Endpoint {
             id: EndpointId::new(),
             app_id,
             uid: self.uid,
@@ -321,11 +371,31 @@ impl EndpointFields {
             throttle_rate: self.throttle_rate,
             headers,
             secrets: EndpointSecrets::new(secret),
-            signature_scheme: Default::default(),
+            signature_scheme: scheme,
             created_at: now,
             updated_at: now,
-        }
+        })
     }
+}
+
+/// Applies a requested change of signature scheme to a stored endpoint: the
+/// result must not collide with its custom headers, and a change of key kind
+/// makes a new key ([`apply_scheme`]).
+fn change_scheme(endpoint: &mut Endpoint, change: &SchemeChange) -> Result<(), ApiError> {
+    let scheme = change.resolve(&endpoint.signature_scheme)?;
+    let field = if change.name.is_some() {
+        "signatureScheme"
+    } else {
+        "signatureOptions"
+    };
+    check_header_collisions(&scheme, &endpoint.headers, field)?;
+    apply_scheme(endpoint, scheme, default_grace());
+    Ok(())
+}
+
+/// How long a replaced key keeps signing when nothing else is asked.
+fn default_grace() -> chrono::Duration {
+    chrono::Duration::seconds(i64::from(DEFAULT_GRACE_SECONDS))
 }
 
 /// Refuses event types the tenant has not defined (or has archived).
@@ -455,8 +525,7 @@ pub async fn create_endpoint(
         .secret
         .as_deref()
         .map(EndpointSecret::parse)
-        .transpose()?
-        .unwrap_or_else(EndpointSecret::generate);
+        .transpose()?;
     let headers = EndpointHeaders::parse(input.headers.clone().unwrap_or_default())?;
     let fields = EndpointFields::from_update(
         EndpointUpdate {
@@ -469,11 +538,13 @@ pub async fn create_endpoint(
             metadata: input.metadata,
             throttle_rate: input.throttle_rate,
             version: input.version,
+            signature_scheme: input.signature_scheme,
+            signature_options: input.signature_options,
         },
         None,
     )?;
     check_event_types_exist(&state, principal.tenant_id(), &fields.event_types).await?;
-    let endpoint = fields.into_endpoint(app.id, secret, headers);
+    let endpoint = fields.into_endpoint(app.id, secret, headers)?;
     state
         .store
         .insert_endpoint(principal.tenant_id(), &endpoint)
@@ -543,8 +614,7 @@ pub async fn update_endpoint(
             check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
             let endpoint =
                 modify_endpoint(&state, &principal, &app_id, existing.id.as_str(), |ep| {
-                    fields.clone().apply_to(ep);
-                    Ok(())
+                    fields.clone().apply_to(ep)
                 })
                 .await?;
             Ok((StatusCode::OK, Json(endpoint.into())))
@@ -554,11 +624,7 @@ pub async fn update_endpoint(
             let path_uid = Uid::parse(endpoint_id).map_err(|e| e.at(&["path", "endpoint_id"]))?;
             let fields = EndpointFields::from_update(input, Some(path_uid))?;
             check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
-            let endpoint = fields.into_endpoint(
-                app.id,
-                EndpointSecret::generate(),
-                EndpointHeaders::default(),
-            );
+            let endpoint = fields.into_endpoint(app.id, None, EndpointHeaders::default())?;
             state
                 .store
                 .insert_endpoint(tenant_id, &endpoint)
@@ -604,7 +670,12 @@ pub async fn patch_endpoint(
     let channels = patch.channels.map(parse_channels).transpose()?;
     let throttle_rate = patch.throttle_rate.map(parse_throttle).transpose()?;
     let version = patch.version.map(|v| parse_version(Some(v))).transpose()?;
+    let scheme = SchemeChange {
+        name: patch.signature_scheme,
+        options: patch.signature_options.clone(),
+    };
     let endpoint = modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        change_scheme(endpoint, &scheme)?;
         if let Some(url) = &url {
             endpoint.url = url.clone();
         }
@@ -687,7 +758,7 @@ pub async fn get_endpoint_secret(
 ) -> Result<Json<EndpointSecretOut>, ApiError> {
     let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     Ok(Json(EndpointSecretOut {
-        key: endpoint.secrets.current.expose(),
+        key: endpoint.secrets.current.shown(),
     }))
 }
 
@@ -723,20 +794,27 @@ pub async fn rotate_endpoint_secret(
         )
         .into());
     }
-    let next = match input.key.as_deref() {
-        Some(key) => EndpointSecret::parse(key).map_err(|e| e.at(&["body", "key"]))?,
-        None => EndpointSecret::generate(),
-    };
+    let given = input
+        .key
+        .as_deref()
+        .map(|key| EndpointSecret::parse(key).map_err(|e| e.at(&["body", "key"])))
+        .transpose()?;
     let grace = chrono::Duration::seconds(i64::from(grace));
     let endpoint = modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
-        endpoint
-            .secrets
-            .rotate(next.clone(), grace, herald_store::now());
+        let scheme = &endpoint.signature_scheme;
+        let next = match &given {
+            Some(key) => {
+                check_key_kind(scheme, key, &["body", "key"])?;
+                key.clone()
+            }
+            None => EndpointSecret::generate_for(scheme.is_asymmetric()),
+        };
+        endpoint.secrets.rotate(next, grace, herald_store::now());
         Ok(())
     })
     .await?;
     Ok(Json(EndpointSecretOut {
-        key: endpoint.secrets.current.expose(),
+        key: endpoint.secrets.current.shown(),
     }))
 }
 
@@ -786,6 +864,7 @@ pub async fn update_endpoint_headers(
 ) -> Result<StatusCode, ApiError> {
     let headers = EndpointHeaders::parse(input.headers)?;
     modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        check_header_collisions(&endpoint.signature_scheme, &headers, "headers")?;
         endpoint.headers = headers.clone();
         Ok(())
     })
@@ -817,7 +896,9 @@ pub async fn patch_endpoint_headers(
     let mut changes = input.headers;
     changes.extend(input.delete_headers.into_iter().map(|name| (name, None)));
     modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
-        endpoint.headers = endpoint.headers.patched(changes.clone())?;
+        let headers = endpoint.headers.patched(changes.clone())?;
+        check_header_collisions(&endpoint.signature_scheme, &headers, "headers")?;
+        endpoint.headers = headers;
         Ok(())
     })
     .await?;

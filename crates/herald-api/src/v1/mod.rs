@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod event_type;
 pub mod health;
 pub mod message;
+pub mod signing;
 pub mod stats;
 
 use axum::Router;
