@@ -1,5 +1,6 @@
-//! The HTTP/1 server loop of every listener (the API and `HERALD_METRICS_ADDR`),
-//! in place of `axum::serve`, which cannot set the limits a public server needs:
+//! The HTTP/1 server loop of every listener (the API, `HERALD_METRICS_ADDR`
+//! and `herald listen`), in place of `axum::serve`, which cannot set the
+//! limits a public server needs:
 //!
 //! - a request's head must arrive within `HERALD_HTTP_HEADER_TIMEOUT` (hyper's
 //!   `header_read_timeout`; hyper starts that clock when it begins waiting for

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod listen;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -50,6 +50,12 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Receives webhooks on this machine to test an integration with.
+    ///
+    /// Answers every POST on any path, verifies its signature with the
+    /// endpoint's key, prints it, and lists the last deliveries as JSON at
+    /// GET /. Runs until Ctrl-C or SIGTERM.
+    Listen(herald::listen::ListenArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,12 +138,17 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run_command(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Openapi = cli.command {
-        print!("{}", herald_api::openapi::openapi_json());
-        return Ok(());
-    }
+    // The commands that need no configuration.
+    let command = match cli.command {
+        Command::Openapi => {
+            print!("{}", herald_api::openapi::openapi_json());
+            return Ok(());
+        }
+        Command::Listen(args) => return herald::listen::listen(args, shutdown_on_signal()).await,
+        command => command,
+    };
     let config = Config::load(cli.config.as_deref())?;
-    if let Command::Healthcheck { url } = &cli.command {
+    if let Command::Healthcheck { url } = &command {
         let url = match url {
             Some(url) => url.clone(),
             None => herald::health_url(&config)?,
@@ -148,7 +159,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
     }
     init_tracing(&config);
     let shutdown = shutdown_on_signal();
-    match cli.command {
+    match command {
         Command::Serve => {
             herald::exit_after_grace(
                 shutdown.clone(),
@@ -175,7 +186,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             tenant_command(store.as_ref(), command).await
         }
-        Command::Openapi | Command::Healthcheck { .. } => Ok(()),
+        Command::Openapi | Command::Healthcheck { .. } | Command::Listen(_) => Ok(()),
     }
 }
 
