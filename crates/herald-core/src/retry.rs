@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::DeliveryState;
+use crate::{DeliveryState, ErrorClass};
 
 /// Largest delay a schedule may hold between two attempts. Longer waits would
 /// outlive any sensible retention of the message and of the TTL-queue ladder.
@@ -145,22 +145,58 @@ impl RetrySchedule {
         self.delays.len() as u32 + 1
     }
 
-    /// What to do after `attempt` finished. A 410 Gone wins over everything but
-    /// success, even on the last attempt, because the receiver told us the
-    /// endpoint is gone for good.
+    /// What to do after `attempt` finished, with the server's defaults: jitter
+    /// on, other 4xx answers retried. See [`RetrySchedule::decide_with`].
     pub fn decide(&self, attempt: &FinishedAttempt, rng: &mut impl Rng) -> Decision {
+        self.decide_with(attempt, true, ClientErrors::Retry, rng)
+    }
+
+    /// What to do after `attempt` finished.
+    ///
+    /// - 2xx: done.
+    /// - 410 Gone wins over everything but success, even on the last attempt:
+    ///   the receiver told us the endpoint is gone for good.
+    /// - An attempt the SSRF guard refused or that could not be built
+    ///   ([`ErrorClass::Blocked`], [`ErrorClass::Invalid`]) cannot succeed by
+    ///   retrying, and neither can a 4xx other than 408 and 429 when the
+    ///   endpoint's policy says `final`: [`Decision::Final`].
+    /// - Anything else is retried on the schedule (`jitter` moves each delay
+    ///   by ±20%) while attempts are left; a `Retry-After` on 429 or 503 can
+    ///   lengthen the wait, up to [`MAX_RETRY_AFTER`].
+    pub fn decide_with(
+        &self,
+        attempt: &FinishedAttempt,
+        jitter: bool,
+        client_errors: ClientErrors,
+        rng: &mut impl Rng,
+    ) -> Decision {
         if attempt.succeeded {
             return Decision::Succeeded;
         }
         if attempt.status == 410 {
             return Decision::DisableEndpoint;
         }
+        if matches!(
+            attempt.error_class,
+            Some(ErrorClass::Blocked | ErrorClass::Invalid)
+        ) {
+            return Decision::Final;
+        }
+        let client_error =
+            (400..500).contains(&attempt.status) && !matches!(attempt.status, 408 | 429);
+        if client_error && client_errors == ClientErrors::Final {
+            return Decision::Final;
+        }
         // Attempt numbers start at 1; a 0 is read as 1 rather than panicking.
         let finished = attempt.attempt.max(1) as usize;
         let Some(&scheduled) = self.delays.get(finished - 1) else {
             return Decision::Exhausted;
         };
-        let delay = jittered(scheduled, rng);
+        let delay = if jitter {
+            jittered(scheduled, rng)
+        } else {
+            scheduled
+        };
         // RFC 9110 §10.2.3: Retry-After accompanies 503 and, per RFC 6585, 429.
         // It can only lengthen our wait; the cap applies to the receiver's value
         // so an operator's own long schedule is never shortened.
@@ -238,6 +274,21 @@ pub struct FinishedAttempt {
     pub status: u16,
     /// The response's `Retry-After`, already converted to a duration from now.
     pub retry_after: Option<Duration>,
+    /// Why it failed, when it did.
+    pub error_class: Option<ErrorClass>,
+}
+
+/// What a delivery's policy does with a 4xx answer other than 408, 410 and 429.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientErrors {
+    /// Retried like a 5xx, as Svix does: the default.
+    #[default]
+    Retry,
+    /// The delivery ends failed after that attempt.
+    Final,
 }
 
 /// What happens to a delivery after an attempt.
@@ -247,6 +298,9 @@ pub enum Decision {
     Succeeded,
     /// 410 Gone: the delivery ends failed and the endpoint is disabled.
     DisableEndpoint,
+    /// Retrying cannot help (see [`RetrySchedule::decide_with`]): the delivery
+    /// ends failed.
+    Final,
     /// Try again after this delay.
     RetryAfter(Duration),
     /// No attempts left: the delivery goes dead.
@@ -261,6 +315,7 @@ impl Decision {
     ///
     /// - `Succeeded` → `Succeeded`.
     /// - `DisableEndpoint` → `Failed` (the endpoint is disabled beside it).
+    /// - `Final` → `Failed`.
     /// - `RetryAfter(delay)` → `Sending`, due again after `delay`.
     /// - `Exhausted` → `Dead`; but after a manual attempt (a resend of a
     ///   failed or dead delivery, past the schedule) `Failed`: it is neither
@@ -268,7 +323,7 @@ impl Decision {
     pub fn next_state(self, manual: bool) -> (DeliveryState, Option<Duration>) {
         match self {
             Self::Succeeded => (DeliveryState::Succeeded, None),
-            Self::DisableEndpoint => (DeliveryState::Failed, None),
+            Self::DisableEndpoint | Self::Final => (DeliveryState::Failed, None),
             Self::RetryAfter(delay) => (DeliveryState::Sending, Some(delay)),
             Self::Exhausted if manual => (DeliveryState::Failed, None),
             Self::Exhausted => (DeliveryState::Dead, None),
@@ -317,6 +372,7 @@ mod tests {
             succeeded: false,
             status,
             retry_after,
+            error_class: ErrorClass::from_status(status),
         }
     }
 
@@ -446,6 +502,7 @@ mod tests {
             succeeded: true,
             status: 204,
             retry_after: None,
+            error_class: None,
         };
         assert_eq!(
             RetrySchedule::default().decide(&attempt, &mut rng()),
@@ -663,5 +720,74 @@ mod tests {
             RetrySchedule::exponential(eight_days, 2.0, eight_days, 5),
             Err(RetryScheduleError::TooLarge { position: 1, .. })
         ));
+    }
+
+    #[test]
+    fn attempts_that_cannot_succeed_by_retrying_are_final() {
+        for class in [ErrorClass::Blocked, ErrorClass::Invalid] {
+            let attempt = FinishedAttempt {
+                error_class: Some(class),
+                ..failed(1, 0, None)
+            };
+            assert_eq!(
+                RetrySchedule::default().decide(&attempt, &mut rng()),
+                Decision::Final,
+                "{class:?}"
+            );
+        }
+        assert_eq!(
+            Decision::Final.next_state(false),
+            (DeliveryState::Failed, None)
+        );
+    }
+
+    #[test]
+    fn client_errors_are_retried_unless_the_policy_says_final() {
+        let schedule = RetrySchedule::default();
+        for status in [400, 401, 404, 422] {
+            let attempt = failed(1, status, None);
+            assert!(matches!(
+                schedule.decide_with(&attempt, true, ClientErrors::Retry, &mut rng()),
+                Decision::RetryAfter(_)
+            ));
+            assert_eq!(
+                schedule.decide_with(&attempt, true, ClientErrors::Final, &mut rng()),
+                Decision::Final,
+                "{status}"
+            );
+        }
+        // 408 and 429 ask to come back later; 5xx is the receiver's trouble.
+        for status in [408, 429, 500, 503] {
+            let attempt = failed(1, status, None);
+            assert!(matches!(
+                schedule.decide_with(&attempt, true, ClientErrors::Final, &mut rng()),
+                Decision::RetryAfter(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn without_jitter_the_schedule_is_followed_exactly() {
+        let schedule = RetrySchedule::parse("1,2").expect("valid");
+        for (attempt, expected) in [(1, secs(1)), (2, secs(2))] {
+            assert_eq!(
+                schedule.decide_with(
+                    &failed(attempt, 500, None),
+                    false,
+                    ClientErrors::Retry,
+                    &mut rng()
+                ),
+                Decision::RetryAfter(expected)
+            );
+        }
+        assert_eq!(
+            schedule.decide_with(
+                &failed(3, 500, None),
+                false,
+                ClientErrors::Retry,
+                &mut rng()
+            ),
+            Decision::Exhausted
+        );
     }
 }

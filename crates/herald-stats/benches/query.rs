@@ -162,6 +162,7 @@ impl Fixture {
             name: "bench".into(),
             metadata: Default::default(),
             throttle_rate: None,
+            retry_policy: None,
             created_at: now,
             updated_at: now,
         };
@@ -184,6 +185,8 @@ impl Fixture {
             headers: Default::default(),
             secrets: EndpointSecrets::new(herald_core::EndpointSecret::generate()),
             signature_scheme: Default::default(),
+            retry_policy: None,
+            app_retry_policy: None,
             created_at: now,
             updated_at: now,
         };

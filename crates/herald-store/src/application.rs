@@ -16,8 +16,8 @@ impl ApplicationStore for SqlStore {
     async fn insert_application(&self, tenant_id: &TenantId, app: &Application) -> StoreResult<()> {
         let sql = Sql::new(
             "INSERT INTO application (id, tenant_id, uid, name, metadata, throttle_rate, \
-                 created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 retry_policy, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(app.id.as_str())
         .bind(tenant_id.as_str())
@@ -25,6 +25,7 @@ impl ApplicationStore for SqlStore {
         .bind(&app.name)
         .bind(Arg::json(&app.metadata))
         .bind(app.throttle_rate)
+        .bind(Arg::opt_json(app.retry_policy.as_ref()))
         .bind(app.created_at)
         .bind(app.updated_at);
         self.db.write(sql).await.map(drop)
@@ -38,8 +39,8 @@ impl ApplicationStore for SqlStore {
     ) -> StoreResult<bool> {
         let sql = Sql::new(
             "UPDATE application SET uid = $3, name = $4, metadata = $5, throttle_rate = $6, \
-                 updated_at = $7 \
-             WHERE tenant_id = $1 AND id = $2 AND updated_at = $8",
+                 retry_policy = $7, updated_at = $8 \
+             WHERE tenant_id = $1 AND id = $2 AND updated_at = $9",
         )
         .bind(tenant_id.as_str())
         .bind(app.id.as_str())
@@ -47,6 +48,7 @@ impl ApplicationStore for SqlStore {
         .bind(&app.name)
         .bind(Arg::json(&app.metadata))
         .bind(app.throttle_rate)
+        .bind(Arg::opt_json(app.retry_policy.as_ref()))
         .bind(app.updated_at)
         .bind(expected_updated_at);
         Ok(self.db.write(sql).await? == 1)

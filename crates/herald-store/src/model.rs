@@ -1,6 +1,7 @@
 //! The records the store reads and writes. They hold validated values only.
 
 use chrono::{DateTime, Utc};
+use herald_core::policy::RetryPolicySpec;
 use herald_signature::SignatureScheme;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ pub struct Application {
     pub name: String,
     pub metadata: Metadata,
     pub throttle_rate: Option<u16>,
+    /// The application's retry policy; its endpoints inherit what it sets.
+    pub retry_policy: Option<RetryPolicySpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -71,6 +74,11 @@ pub struct Endpoint {
     /// How deliveries are signed; the key kind in `secrets` matches it
     /// (an Ed25519 pair for `ed25519`, a `whsec_` secret otherwise).
     pub signature_scheme: SignatureScheme,
+    /// The endpoint's own retry policy; unset parts come from `app_retry_policy`.
+    pub retry_policy: Option<RetryPolicySpec>,
+    /// The application's retry policy as read with the endpoint (read only:
+    /// writing an endpoint never changes it).
+    pub app_retry_policy: Option<RetryPolicySpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -98,6 +98,7 @@ pub(crate) fn application_from_row(row: &Row) -> StoreResult<Application> {
         name: row.text("name")?,
         metadata: json::<Metadata>(row, "metadata", "application.metadata")?,
         throttle_rate: throttle(row)?,
+        retry_policy: row.optional_json("retry_policy", "application.retry_policy")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
@@ -147,6 +148,8 @@ pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
         signature_scheme: row
             .optional_json("signature_scheme", "endpoint.signature_scheme")?
             .unwrap_or_default(),
+        retry_policy: row.optional_json("retry_policy", "endpoint.retry_policy")?,
+        app_retry_policy: row.optional_json("app_retry_policy", "application.retry_policy")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use herald_core::policy::RetryPolicy;
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, EventTypeName, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
@@ -115,6 +116,9 @@ pub struct Dispatcher {
     queue: Arc<dyn Queue>,
     sender: Sender,
     config: WorkerConfig,
+    /// The server's retry policy (`config.schedule`, jitter on, other 4xx
+    /// retried), which applications and endpoints override setting by setting.
+    default_policy: RetryPolicy,
     busy: EndpointSlots,
     endpoints: EndpointCache,
 }
@@ -384,6 +388,7 @@ impl Dispatcher {
             queue,
             sender,
             endpoints: EndpointCache::new(config.endpoint_cache_ttl),
+            default_policy: RetryPolicy::server_default(config.schedule.clone()),
             config,
             busy: EndpointSlots::default(),
         }
@@ -799,15 +804,23 @@ impl Dispatcher {
         drop(in_flight);
         drop(slot);
         let attempt_number = attempts_before + 1;
-        let decision = self.config.schedule.decide(
-            &FinishedAttempt {
-                attempt: attempt_number,
-                succeeded: outcome.success,
-                status: outcome.status_code,
-                retry_after: outcome.retry_after,
-            },
-            &mut rand::rngs::StdRng::from_entropy(),
-        );
+        // Endpoint → application → server default, setting by setting.
+        let decision = self
+            .default_policy
+            .inherited(
+                endpoint.retry_policy.as_ref(),
+                endpoint.app_retry_policy.as_ref(),
+            )
+            .decide(
+                &FinishedAttempt {
+                    attempt: attempt_number,
+                    succeeded: outcome.success,
+                    status: outcome.status_code,
+                    retry_after: outcome.retry_after,
+                    error_class: outcome.error_class,
+                },
+                &mut rand::rngs::StdRng::from_entropy(),
+            );
 
         let recorded_at = herald_store::now();
         let (state, retry_in) = decision.next_state(manual);
@@ -890,7 +903,10 @@ impl Dispatcher {
                 self.disable_endpoint(tenant_id, app_id, endpoint_id)
                     .await?;
             }
-            Decision::Succeeded => {}
+            // Ended failed at once (a 4xx under a `final` policy, an attempt
+            // the SSRF guard refused): nothing is retried or dead-lettered;
+            // the attempt's class says why.
+            Decision::Succeeded | Decision::Final => {}
         }
         Ok(())
     }

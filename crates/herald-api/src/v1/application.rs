@@ -151,6 +151,7 @@ pub(crate) fn application_from_input(
         name: parse_name(input.name)?,
         metadata: parse_metadata(input.metadata.unwrap_or_default())?,
         throttle_rate: parse_throttle(input.throttle_rate)?,
+        retry_policy: None,
         created_at: now,
         updated_at: now,
     })

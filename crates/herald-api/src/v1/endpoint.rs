@@ -372,6 +372,8 @@ impl EndpointFields {
             headers,
             secrets: EndpointSecrets::new(secret),
             signature_scheme: scheme,
+            retry_policy: None,
+            app_retry_policy: None,
             created_at: now,
             updated_at: now,
         })

@@ -88,6 +88,7 @@ pub fn application(uid: Option<&str>) -> Application {
         name: "app".into(),
         metadata: [("k".to_owned(), "v".to_owned())].into(),
         throttle_rate: Some(5),
+        retry_policy: None,
         created_at: now,
         updated_at: now,
     }
@@ -110,6 +111,8 @@ pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
         headers: EndpointHeaders::default(),
         secrets: EndpointSecrets::new(EndpointSecret::generate()),
         signature_scheme: Default::default(),
+        retry_policy: None,
+        app_retry_policy: None,
         created_at: now,
         updated_at: now,
     }
