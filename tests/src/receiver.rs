@@ -61,6 +61,7 @@ struct Inner {
     delays: HashMap<String, Duration>,
     plans: HashMap<String, Vec<(u16, Duration)>>,
     bodies: HashMap<String, Bytes>,
+    response_headers: HashMap<String, HeaderMap>,
     received: Vec<Received>,
 }
 
@@ -119,6 +120,21 @@ impl Receiver {
             .insert(path.to_owned(), Bytes::copy_from_slice(body));
     }
 
+    /// Answers every request on `path` with these headers too (for example
+    /// `Retry-After`).
+    pub fn response_headers(&self, path: &str, headers: &[(&str, &str)]) {
+        let map = headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                    axum::http::HeaderValue::from_str(value).expect("header value"),
+                )
+            })
+            .collect();
+        self.lock().response_headers.insert(path.to_owned(), map);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base_url)
     }
@@ -161,11 +177,16 @@ async fn receive(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, Bytes) {
-    let (status, delay, answer) = {
+) -> (StatusCode, HeaderMap, Bytes) {
+    let (status, delay, answer, response_headers) = {
         let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
         let seen = inner.received.iter().filter(|r| r.path == path).count();
         let answer = inner.bodies.get(&path).cloned().unwrap_or_default();
+        let response_headers = inner
+            .response_headers
+            .get(&path)
+            .cloned()
+            .unwrap_or_default();
         inner.received.push(Received {
             path: path.clone(),
             headers,
@@ -174,13 +195,18 @@ async fn receive(
         });
         if let Some(plan) = inner.plans.get(&path).filter(|p| !p.is_empty()) {
             let (status, delay) = plan[seen % plan.len()];
-            (status, Some(delay), answer)
+            (status, Some(delay), answer, response_headers)
         } else {
             let status = match inner.scripts.get(&path) {
                 Some(script) if !script.is_empty() => script[seen.min(script.len() - 1)],
                 _ => 200,
             };
-            (status, inner.delays.get(&path).copied(), answer)
+            (
+                status,
+                inner.delays.get(&path).copied(),
+                answer,
+                response_headers,
+            )
         }
     };
     // Not under the lock: other requests are received while this one waits.
@@ -189,6 +215,7 @@ async fn receive(
     }
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        response_headers,
         answer,
     )
 }

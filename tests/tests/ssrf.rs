@@ -3,7 +3,9 @@
 //! that point at loopback (in every spelling, and through a host name that
 //! resolves to it), private networks or the cloud metadata address. Each
 //! refusal is recorded as an attempt with status 0 and error class `blocked`,
-//! and the local listeners the loopback URLs point at never see a connection.
+//! the delivery ends `failed` after that one attempt (retrying cannot make a
+//! refused address allowed), and the local listeners the loopback URLs point
+//! at never see a connection.
 //!
 //! Endpoint creation does not check addresses (it cannot know the worker's
 //! allow-list, and DNS answers change), so the refusal is the worker's; the
@@ -75,7 +77,7 @@ herald_e2e::e2e_tests! {
             env: vec![
                 // Empty: no CIDR is exempt (config.rs skips blank entries).
                 ("HERALD_SSRF_ALLOW".into(), String::new()),
-                // Two attempts, a second apart, then dead.
+                // A schedule with a retry, which a refused attempt must not use.
                 ("HERALD_RETRY_SCHEDULE".into(), "1".into()),
             ],
             ..Options::default()
@@ -173,7 +175,7 @@ herald_e2e::e2e_tests! {
         assert_eq!(msg.status, 202, "{msg:?}");
         let msg_id = msg.body["id"].as_str().unwrap().to_owned();
 
-        // Every delivery ends (dead after the schedule) ...
+        // Every delivery ends ...
         let mut db = common::db(&herald).await;
         let finished = common::poll(Duration::from_secs(30), || {
             let msg_id = msg_id.clone();
@@ -205,15 +207,15 @@ herald_e2e::e2e_tests! {
             "one delivery per endpoint: {states:?}"
         );
 
-        // ... every attempt of every endpoint was refused by the guard ...
+        // ... failed after exactly one attempt, refused by the guard ...
         let mut failures = Vec::new();
         for (url, endpoint_id) in &created {
             let state = states
                 .iter()
                 .find(|(ep, _)| ep == endpoint_id)
                 .map(|(_, s)| s.as_str());
-            if state != Some("dead") {
-                failures.push(format!("{url}: delivery state {state:?}, expected dead"));
+            if state != Some("failed") {
+                failures.push(format!("{url}: delivery state {state:?}, expected failed"));
             }
             let attempts: Vec<(i32, Option<String>, String)> = sqlx::query_as(
                 "SELECT status_code, error_class, url FROM message_attempt
@@ -224,8 +226,11 @@ herald_e2e::e2e_tests! {
             .fetch_all(&mut db)
             .await
             .unwrap();
-            if attempts.is_empty() {
-                failures.push(format!("{url}: no attempt recorded"));
+            if attempts.len() != 1 {
+                failures.push(format!(
+                    "{url}: {} attempts recorded, expected exactly 1",
+                    attempts.len()
+                ));
             }
             for (status, class, recorded_url) in &attempts {
                 if *status != 0 || class.as_deref() != Some("blocked") {

@@ -16,6 +16,7 @@ use crate::value::ValidationError;
 /// later one `multiplier` times longer, none longer than `maxDelay`;
 /// `maxAttempts` attempts in all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExponentialBackoff {
     pub initial_delay: u64,
@@ -27,6 +28,7 @@ pub struct ExponentialBackoff {
 /// A retry policy as an application or endpoint sets it: every part optional,
 /// an unset part inherited.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = RetryPolicy))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicySpec {
     /// Explicit seconds between attempts: `[1, 2]` is three attempts, the

@@ -282,6 +282,7 @@ pub struct FinishedAttempt {
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ClientErrors {
     /// Retried like a 5xx, as Svix does: the default.

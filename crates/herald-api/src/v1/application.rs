@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use herald_core::policy::RetryPolicySpec;
 use herald_core::{ApplicationId, TenantId, Uid, ValidationError};
 use herald_store::Application;
 
@@ -17,7 +18,7 @@ use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
-use crate::v1::{nullable, visible_app};
+use crate::v1::{nullable, parse_retry_policy, visible_app};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -48,6 +49,12 @@ pub struct ApplicationIn {
     /// Maximum messages per second to send to this application's endpoints.
     #[serde(alias = "rateLimit")]
     pub throttle_rate: Option<u16>,
+    /// How deliveries to this application's endpoints are retried; an endpoint
+    /// may override each setting. Unset settings follow the server's default.
+    /// On `PUT`, omitted keeps the current policy and null removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RetryPolicySpec>, nullable)]
+    pub retry_policy: Option<Option<RetryPolicySpec>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,6 +68,8 @@ pub struct ApplicationOut {
     pub throttle_rate: Option<u16>,
     /// The same as `throttleRate`, under the name older SDKs read.
     pub rate_limit: Option<u16>,
+    /// The application's own retry settings; null when it sets none.
+    pub retry_policy: Option<RetryPolicySpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -76,6 +85,10 @@ pub struct ApplicationPatch {
     #[serde(default, deserialize_with = "nullable", alias = "rateLimit")]
     #[schema(value_type = Option<u16>, nullable)]
     pub throttle_rate: Option<Option<u16>>,
+    /// A new retry policy; null removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RetryPolicySpec>, nullable)]
+    pub retry_policy: Option<Option<RetryPolicySpec>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -95,6 +108,7 @@ impl From<Application> for ApplicationOut {
             metadata: app.metadata,
             throttle_rate: app.throttle_rate,
             rate_limit: app.throttle_rate,
+            retry_policy: app.retry_policy,
             created_at: app.created_at,
             updated_at: app.updated_at,
         }
@@ -151,7 +165,7 @@ pub(crate) fn application_from_input(
         name: parse_name(input.name)?,
         metadata: parse_metadata(input.metadata.unwrap_or_default())?,
         throttle_rate: parse_throttle(input.throttle_rate)?,
-        retry_policy: None,
+        retry_policy: parse_retry_policy(input.retry_policy.flatten())?,
         created_at: now,
         updated_at: now,
     })
@@ -337,12 +351,17 @@ pub async fn update_application(
         Some(existing) => {
             // A PUT by uid keeps that uid when the body does not name one.
             let path_uid = existing.uid.clone().filter(|uid| uid.as_str() == app_id);
+            // Clients that do not know `retryPolicy` never change it.
+            let replaces_policy = input.retry_policy.is_some();
             let replacement = application_from_input(input, path_uid)?;
             let app = modify_application(&state, &principal, existing.id.as_str(), |app| {
                 app.uid = replacement.uid.clone();
                 app.name = replacement.name.clone();
                 app.metadata = replacement.metadata.clone();
                 app.throttle_rate = replacement.throttle_rate;
+                if replaces_policy {
+                    app.retry_policy = replacement.retry_policy.clone();
+                }
                 Ok(())
             })
             .await?;
@@ -384,6 +403,7 @@ pub async fn patch_application(
         .map(|uid| uid.map(Uid::parse).transpose())
         .transpose()?;
     let throttle_rate = patch.throttle_rate.map(parse_throttle).transpose()?;
+    let retry_policy = patch.retry_policy.map(parse_retry_policy).transpose()?;
     let app = modify_application(&state, &principal, &app_id, |app| {
         if let Some(name) = &name {
             app.name = name.clone();
@@ -396,6 +416,9 @@ pub async fn patch_application(
         }
         if let Some(rate) = throttle_rate {
             app.throttle_rate = rate;
+        }
+        if let Some(policy) = &retry_policy {
+            app.retry_policy = policy.clone();
         }
         Ok(())
     })

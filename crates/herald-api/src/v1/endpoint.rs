@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use herald_core::policy::RetryPolicySpec;
 use herald_core::{
     ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
     EventTypeName, IdOrUid, TenantId, Uid, ValidationError,
@@ -26,7 +27,7 @@ use crate::v1::signing::{
     apply_scheme, check_header_collisions, check_key_kind, to_wire, SchemeChange, SignatureOptions,
     SignatureSchemeName,
 };
-use crate::v1::{check_name_list, nullable, visible_app};
+use crate::v1::{check_name_list, nullable, parse_retry_policy, visible_app};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -98,6 +99,9 @@ pub struct EndpointIn {
     pub signature_scheme: Option<SignatureSchemeName>,
     /// The settings of the `hmac` scheme; only that scheme takes them.
     pub signature_options: Option<SignatureOptions>,
+    /// How deliveries to this endpoint are retried; each unset setting
+    /// follows the application's policy, then the server's default.
+    pub retry_policy: Option<RetryPolicySpec>,
 }
 
 /// The body of `PUT`: like [`EndpointIn`] but the secret is managed separately.
@@ -123,6 +127,11 @@ pub struct EndpointUpdate {
     pub signature_scheme: Option<SignatureSchemeName>,
     /// The settings of the `hmac` scheme; omitted keeps the current ones.
     pub signature_options: Option<SignatureOptions>,
+    /// The endpoint's retry policy; omitted keeps the current one, null
+    /// removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RetryPolicySpec>, nullable)]
+    pub retry_policy: Option<Option<RetryPolicySpec>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -153,6 +162,10 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<SignatureOptions>, nullable)]
     pub signature_options: Option<Option<SignatureOptions>>,
+    /// A new retry policy; null removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RetryPolicySpec>, nullable)]
+    pub retry_policy: Option<Option<RetryPolicySpec>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -176,6 +189,8 @@ pub struct EndpointOut {
     pub signature_scheme: SignatureSchemeName,
     /// The `hmac` scheme's settings; null for every other scheme.
     pub signature_options: Option<SignatureOptions>,
+    /// The endpoint's own retry settings; null when it sets none.
+    pub retry_policy: Option<RetryPolicySpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -243,6 +258,7 @@ impl From<Endpoint> for EndpointOut {
             rate_limit: ep.throttle_rate,
             signature_scheme,
             signature_options,
+            retry_policy: ep.retry_policy,
             created_at: ep.created_at,
             updated_at: ep.updated_at,
         }
@@ -262,6 +278,8 @@ struct EndpointFields {
     metadata: herald_core::Metadata,
     throttle_rate: Option<u16>,
     scheme: SchemeChange,
+    /// `None` keeps the endpoint's policy.
+    retry_policy: Option<Option<RetryPolicySpec>>,
 }
 
 fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
@@ -320,6 +338,7 @@ impl EndpointFields {
                 name: input.signature_scheme,
                 options: input.signature_options.map(Some),
             },
+            retry_policy: input.retry_policy.map(parse_retry_policy).transpose()?,
         })
     }
 
@@ -336,6 +355,9 @@ impl EndpointFields {
         endpoint.channels = self.channels;
         endpoint.metadata = self.metadata;
         endpoint.throttle_rate = self.throttle_rate;
+        if let Some(policy) = self.retry_policy {
+            endpoint.retry_policy = policy;
+        }
         Ok(())
     }
 
@@ -372,7 +394,7 @@ impl EndpointFields {
             headers,
             secrets: EndpointSecrets::new(secret),
             signature_scheme: scheme,
-            retry_policy: None,
+            retry_policy: self.retry_policy.flatten(),
             app_retry_policy: None,
             created_at: now,
             updated_at: now,
@@ -542,6 +564,7 @@ pub async fn create_endpoint(
             version: input.version,
             signature_scheme: input.signature_scheme,
             signature_options: input.signature_options,
+            retry_policy: input.retry_policy.map(Some),
         },
         None,
     )?;
@@ -672,6 +695,11 @@ pub async fn patch_endpoint(
     let channels = patch.channels.map(parse_channels).transpose()?;
     let throttle_rate = patch.throttle_rate.map(parse_throttle).transpose()?;
     let version = patch.version.map(|v| parse_version(Some(v))).transpose()?;
+    let retry_policy = patch
+        .retry_policy
+        .clone()
+        .map(parse_retry_policy)
+        .transpose()?;
     let scheme = SchemeChange {
         name: patch.signature_scheme,
         options: patch.signature_options.clone(),
@@ -704,6 +732,9 @@ pub async fn patch_endpoint(
         }
         if let Some(version) = version {
             endpoint.version = version;
+        }
+        if let Some(policy) = &retry_policy {
+            endpoint.retry_policy = policy.clone();
         }
         Ok(())
     })

@@ -13,6 +13,7 @@ pub mod stats;
 use axum::Router;
 use serde::{Deserialize, Deserializer};
 
+use herald_core::policy::RetryPolicySpec;
 use herald_core::{ChannelName, IdOrUid};
 use herald_store::Application;
 
@@ -40,6 +41,21 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Checks a `retryPolicy` before it is stored; an empty one (`{}`) sets
+/// nothing and is stored as none.
+pub(crate) fn parse_retry_policy(
+    policy: Option<RetryPolicySpec>,
+) -> Result<Option<RetryPolicySpec>, ApiError> {
+    match policy {
+        Some(policy) if policy == RetryPolicySpec::default() => Ok(None),
+        Some(policy) => {
+            policy.validate("retryPolicy")?;
+            Ok(Some(policy))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Loads the application named by a path segment (id or uid) that the caller

@@ -60,6 +60,7 @@ mod stats;
 pub use stats::*;
 
 use chrono::Utc;
+use herald_core::policy::RetryPolicySpec;
 use herald_core::{
     ApplicationId, AttemptId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, ErrorClass,
     EventTypeName, IdOrUid, MessageId, TenantId, Uid,
@@ -192,13 +193,37 @@ pub async fn objects_of_one_tenant_are_invisible_to_another(store: &dyn Store) {
 
 pub async fn records_round_trip_unchanged(store: &dyn Store) {
     let t = tenant(store, "t").await;
-    let app = application(Some("rt"));
+    let app_policy: RetryPolicySpec =
+        serde_json::from_str(r#"{"schedule": [5], "clientErrors": "final"}"#).unwrap();
+    let app = Application {
+        retry_policy: Some(app_policy.clone()),
+        ..application(Some("rt"))
+    };
     store.insert_application(&t, &app).await.unwrap();
     let loaded = store.application(&t, &id_ref("rt")).await.unwrap().unwrap();
     assert_eq!(loaded.id, app.id);
     assert_eq!(loaded.metadata, app.metadata);
     assert_eq!(loaded.throttle_rate, Some(5));
+    assert_eq!(loaded.retry_policy, Some(app_policy.clone()));
     assert_eq!(loaded.created_at, app.created_at);
+
+    // An endpoint is read with its own policy and its application's.
+    let ep_policy: RetryPolicySpec = serde_json::from_str(
+        r#"{"exponential": {"initialDelay": 1, "multiplier": 2.5, "maxDelay": 60, "maxAttempts": 4}, "jitter": false}"#,
+    )
+    .unwrap();
+    let with_policy = Endpoint {
+        retry_policy: Some(ep_policy.clone()),
+        ..endpoint(&app.id, Some("with-policy"))
+    };
+    store.insert_endpoint(&t, &with_policy).await.unwrap();
+    let loaded = store
+        .endpoint(&t, &app.id, &id_ref("with-policy"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.retry_policy, Some(ep_policy));
+    assert_eq!(loaded.app_retry_policy, Some(app_policy));
 
     let mut ep = endpoint(&app.id, None);
     ep.secrets.rotate(
@@ -215,6 +240,7 @@ pub async fn records_round_trip_unchanged(store: &dyn Store) {
     assert_eq!(loaded.secrets.current, ep.secrets.current);
     assert_eq!(loaded.secrets.previous.len(), 1);
     assert_eq!(loaded.event_types, ep.event_types);
+    assert_eq!(loaded.retry_policy, None);
     assert_eq!(loaded.updated_at, ep.updated_at);
 
     // Deleting an application takes its endpoints with it.
