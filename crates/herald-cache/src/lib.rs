@@ -1,9 +1,10 @@
 //! Short-lived shared state that does not belong in the database: idempotency
-//! records (and, later, rate limits and breaker state). Two implementations with
+//! records and endpoint throttling. Two implementations with
 //! one contract: Redis for several processes, memory for a single one.
 
 mod memory;
 mod redis_store;
+pub mod throttle;
 
 use std::time::Duration;
 

@@ -17,24 +17,29 @@ pub struct RedisIdempotency {
     prefix: String,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> CacheError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> CacheError {
     CacheError::Unavailable(e.to_string())
+}
+
+/// A connection to `url` that reconnects by itself, each command bounded by
+/// `COMMAND_TIMEOUT`.
+pub(crate) async fn connect(url: &str) -> Result<ConnectionManager, CacheError> {
+    let client = redis::Client::open(url).map_err(unavailable)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(COMMAND_TIMEOUT)
+        .set_response_timeout(COMMAND_TIMEOUT)
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(unavailable)
 }
 
 impl RedisIdempotency {
     /// Connects to `url`; every key is stored under `prefix` (e.g. `herald:`), so
     /// several deployments or test runs can share one Redis.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(COMMAND_TIMEOUT)
-            .set_response_timeout(COMMAND_TIMEOUT)
-            .set_number_of_retries(2);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(unavailable)?;
         Ok(Self {
-            connection,
+            connection: connect(url).await?,
             prefix: format!("{prefix}idempotency:"),
         })
     }
@@ -98,28 +103,34 @@ impl IdempotencyStore for RedisIdempotency {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::contract;
 
     /// Connects to the local Redis, or skips (fails under `HERALD_REQUIRE_SERVICES=1`).
     async fn redis() -> Option<RedisIdempotency> {
+        test_redis(|url, prefix| async move { RedisIdempotency::connect(&url, &prefix).await })
+            .await
+    }
+
+    /// Connects with `connect` to the local Redis under a fresh prefix, or
+    /// skips (fails under `HERALD_REQUIRE_SERVICES=1`).
+    pub(crate) async fn test_redis<T, F, Fut>(connect: F) -> Option<T>
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CacheError>>,
+    {
         let url = std::env::var("HERALD_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("herald-test-{}:", uuid::Uuid::new_v4());
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            RedisIdempotency::connect(&url, &prefix),
-        )
-        .await
-        {
+        match tokio::time::timeout(Duration::from_secs(5), connect(url.clone(), prefix)).await {
             Ok(Ok(store)) => Some(store),
             Ok(Err(e)) => skip(&url, &e.to_string()),
             Err(_) => skip(&url, "timed out"),
         }
     }
 
-    fn skip(url: &str, why: &str) -> Option<RedisIdempotency> {
+    fn skip<T>(url: &str, why: &str) -> Option<T> {
         if std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("Redis at {url} is required (HERALD_REQUIRE_SERVICES=1): {why}");
         }

@@ -187,6 +187,7 @@ impl Fixture {
             signature_scheme: Default::default(),
             retry_policy: None,
             app_retry_policy: None,
+            health: Default::default(),
             created_at: now,
             updated_at: now,
         };

@@ -11,9 +11,11 @@ use crate::db::{corrupt, Arg, Dialect, Row, Sql};
 use crate::endpoint::ENDPOINT_COLUMNS;
 use crate::model::{
     Application, ClaimedDelivery, Delivery, DeliveryKey, DeliveryState, DeliveryTarget,
-    DeliveryUpdate, Endpoint, Message, NewMessage,
+    DeliveryUpdate, Endpoint, EndpointHealth, Message, NewMessage,
 };
-use crate::rows::{application_from_row, delivery_from_row, endpoint_from_row, message_from_row};
+use crate::rows::{
+    application_from_row, delivery_from_row, endpoint_from_row, health_from_row, message_from_row,
+};
 use crate::{EndpointStore, Outbox, SqlStore, StoreError, StoreResult};
 
 /// The message columns, in the order both inserts below bind them.
@@ -472,6 +474,7 @@ impl Outbox for SqlStore {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
         endpoint_id: &EndpointId,
+        reason: &str,
     ) -> StoreResult<bool> {
         // A read-modify-write like a patch's, so a concurrent one (a patch,
         // a rotation) is never silently overwritten; retried when it loses.
@@ -487,10 +490,81 @@ impl Outbox for SqlStore {
             let expected = endpoint.updated_at;
             endpoint.disabled = true;
             endpoint.updated_at = crate::now_after(expected);
+            endpoint.health.disabled_at = Some(endpoint.updated_at);
+            endpoint.health.disabled_reason = Some(reason.to_owned());
             if self.update_endpoint(tenant_id, &endpoint, expected).await? {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    async fn endpoint_failed(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<EndpointHealth>> {
+        let sql = Sql::new(
+            "UPDATE endpoint SET consecutive_failures = consecutive_failures + 1, \
+                 failing_since = COALESCE(failing_since, $3) \
+             WHERE tenant_id = $1 AND id = $2 \
+             RETURNING consecutive_failures, failing_since, breaker_open_until, disabled_at, \
+                 disabled_reason",
+        )
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(at);
+        let rows = self.db.write_returning(sql).await?;
+        rows.first().map(health_from_row).transpose()
+    }
+
+    async fn open_breaker(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        until: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let sql = Sql::new(
+            "UPDATE endpoint SET breaker_open_until = $3 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(until);
+        self.db.write(sql).await.map(drop)
+    }
+
+    async fn claim_breaker_probe(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new(
+            "UPDATE endpoint SET breaker_open_until = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND breaker_open_until <= $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(now)
+        .bind(until);
+        Ok(self.db.write(sql).await? == 1)
+    }
+
+    async fn endpoint_recovered(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new(
+            "UPDATE endpoint SET consecutive_failures = 0, failing_since = NULL, \
+                 breaker_open_until = NULL \
+             WHERE tenant_id = $1 AND id = $2 \
+                 AND (consecutive_failures > 0 OR breaker_open_until IS NOT NULL)",
+        )
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str());
+        Ok(self.db.write(sql).await? == 1)
     }
 }

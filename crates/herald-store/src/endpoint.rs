@@ -15,10 +15,11 @@ use crate::{EndpointStore, SqlStore, StoreResult};
 /// The columns an [`Endpoint`] is read from.
 pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, version, disabled, \
      event_types, channels, metadata, throttle_rate, headers, secrets, signature_scheme, created_at, \
-     updated_at, retry_policy, \
+     updated_at, retry_policy, consecutive_failures, failing_since, breaker_open_until, \
+     disabled_at, disabled_reason, \
      (SELECT a.retry_policy FROM application a WHERE a.id = endpoint.app_id) AS app_retry_policy";
 
-/// `sql` with the endpoint's key and fields bound as `$1` to `$16`: tenant,
+/// `sql` with the endpoint's key and fields bound as `$1` to `$18`: tenant,
 /// application, id, then what an update may change.
 fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -> Sql<'a> {
     Sql::new(sql)
@@ -42,6 +43,8 @@ fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -
             Some(&endpoint.signature_scheme).filter(|scheme| **scheme != SignatureScheme::Standard),
         ))
         .bind(Arg::opt_json(endpoint.retry_policy.as_ref()))
+        .bind(endpoint.health.disabled_at)
+        .bind(endpoint.health.disabled_reason.as_deref())
 }
 
 #[async_trait]
@@ -50,9 +53,10 @@ impl EndpointStore for SqlStore {
         let insert =
             "INSERT INTO endpoint (tenant_id, app_id, id, uid, url, description, version, \
                  disabled, event_types, channels, metadata, throttle_rate, headers, secrets, \
-                 signature_scheme, retry_policy, created_at, updated_at) \
+                 signature_scheme, retry_policy, disabled_at, disabled_reason, created_at, \
+                 updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                 $18)";
+                 $18, $19, $20)";
         let sql = with_fields(insert, tenant_id, endpoint)
             .bind(endpoint.created_at)
             .bind(endpoint.updated_at);
@@ -65,11 +69,19 @@ impl EndpointStore for SqlStore {
         endpoint: &Endpoint,
         expected_updated_at: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        // The workers' health counters are left alone, but enabling a
+        // disabled endpoint starts it afresh (SET sees the row as it was).
         let update = "UPDATE endpoint SET uid = $4, url = $5, description = $6, version = $7, \
                  disabled = $8, event_types = $9, channels = $10, metadata = $11, \
                  throttle_rate = $12, headers = $13, secrets = $14, signature_scheme = $15, \
-                 retry_policy = $16, updated_at = $17 \
-             WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $18";
+                 retry_policy = $16, disabled_at = $17, disabled_reason = $18, \
+                 consecutive_failures = CASE WHEN disabled AND NOT $8 THEN 0 \
+                     ELSE consecutive_failures END, \
+                 failing_since = CASE WHEN disabled AND NOT $8 THEN NULL ELSE failing_since END, \
+                 breaker_open_until = CASE WHEN disabled AND NOT $8 THEN NULL \
+                     ELSE breaker_open_until END, \
+                 updated_at = $19 \
+             WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $20";
         let sql = with_fields(update, tenant_id, endpoint)
             .bind(endpoint.updated_at)
             .bind(expected_updated_at);

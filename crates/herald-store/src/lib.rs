@@ -502,12 +502,45 @@ pub trait Outbox: Send + Sync + 'static {
         endpoint_id: &EndpointId,
         update: &DeliveryUpdate,
     ) -> StoreResult<()>;
-    /// Disables an endpoint (it answered 410 Gone); returns false when it is
-    /// absent or already disabled.
+    /// Disables an endpoint (it answered 410 Gone, or failed for too long),
+    /// saying `reason`; returns false when it is absent or already disabled.
     async fn disable_endpoint(
         &self,
         tenant_id: &TenantId,
         app_id: &ApplicationId,
+        endpoint_id: &EndpointId,
+        reason: &str,
+    ) -> StoreResult<bool>;
+    /// Counts a failed attempt to an endpoint (failing since `at` if it was
+    /// not failing); its health afterwards, `None` when it is gone.
+    async fn endpoint_failed(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<EndpointHealth>>;
+    /// Opens the endpoint's circuit breaker until `until`.
+    async fn open_breaker(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
+    /// Claims the half-open probe of an endpoint whose breaker was open until
+    /// `now` or before: moves its end to `until`, so others keep waiting
+    /// while the probe runs. True for exactly one claimer.
+    async fn claim_breaker_probe(
+        &self,
+        tenant_id: &TenantId,
+        endpoint_id: &EndpointId,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
+    /// A success: clears the failure count and closes the breaker; true when
+    /// there was something to clear.
+    async fn endpoint_recovered(
+        &self,
+        tenant_id: &TenantId,
         endpoint_id: &EndpointId,
     ) -> StoreResult<bool>;
 }

@@ -79,8 +79,36 @@ pub struct Endpoint {
     /// The application's retry policy as read with the endpoint (read only:
     /// writing an endpoint never changes it).
     pub app_retry_policy: Option<RetryPolicySpec>,
+    /// Written by the workers and by enabling or disabling; not part of the
+    /// endpoint's version.
+    pub health: EndpointHealth,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How an endpoint has been doing: the workers count failures, open and
+/// close its circuit breaker and may disable it. An update of the endpoint
+/// writes only `disabled_at` and `disabled_reason` of it, and clears the rest
+/// when it enables a disabled endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointHealth {
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// The first failure since the last success.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// While set and in the future, the breaker is open: deliveries wait.
+    /// Once past, one probe attempt decides (half-open).
+    pub breaker_open_until: Option<DateTime<Utc>>,
+    /// When the endpoint was last disabled, and why.
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+}
+
+impl EndpointHealth {
+    /// Whether a success has something to reset.
+    pub fn is_failing(&self) -> bool {
+        self.consecutive_failures > 0 || self.breaker_open_until.is_some()
+    }
 }
 
 /// A message posted for an application.

@@ -11,7 +11,7 @@ use herald_core::{
 use crate::db::{corrupt, Row};
 use crate::model::{
     ApiKey, Application, Attempt, AttemptTrigger, Delivery, DeliveryState, Endpoint,
-    EndpointSecrets, EventType, Message, StoredSecrets, Tenant,
+    EndpointHealth, EndpointSecrets, EventType, Message, StoredSecrets, Tenant,
 };
 use crate::StoreResult;
 
@@ -150,8 +150,21 @@ pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
             .unwrap_or_default(),
         retry_policy: row.optional_json("retry_policy", "endpoint.retry_policy")?,
         app_retry_policy: row.optional_json("app_retry_policy", "application.retry_policy")?,
+        health: health_from_row(row)?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
+    })
+}
+
+/// An endpoint's health columns.
+pub(crate) fn health_from_row(row: &Row) -> StoreResult<EndpointHealth> {
+    Ok(EndpointHealth {
+        consecutive_failures: u32::try_from(row.integer("consecutive_failures")?)
+            .unwrap_or(u32::MAX),
+        failing_since: row.optional_time("failing_since")?,
+        breaker_open_until: row.optional_time("breaker_open_until")?,
+        disabled_at: row.optional_time("disabled_at")?,
+        disabled_reason: row.get("disabled_reason")?,
     })
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use herald_cache::throttle::{MemoryThrottle, Reservation, Throttle};
 use herald_core::policy::RetryPolicy;
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
 use herald_core::{ApplicationId, AttemptId, EndpointId, EventTypeName, TenantId};
@@ -26,7 +27,7 @@ use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryKey, DeliveryState, DeliveryStore,
-    DeliveryTarget, DeliveryUpdate, Endpoint, StoreError, StoreResult,
+    DeliveryTarget, DeliveryUpdate, Endpoint, EndpointHealth, StoreError, StoreResult,
 };
 
 use crate::endpoints::EndpointCache;
@@ -53,6 +54,8 @@ const RECORD_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Dead-letter reason of a task whose attempts could not be recorded.
 const UNRECORDED_REASON: &str = "attempt could not be recorded";
+/// Why an endpoint that answered 410 is disabled.
+const GONE: &str = "the endpoint answered 410 Gone";
 
 /// Settings of the delivery loop.
 #[derive(Clone, Debug)]
@@ -74,6 +77,16 @@ pub struct WorkerConfig {
     /// How long the worker uses a copy of an endpoint it read (see
     /// `endpoints`); zero reads the endpoint for every attempt.
     pub endpoint_cache_ttl: Duration,
+    /// Consecutive failed attempts that open an endpoint's circuit breaker
+    /// (0: never).
+    pub breaker_failures: u32,
+    /// How long a breaker stays open before its first probe; doubled for
+    /// every failed probe, up to `MAX_BREAKER_COOLDOWN`.
+    pub breaker_cooldown: Duration,
+    /// An endpoint failing (no success) for this long and at least
+    /// `disable_failures` attempts in a row is disabled (zero: never).
+    pub disable_after: Duration,
+    pub disable_failures: u32,
 }
 
 impl Default for WorkerConfig {
@@ -86,9 +99,33 @@ impl Default for WorkerConfig {
             relay_interval: Duration::from_millis(100),
             relay_batch: 500,
             endpoint_cache_ttl: Duration::from_secs(1),
+            breaker_failures: 10,
+            breaker_cooldown: Duration::from_secs(30),
+            disable_after: Duration::from_secs(5 * 24 * 60 * 60),
+            disable_failures: 10,
         }
     }
 }
+
+/// What an endpoint's circuit breaker lets a delivery do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaker {
+    /// Closed (or not consulted: a manual attempt): attempt.
+    Closed,
+    /// Half-open, and this delivery claimed the probe: attempt.
+    Probe,
+    /// Open, or another delivery probes: wait this long, no attempt.
+    Wait(Duration),
+}
+
+/// Longest a breaker stays open between probes.
+const MAX_BREAKER_COOLDOWN: Duration = Duration::from_secs(10 * 60);
+/// How long the other deliveries wait while a probe is claimed: the probe's
+/// success or failure ends it sooner; a worker that died mid-probe lets the
+/// next one probe after this.
+const PROBE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a delivery waits while another one probes its endpoint.
+const PROBE_PARK: Duration = Duration::from_secs(1);
 
 /// What went wrong while handling a task, other than the delivery failing
 /// (which is an outcome, not an error).
@@ -119,6 +156,8 @@ pub struct Dispatcher {
     /// The server's retry policy (`config.schedule`, jitter on, other 4xx
     /// retried), which applications and endpoints override setting by setting.
     default_policy: RetryPolicy,
+    /// Endpoints' `throttleRate`, shared by every worker on Redis.
+    throttle: Arc<dyn Throttle>,
     busy: EndpointSlots,
     endpoints: EndpointCache,
 }
@@ -389,9 +428,17 @@ impl Dispatcher {
             sender,
             endpoints: EndpointCache::new(config.endpoint_cache_ttl),
             default_policy: RetryPolicy::server_default(config.schedule.clone()),
+            throttle: Arc::new(MemoryThrottle::new()),
             config,
             busy: EndpointSlots::default(),
         }
+    }
+
+    /// Throttles endpoints with `throttle` (Redis, shared with the other
+    /// workers) instead of this process's own limiter.
+    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// Announces every recorded attempt on `events` (for the stats role).
@@ -779,6 +826,22 @@ impl Dispatcher {
             endpoint,
         } = ready;
 
+        // The lane's gates: an open breaker or the throttle defers the
+        // delivery without an attempt (a manual one is the tenant's call).
+        let breaker = if manual {
+            Breaker::Closed
+        } else {
+            self.breaker(tenant_id, &endpoint).await?
+        };
+        if let Breaker::Wait(wait) = breaker {
+            drop(slot);
+            return self.defer(task, wait, "breaker").await;
+        }
+        if let Some(wait) = self.throttled(tenant_id, &endpoint).await {
+            drop(slot);
+            return self.defer(task, wait, "throttle").await;
+        }
+
         let now = Utc::now();
         if let Some(due) = due {
             crate::metrics::attempt_started((now - due).to_std().unwrap_or_default());
@@ -866,6 +929,11 @@ impl Dispatcher {
         });
         recorded.map_err(DispatchError::Unrecorded)?;
         crate::metrics::attempt_recorded(&outcome);
+        if !matches!(decision, Decision::DisableEndpoint) {
+            let probe = breaker == Breaker::Probe;
+            self.track_health(tenant_id, app_id, &endpoint, outcome.success, probe)
+                .await;
+        }
         // Debug, not info: one line per attempt is the attempt log's job, and
         // at thousands of attempts a second the logging would cost a core.
         tracing::debug!(
@@ -900,7 +968,7 @@ impl Dispatcher {
                 }
             }
             Decision::DisableEndpoint => {
-                self.disable_endpoint(tenant_id, app_id, endpoint_id)
+                self.disable_endpoint(tenant_id, app_id, endpoint_id, GONE)
                     .await?;
             }
             // Ended failed at once (a 4xx under a `final` policy, an attempt
@@ -911,20 +979,219 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// 410 Gone: the receiver asked not to be called again.
+    /// Disables an endpoint the receiver asked not to call again (410 Gone)
+    /// or that failed for too long, saying `reason`.
     async fn disable_endpoint(
         &self,
         tenant_id: &TenantId,
         app_id: &ApplicationId,
         endpoint_id: &EndpointId,
+        reason: &str,
     ) -> Result<(), StoreError> {
         if self
             .store
-            .disable_endpoint(tenant_id, app_id, endpoint_id)
+            .disable_endpoint(tenant_id, app_id, endpoint_id, reason)
             .await?
         {
-            tracing::warn!(%endpoint_id, "endpoint answered 410 Gone; disabled");
+            crate::metrics::endpoint_disabled();
+            tracing::warn!(%endpoint_id, reason, "endpoint disabled");
         }
         Ok(())
+    }
+
+    /// What `endpoint`'s circuit breaker lets a delivery do: while it is
+    /// open, wait until its time is up; then one delivery claims the probe
+    /// and the others wait briefly for its outcome.
+    async fn breaker(
+        &self,
+        tenant_id: &TenantId,
+        endpoint: &Endpoint,
+    ) -> Result<Breaker, StoreError> {
+        let Some(open_until) = endpoint.health.breaker_open_until else {
+            return Ok(Breaker::Closed);
+        };
+        let now = Utc::now();
+        if open_until > now {
+            // Spread over a second, so the backlog does not come back at once.
+            let spread = Duration::from_millis(rand::random::<u64>() % 1000);
+            return Ok(Breaker::Wait(
+                (open_until - now).to_std().unwrap_or_default() + spread,
+            ));
+        }
+        let until = now + chrono::Duration::from_std(PROBE_WINDOW).unwrap_or_default();
+        let probe = self
+            .store
+            .claim_breaker_probe(tenant_id, &endpoint.id, now, until)
+            .await?;
+        if probe {
+            self.endpoints.put(
+                tenant_id,
+                Arc::new(Endpoint {
+                    health: EndpointHealth {
+                        breaker_open_until: Some(until),
+                        ..endpoint.health.clone()
+                    },
+                    ..endpoint.clone()
+                }),
+            );
+            tracing::info!(endpoint_id = %endpoint.id, "circuit breaker half-open: probing");
+            return Ok(Breaker::Probe);
+        }
+        Ok(Breaker::Wait(PROBE_PARK))
+    }
+
+    /// How long a delivery to `endpoint` must wait for its `throttleRate`,
+    /// if longer than the lane holds it. A wait within that is taken here,
+    /// holding the lane's slot. A limiter that cannot be reached does not
+    /// stop deliveries: they go out unthrottled, and it is logged.
+    async fn throttled(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> Option<Duration> {
+        let rate = endpoint.throttle_rate?;
+        let key = format!("{tenant_id}:{}", endpoint.id);
+        match self.throttle.reserve(&key, rate, ENDPOINT_BUSY_DELAY).await {
+            Ok(Reservation::Granted { after }) => {
+                if !after.is_zero() {
+                    crate::metrics::throttled();
+                    tokio::time::sleep(after).await;
+                }
+                None
+            }
+            Ok(Reservation::Full { after }) => {
+                crate::metrics::throttled();
+                Some(after)
+            }
+            Err(error) => {
+                tracing::warn!(%error, endpoint_id = %endpoint.id, "throttle unavailable; sending unthrottled");
+                None
+            }
+        }
+    }
+
+    /// Puts a delivery back for `wait` without an attempt (see `park`).
+    async fn defer(
+        &self,
+        task: &DeliveryTask,
+        wait: Duration,
+        why: &str,
+    ) -> Result<(), DispatchError> {
+        tracing::debug!(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, why, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "delivery deferred");
+        if self.park(task, wait).await {
+            Ok(())
+        } else {
+            Err(herald_queue::QueueError::Unavailable(format!(
+                "could not defer the delivery ({why})"
+            ))
+            .into())
+        }
+    }
+
+    /// Counts an attempt towards its endpoint's health: a success clears a
+    /// failing endpoint (and closes its breaker); a failure counts, opens
+    /// the breaker after `breaker_failures` in a row (again after a failed
+    /// `probe`), and disables the endpoint once it has failed for
+    /// `disable_after` and `disable_failures` attempts. Nothing is written
+    /// for a success to a healthy endpoint. Health is bookkeeping: a write
+    /// that fails is logged, not retried.
+    async fn track_health(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &Endpoint,
+        success: bool,
+        probe: bool,
+    ) {
+        let endpoint_id = &endpoint.id;
+        let noted = if success {
+            if !endpoint.health.is_failing() {
+                return;
+            }
+            self.store
+                .endpoint_recovered(tenant_id, endpoint_id)
+                .await
+                .map(|cleared| {
+                    if cleared && endpoint.health.breaker_open_until.is_some() {
+                        tracing::info!(%endpoint_id, "circuit breaker closed");
+                    }
+                    Some(EndpointHealth {
+                        disabled_at: endpoint.health.disabled_at,
+                        disabled_reason: endpoint.health.disabled_reason.clone(),
+                        ..EndpointHealth::default()
+                    })
+                })
+        } else {
+            self.failed(tenant_id, app_id, endpoint, probe).await
+        };
+        match noted {
+            Ok(Some(health)) => self.endpoints.put(
+                tenant_id,
+                Arc::new(Endpoint {
+                    health,
+                    ..endpoint.clone()
+                }),
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, %endpoint_id, "could not record the endpoint's health")
+            }
+        }
+    }
+
+    /// A failed attempt's consequences for its endpoint; its health after.
+    async fn failed(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        endpoint: &Endpoint,
+        probe: bool,
+    ) -> Result<Option<EndpointHealth>, StoreError> {
+        let now = Utc::now();
+        let Some(mut health) = self
+            .store
+            .endpoint_failed(tenant_id, &endpoint.id, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let failures = health.consecutive_failures;
+        let config = &self.config;
+        let failing_for = health
+            .failing_since
+            .and_then(|since| (now - since).to_std().ok())
+            .unwrap_or_default();
+        if !config.disable_after.is_zero()
+            && failing_for >= config.disable_after
+            && failures >= config.disable_failures
+        {
+            let reason = format!(
+                "failing for {} s ({failures} attempts in a row) since {}",
+                failing_for.as_secs(),
+                health
+                    .failing_since
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            );
+            self.disable_endpoint(tenant_id, app_id, &endpoint.id, &reason)
+                .await?;
+            return Ok(None);
+        }
+        // Attempts that were in flight when the breaker opened fail into an
+        // open breaker: counted, but they do not move its probe.
+        let closed = health.breaker_open_until.is_none();
+        if config.breaker_failures > 0 && failures >= config.breaker_failures && (closed || probe) {
+            // The longer the endpoint has been failing, the longer until the
+            // next probe: half that time (so probes come at about 1.5× the
+            // time failing so far, exponentially apart), within the bounds.
+            let cooldown = (failing_for / 2).clamp(
+                config.breaker_cooldown,
+                MAX_BREAKER_COOLDOWN.max(config.breaker_cooldown),
+            );
+            let until = now + chrono::Duration::from_std(cooldown).unwrap_or_default();
+            self.store
+                .open_breaker(tenant_id, &endpoint.id, until)
+                .await?;
+            crate::metrics::breaker_opened();
+            tracing::warn!(endpoint_id = %endpoint.id, failures, cooldown_s = cooldown.as_secs(), "circuit breaker open");
+            health.breaker_open_until = Some(until);
+        }
+        Ok(Some(health))
     }
 }

@@ -18,6 +18,9 @@ pub const RELAY_BATCH_SIZE: &str = "herald_relay_batch_size";
 pub const IN_FLIGHT: &str = "herald_worker_in_flight";
 pub const DELIVERY_LAG: &str = "herald_delivery_lag_seconds";
 pub const QUEUE_DEPTH: &str = "herald_queue_depth";
+pub const THROTTLED: &str = "herald_deliveries_throttled_total";
+pub const BREAKERS_OPENED: &str = "herald_breakers_opened_total";
+pub const ENDPOINTS_DISABLED: &str = "herald_endpoints_disabled_total";
 
 /// Describes the worker's series and registers them at zero, so they are
 /// scraped (and `rate()` works) before the first delivery. Call once the
@@ -66,7 +69,22 @@ pub fn register() {
         QUEUE_DEPTH,
         "Messages waiting in the queue, by part: ready, delayed (retries), dead, stats_events"
     );
+    metrics::describe_counter!(
+        THROTTLED,
+        "Deliveries held back by their endpoint's throttleRate (waiting in the lane, or parked when the wait was longer)"
+    );
+    metrics::describe_counter!(
+        BREAKERS_OPENED,
+        "Times an endpoint's circuit breaker opened (or stayed open after a failed probe)"
+    );
+    metrics::describe_counter!(
+        ENDPOINTS_DISABLED,
+        "Endpoints the workers disabled: 410 Gone, or failing past HERALD_AUTO_DISABLE_AFTER"
+    );
     metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => "success").increment(0);
+    metrics::counter!(THROTTLED).increment(0);
+    metrics::counter!(BREAKERS_OPENED).increment(0);
+    metrics::counter!(ENDPOINTS_DISABLED).increment(0);
     metrics::counter!(RETRIES_SCHEDULED).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
     metrics::counter!(RECORD_FAILURES, "action" => "retry").increment(0);
@@ -122,6 +140,18 @@ pub(crate) fn attempt_unrecorded(given_up: bool) {
 
 /// One relay round handed `count` deliveries to the queue.
 /// Counts a delivery parked because its endpoint's lane was full.
+pub(crate) fn throttled() {
+    metrics::counter!(THROTTLED).increment(1);
+}
+
+pub(crate) fn breaker_opened() {
+    metrics::counter!(BREAKERS_OPENED).increment(1);
+}
+
+pub(crate) fn endpoint_disabled() {
+    metrics::counter!(ENDPOINTS_DISABLED).increment(1);
+}
+
 pub(crate) fn parked() {
     metrics::counter!(DELIVERIES_PARKED).increment(1);
 }

@@ -55,6 +55,18 @@ pub struct Config {
     /// change to an endpoint applies to messages accepted after it at once,
     /// and to messages already waiting within this time. 0 = read every time.
     pub endpoint_cache_ttl: u64,
+    /// Consecutive failed attempts that open an endpoint's circuit breaker
+    /// (`HERALD_BREAKER_FAILURES`; 0 = no breaker). While open, the endpoint's
+    /// deliveries wait without attempts; then one probe decides.
+    pub breaker_failures: u32,
+    /// Seconds a breaker stays open before its first probe
+    /// (`HERALD_BREAKER_COOLDOWN`), doubled for each failed probe up to 10 min.
+    pub breaker_cooldown: u64,
+    /// Seconds an endpoint may fail without a success before it is disabled
+    /// (`HERALD_AUTO_DISABLE_AFTER`; 0 = never), once it has also failed
+    /// `HERALD_AUTO_DISABLE_FAILURES` attempts in a row.
+    pub auto_disable_after: u64,
+    pub auto_disable_failures: u32,
     /// Seconds a delivery handed to the queue may go unanswered before the
     /// outbox relay hands it out again (`HERALD_DELIVERY_LEASE`): the bound on
     /// how long a task lost with a killed worker waits. Keep it above the
@@ -125,6 +137,10 @@ impl Default for Config {
             endpoint_concurrency: 16,
             endpoint_cache_ttl: 1,
             delivery_lease: 300,
+            breaker_failures: 10,
+            breaker_cooldown: 30,
+            auto_disable_after: 5 * 24 * 60 * 60,
+            auto_disable_failures: 10,
             admin_token: None,
             jwt_secret: None,
             default_tenant: true,
@@ -216,6 +232,12 @@ impl Config {
                 "HERALD_DELIVERY_LEASE must be between HERALD_DELIVERY_TIMEOUT + 5 ({}) and 86400 seconds",
                 self.delivery_timeout + 5
             );
+        }
+        if !(1..=3600).contains(&self.breaker_cooldown) {
+            bail!("HERALD_BREAKER_COOLDOWN must be between 1 and 3600 seconds");
+        }
+        if self.auto_disable_after > 0 && self.auto_disable_failures == 0 {
+            bail!("HERALD_AUTO_DISABLE_FAILURES must be at least 1");
         }
         if !(1..=3600).contains(&self.shutdown_timeout) {
             bail!("HERALD_SHUTDOWN_TIMEOUT must be between 1 and 3600 seconds");

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use herald_api::{ApiConfig, AppState, JwtKeys};
+use herald_cache::throttle::RedisThrottle;
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use herald_queue::{EventBus, MemoryQueue, Queue, RabbitQueue};
 use herald_store::{SqlStore, Store};
@@ -214,9 +215,21 @@ async fn start_worker(
             lease: Duration::from_secs(config.delivery_lease),
             schedule: config.retry_schedule()?,
             endpoint_cache_ttl: Duration::from_secs(config.endpoint_cache_ttl),
+            breaker_failures: config.breaker_failures,
+            breaker_cooldown: Duration::from_secs(config.breaker_cooldown),
+            disable_after: Duration::from_secs(config.auto_disable_after),
+            disable_failures: config.auto_disable_failures,
             ..WorkerConfig::default()
         },
     );
+    // Throttling holds across worker processes through Redis; without it,
+    // each process limits on its own (the embedded mode has one).
+    if let Some(url) = &config.redis_url {
+        let throttle = RedisThrottle::connect(url, &config.redis_prefix)
+            .await
+            .context("failed to connect to Redis")?;
+        dispatcher = dispatcher.with_throttle(Arc::new(throttle));
+    }
     if publish_events {
         // Attempts finishing together are announced in one broker message.
         let events = herald_queue::BatchingEventBus::new(broker.events.clone());

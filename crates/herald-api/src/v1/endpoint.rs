@@ -17,7 +17,7 @@ use herald_core::{
     EventTypeName, IdOrUid, TenantId, Uid, ValidationError,
 };
 use herald_signature::SignatureScheme;
-use herald_store::{Application, Endpoint, EndpointSecrets};
+use herald_store::{Application, Endpoint, EndpointHealth, EndpointSecrets};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
@@ -191,8 +191,53 @@ pub struct EndpointOut {
     pub signature_options: Option<SignatureOptions>,
     /// The endpoint's own retry settings; null when it sets none.
     pub retry_policy: Option<RetryPolicySpec>,
+    /// When the endpoint was last disabled, and why (`manual`, a 410 Gone,
+    /// or failing for too long); null while it never was or since re-enabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    pub health: EndpointHealthOut,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How deliveries to the endpoint have been going, as the workers see them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointHealthOut {
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// The first failure since the last success.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub breaker: BreakerState,
+    /// While the breaker is open: when the probe attempt is due.
+    pub next_probe_at: Option<DateTime<Utc>>,
+}
+
+/// The endpoint's circuit breaker: `closed` (delivering), `open` (deliveries
+/// wait, no attempts, until `nextProbeAt`) or `halfOpen` (one probe attempt
+/// decides; its success closes the breaker, its failure opens it for longer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl From<&EndpointHealth> for EndpointHealthOut {
+    fn from(health: &EndpointHealth) -> Self {
+        let (breaker, next_probe_at) = match health.breaker_open_until {
+            None => (BreakerState::Closed, None),
+            Some(until) if until > Utc::now() => (BreakerState::Open, Some(until)),
+            Some(_) => (BreakerState::HalfOpen, None),
+        };
+        Self {
+            consecutive_failures: health.consecutive_failures,
+            failing_since: health.failing_since,
+            breaker,
+            next_probe_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -259,6 +304,9 @@ impl From<Endpoint> for EndpointOut {
             signature_scheme,
             signature_options,
             retry_policy: ep.retry_policy,
+            health: EndpointHealthOut::from(&ep.health),
+            disabled_at: ep.health.disabled_at,
+            disabled_reason: ep.health.disabled_reason,
             created_at: ep.created_at,
             updated_at: ep.updated_at,
         }
@@ -396,6 +444,11 @@ impl EndpointFields {
             signature_scheme: scheme,
             retry_policy: self.retry_policy.flatten(),
             app_retry_policy: None,
+            health: EndpointHealth {
+                disabled_at: self.disabled.then_some(now),
+                disabled_reason: self.disabled.then(|| "manual".to_owned()),
+                ..EndpointHealth::default()
+            },
             created_at: now,
             updated_at: now,
         })
@@ -479,8 +532,19 @@ async fn modify_endpoint(
         let (_, mut endpoint) =
             visible_endpoint(state, principal, app_param, endpoint_param).await?;
         let expected = endpoint.updated_at;
+        let was_disabled = endpoint.disabled;
         change(&mut endpoint)?;
         endpoint.updated_at = herald_store::now_after(expected);
+        // Disabling says when and why; enabling clears it (and the store
+        // starts the endpoint's health afresh).
+        match (was_disabled, endpoint.disabled) {
+            (false, true) => {
+                endpoint.health.disabled_at = Some(endpoint.updated_at);
+                endpoint.health.disabled_reason = Some("manual".to_owned());
+            }
+            (true, false) => endpoint.health = EndpointHealth::default(),
+            _ => {}
+        }
         let written = state
             .store
             .update_endpoint(principal.tenant_id(), &endpoint, expected)

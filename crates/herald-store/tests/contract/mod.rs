@@ -13,6 +13,7 @@ macro_rules! contract_tests {
             @each $fresh;
             objects_of_one_tenant_are_invisible_to_another,
             records_round_trip_unchanged,
+            endpoint_health_counts_failures_and_guards_the_probe,
             keyset_pages_cover_everything_once_in_both_orders,
             api_keys_are_found_by_hash_until_revoked,
             missing_event_types_ignores_other_tenants_and_archived_ones,
@@ -114,6 +115,7 @@ pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
         signature_scheme: Default::default(),
         retry_policy: None,
         app_retry_policy: None,
+        health: Default::default(),
         created_at: now,
         updated_at: now,
     }
@@ -250,6 +252,104 @@ pub async fn records_round_trip_unchanged(store: &dyn Store) {
         .await
         .unwrap()
         .is_none());
+}
+
+async fn reload(store: &dyn Store, t: &TenantId, ep: &Endpoint) -> Endpoint {
+    store
+        .endpoint(t, &ep.app_id, &id_ref(ep.id.as_str()))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+pub async fn endpoint_health_counts_failures_and_guards_the_probe(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let app = application(None);
+    store.insert_application(&t, &app).await.unwrap();
+    let ep = endpoint(&app.id, None);
+    store.insert_endpoint(&t, &ep).await.unwrap();
+    let t0 = herald_store::now();
+    let first = store
+        .endpoint_failed(&t, &ep.id, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.consecutive_failures, 1);
+    assert_eq!(first.failing_since, Some(t0));
+    let later = t0 + chrono::Duration::seconds(5);
+    let second = store
+        .endpoint_failed(&t, &ep.id, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.consecutive_failures, 2);
+    assert_eq!(
+        second.failing_since,
+        Some(t0),
+        "failing since the first failure"
+    );
+    // Another tenant's endpoint of that id is not touched.
+    let other = tenant(store, "other").await;
+    assert!(store
+        .endpoint_failed(&other, &ep.id, t0)
+        .await
+        .unwrap()
+        .is_none());
+
+    // An open breaker: before its time no probe; after it, exactly one.
+    store.open_breaker(&t, &ep.id, later).await.unwrap();
+    let probe_until = later + chrono::Duration::seconds(60);
+    assert!(!store
+        .claim_breaker_probe(&t, &ep.id, t0, probe_until)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_breaker_probe(&t, &ep.id, later, probe_until)
+        .await
+        .unwrap());
+    assert!(!store
+        .claim_breaker_probe(&t, &ep.id, later, probe_until)
+        .await
+        .unwrap());
+    let loaded = reload(store, &t, &ep).await;
+    assert_eq!(loaded.health.breaker_open_until, Some(probe_until));
+    assert_eq!(loaded.health.consecutive_failures, 2);
+    // Health is not the endpoint's version.
+    assert_eq!(loaded.updated_at, ep.updated_at);
+
+    // A success clears it all, once.
+    assert!(store.endpoint_recovered(&t, &ep.id).await.unwrap());
+    assert!(!store.endpoint_recovered(&t, &ep.id).await.unwrap());
+    let healthy = reload(store, &t, &ep).await;
+    assert_eq!(healthy.health, herald_store::EndpointHealth::default());
+
+    // Disabled with a reason; enabling through an update starts afresh.
+    store.endpoint_failed(&t, &ep.id, t0).await.unwrap();
+    assert!(store
+        .disable_endpoint(&t, &app.id, &ep.id, "the endpoint answered 410 Gone")
+        .await
+        .unwrap());
+    let disabled = reload(store, &t, &ep).await;
+    assert!(disabled.disabled);
+    assert_eq!(
+        disabled.health.disabled_reason.as_deref(),
+        Some("the endpoint answered 410 Gone")
+    );
+    assert!(disabled.health.disabled_at.is_some());
+    assert_eq!(disabled.health.consecutive_failures, 1);
+    let mut enabled = disabled.clone();
+    enabled.disabled = false;
+    enabled.health.disabled_at = None;
+    enabled.health.disabled_reason = None;
+    enabled.updated_at = herald_store::now_after(disabled.updated_at);
+    assert!(store
+        .update_endpoint(&t, &enabled, disabled.updated_at)
+        .await
+        .unwrap());
+    assert_eq!(
+        reload(store, &t, &ep).await.health,
+        herald_store::EndpointHealth::default()
+    );
 }
 
 pub async fn keyset_pages_cover_everything_once_in_both_orders(store: &dyn Store) {
