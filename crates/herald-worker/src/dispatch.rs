@@ -21,7 +21,7 @@ use url::Url;
 
 use herald_core::policy::RetryPolicy;
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
-use herald_core::{ApplicationId, AttemptId, EndpointId, EventTypeName, TenantId};
+use herald_core::{AttemptId, EventTypeName, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
@@ -30,6 +30,7 @@ use herald_store::{
 };
 
 use crate::endpoints::EndpointCache;
+use crate::operational;
 use crate::send::{DeliveryRequest, Sender};
 
 /// The longest a task waits in its endpoint's lane rather than being
@@ -359,6 +360,9 @@ struct Ready {
     attempts_before: u32,
     /// The delivery row asks for a manual attempt (resend/recover).
     manual: bool,
+    /// Attempts were made before and none succeeded: a success now is a
+    /// recovery (`message.attempt.recovered`).
+    failed_before: bool,
     /// When the attempt was due, for the lag metric.
     due: Option<chrono::DateTime<Utc>>,
     event_type: EventTypeName,
@@ -678,6 +682,7 @@ impl Dispatcher {
                 return Ok(Loaded::Ready(Ready {
                     attempts_before: task.attempt.saturating_sub(1),
                     manual: task.manual,
+                    failed_before: task.attempt > 1,
                     due: Some(content.created_at),
                     event_type: content.event_type.clone(),
                     payload: content.payload.get().as_bytes().to_vec(),
@@ -727,6 +732,7 @@ impl Dispatcher {
         Ok(Loaded::Ready(Ready {
             attempts_before: delivery.attempts,
             manual,
+            failed_before: delivery.attempts > 0 && delivery.state != DeliveryState::Succeeded,
             due: delivery.next_attempt_at,
             event_type: message.event_type,
             payload: message.payload.unwrap_or_else(|| b"{}".to_vec()),
@@ -764,7 +770,6 @@ impl Dispatcher {
             tenant_id,
             app_id,
             msg_id,
-            endpoint_id,
             ..
         } = task;
         let Loaded::Ready(ready) = self.load(task, redelivered).await? else {
@@ -773,6 +778,7 @@ impl Dispatcher {
         let Ready {
             attempts_before,
             manual,
+            failed_before,
             due,
             event_type,
             payload,
@@ -851,6 +857,11 @@ impl Dispatcher {
             created_at: recorded_at,
         };
         let duration_ms = attempt.duration_ms();
+        // Only failures past the fourth, exhaustion and recovery report
+        // anything: a plain success builds nothing.
+        let report =
+            operational::attempt_event_type(&decision, attempt_number, manual, failed_before)
+                .map(|event_type| (event_type, operational::summary(&attempt)));
         let finished = Finished {
             event: attempt_event(tenant_id, &event_type, &attempt, outcome.success),
             record: AttemptRecord {
@@ -874,6 +885,11 @@ impl Dispatcher {
             duration_ms,
             "delivery attempt recorded"
         );
+        if let Some((event_type, summary)) = report {
+            let store = self.store.as_ref();
+            operational::report_attempt(store, tenant_id, event_type, msg_id, summary, &endpoint)
+                .await;
+        }
 
         match decision {
             Decision::RetryAfter(delay) => {
@@ -900,7 +916,7 @@ impl Dispatcher {
                 }
             }
             Decision::DisableEndpoint => {
-                self.disable_endpoint(tenant_id, app_id, endpoint_id)
+                self.disable_endpoint(tenant_id, &endpoint, recorded_at)
                     .await?;
             }
             // Ended failed at once (a 4xx under a `final` policy, an attempt
@@ -911,19 +927,23 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// 410 Gone: the receiver asked not to be called again.
+    /// 410 Gone: the receiver asked not to be called again. The tenant hears
+    /// of it (`endpoint.disabled`, automatic) when this call disabled it.
     async fn disable_endpoint(
         &self,
         tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        endpoint_id: &EndpointId,
+        endpoint: &Endpoint,
+        failed_at: chrono::DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let endpoint_id = &endpoint.id;
         if self
             .store
-            .disable_endpoint(tenant_id, app_id, endpoint_id)
+            .disable_endpoint(tenant_id, &endpoint.app_id, endpoint_id)
             .await?
         {
             tracing::warn!(%endpoint_id, "endpoint answered 410 Gone; disabled");
+            let store = self.store.as_ref();
+            operational::report_disabled(store, tenant_id, endpoint, Some(failed_at)).await;
         }
         Ok(())
     }
