@@ -366,6 +366,8 @@ e2e_tests! {
         assert_eq!(out["description"], "mine");
         assert_eq!(out["disabled"], false);
         assert_eq!(out["filterTypes"], json!(["endpoint.disabled"]));
+        assert_eq!(out["eventTypes"], json!(["endpoint.disabled"]));
+        assert_eq!(out["throttleRate"], 10);
         assert_eq!(out["rateLimit"], 10);
         assert_eq!(out["metadata"], json!({"team": "sre"}));
         assert!(out["createdAt"].is_string() && out["updatedAt"].is_string(), "{out}");
@@ -399,6 +401,14 @@ e2e_tests! {
         assert_eq!(put.body["uid"], "ops-1", "a PUT by uid keeps it");
         assert_eq!(put.body["disabled"], false);
         assert_eq!(put.body["description"], "");
+
+        // PUT creates under a new uid (the SDKs' upsert), never under an id.
+        let upserted = herald.put(&format!("{OPS}/by-put"), json!({"url": "https://example.com/put"})).await;
+        assert_eq!(upserted.status, 201, "{upserted:?}");
+        assert_eq!(upserted.body["uid"], "by-put");
+        let unknown = format!("{OPS}/ep_2srOrx2ZWZBpBUvZwXKQmoEYga2");
+        assert_eq!(herald.put(&unknown, json!({"url": "https://example.com"})).await.status, 404);
+        assert_eq!(herald.delete(&format!("{OPS}/by-put")).await.status, 204);
 
         let rotated = herald.post(&format!("{OPS}/{id}/secret/rotate"), json!({})).await;
         assert_eq!(rotated.status, 204, "{rotated:?}");

@@ -129,9 +129,11 @@ pub struct OperationalWebhookEndpointOut {
     pub disabled: bool,
     /// The operational event types it receives; null for all.
     pub filter_types: Option<Vec<String>>,
+    /// The same as `filterTypes`, under the name newer SDKs read.
+    pub event_types: Option<Vec<String>>,
     pub metadata: BTreeMap<String, String>,
     pub rate_limit: Option<u16>,
-    /// The same as `rateLimit`, under the name Herald's endpoints use.
+    /// The same as `rateLimit`, under the name newer SDKs read.
     pub throttle_rate: Option<u16>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -146,15 +148,17 @@ pub struct OperationalWebhookEndpointSecretIn {
 
 impl From<Endpoint> for OperationalWebhookEndpointOut {
     fn from(ep: Endpoint) -> Self {
+        let filter_types: Option<Vec<String>> = ep
+            .event_types
+            .map(|types| types.into_iter().map(EventTypeName::into_inner).collect());
         Self {
             id: ep.id.to_string(),
             uid: ep.uid.map(Uid::into_inner),
             url: ep.url.as_str().to_owned(),
             description: ep.description,
             disabled: ep.disabled,
-            filter_types: ep
-                .event_types
-                .map(|types| types.into_iter().map(EventTypeName::into_inner).collect()),
+            event_types: filter_types.clone(),
+            filter_types,
             metadata: ep.metadata,
             rate_limit: ep.throttle_rate,
             throttle_rate: ep.throttle_rate,
@@ -366,7 +370,19 @@ pub async fn create_operational_endpoint(
         metadata: input.metadata,
         rate_limit: input.rate_limit,
     })?;
-    let tenant_id = principal.tenant_id();
+    let endpoint =
+        insert_operational_endpoint(&state, principal.tenant_id(), fields, secret).await?;
+    Ok((StatusCode::CREATED, Json(endpoint.into())))
+}
+
+/// Stores a new operational endpoint (setting up the tenant's operational
+/// application on first use) with `secret`, or a fresh one.
+async fn insert_operational_endpoint(
+    state: &AppState,
+    tenant_id: &TenantId,
+    fields: Fields,
+    secret: Option<EndpointSecret>,
+) -> Result<Endpoint, ApiError> {
     let app_id = state
         .store
         .operational_app(tenant_id, true)
@@ -405,7 +421,7 @@ pub async fn create_operational_endpoint(
         .insert_endpoint(tenant_id, &endpoint)
         .await
         .map_err(map_uid_conflict)?;
-    Ok((StatusCode::CREATED, Json(endpoint.into())))
+    Ok(endpoint)
 }
 
 /// Gets an operational webhook endpoint by id or uid.
@@ -429,13 +445,15 @@ pub async fn get_operational_endpoint(
     Ok(Json(endpoint.into()))
 }
 
-/// Replaces an operational webhook endpoint's settings (not its secret).
+/// Replaces an operational webhook endpoint's settings (not its secret),
+/// creating it (201) when the path names a new uid (the SDKs' `upsert`).
 #[utoipa::path(
     put, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}", operation_id = "v1.operational-webhook.endpoint.update", tag = "Operational Webhook Endpoint",
     params(("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
     request_body = OperationalWebhookEndpointUpdate,
     responses(
         (status = 200, body = OperationalWebhookEndpointOut),
+        (status = 201, body = OperationalWebhookEndpointOut),
         (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
         (status = 404, body = HttpErrorOut), (status = 409, body = HttpErrorOut),
         (status = 422, body = HttpValidationError),
@@ -447,9 +465,29 @@ pub async fn update_operational_endpoint(
     OrgPrincipal(principal): OrgPrincipal,
     Path(endpoint_id): Path<String>,
     JsonBody(input): JsonBody<OperationalWebhookEndpointUpdate>,
-) -> Result<Json<OperationalWebhookEndpointOut>, ApiError> {
+) -> Result<(StatusCode, Json<OperationalWebhookEndpointOut>), ApiError> {
     let fields = Fields::parse(input)?;
     let tenant_id = principal.tenant_id();
+    let endpoint_ref = IdOrUid::parse("endpoint_id", &endpoint_id)?;
+    let existing = match operational_app(&state, tenant_id).await? {
+        Some(app_id) => {
+            state
+                .store
+                .endpoint(tenant_id, &app_id, &endpoint_ref)
+                .await?
+        }
+        None => None,
+    };
+    if existing.is_none() {
+        if EndpointId::looks_like(&endpoint_id) {
+            return Err(ApiError::NotFound);
+        }
+        let path_uid = Uid::parse(endpoint_id).map_err(|e| e.at(&["path", "endpoint_id"]))?;
+        let mut fields = fields;
+        fields.uid = fields.uid.or(Some(path_uid));
+        let endpoint = insert_operational_endpoint(&state, tenant_id, fields, None).await?;
+        return Ok((StatusCode::CREATED, Json(endpoint.into())));
+    }
     let endpoint = modify_operational_endpoint(&state, tenant_id, &endpoint_id, |endpoint| {
         // A PUT by uid keeps that uid when the body does not name one.
         let path_uid = endpoint
@@ -462,7 +500,7 @@ pub async fn update_operational_endpoint(
         Ok(())
     })
     .await?;
-    Ok(Json(endpoint.into()))
+    Ok((StatusCode::OK, Json(endpoint.into())))
 }
 
 /// Changes the given fields of an operational webhook endpoint; null clears
