@@ -443,3 +443,45 @@ e2e_tests! {
         assert_eq!(herald.delete(&format!("{OPS}/{id}")).await.status, 404);
     }
 }
+
+/// The production topology (docker-compose's: an API process on RabbitMQ and
+/// Redis, a separate worker process): the API stores `endpoint.created`, the
+/// worker process stores `endpoint.disabled` after a 410, and the worker's
+/// relay delivers both.
+#[tokio::test]
+async fn in_the_compose_topology_api_and_worker_events_both_arrive() {
+    use herald_e2e::topology::{Topology, TopologyOptions};
+    let Some(topology) = Topology::start(TopologyOptions::compose()).await else {
+        return;
+    };
+    let herald = &topology.api;
+    let receiver = Receiver::start().await;
+    let (_, key) = register(herald, &receiver, "ops", None).await;
+    receiver.script("gone", &[410]);
+    create_app(herald, "shop").await;
+    let endpoint = create_endpoint(herald, "shop", json!({"url": receiver.url("gone")})).await;
+    let posted = herald
+        .post(
+            "/api/v1/app/shop/msg",
+            json!({"eventType": "order.paid", "payload": {}}),
+        )
+        .await;
+    assert_eq!(posted.status, 202, "{posted:?}");
+    let got = receiver.wait_for("ops", 2, ARRIVAL_LIMIT).await;
+    let got: Vec<Value> = got
+        .iter()
+        .map(|received| {
+            assert!(received.signed_by(&key), "{received:?}");
+            body(received)
+        })
+        .collect();
+    assert_eq!(
+        sorted_types(&got),
+        ["endpoint.created", "endpoint.disabled"],
+        "{}",
+        topology.logs()
+    );
+    let disabled = of_type(&got, "endpoint.disabled");
+    assert_eq!(disabled["data"]["trigger"], "automatic");
+    assert_eq!(disabled["data"]["endpointId"], endpoint["id"]);
+}
