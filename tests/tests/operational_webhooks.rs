@@ -438,6 +438,14 @@ e2e_tests! {
             .await;
         assert_eq!(theirs.status, 404, "{theirs:?}");
 
+        // An application's token is not the tenant's: 403.
+        create_app(&herald, "portal").await;
+        let access = herald.post("/api/v1/auth/app-portal-access/portal", json!({})).await;
+        assert_eq!(access.status, 200, "{access:?}");
+        let token = access.body["token"].as_str().expect("token");
+        let refused = herald.request(reqwest::Method::GET, OPS, Some(token), None).await;
+        assert_eq!(refused.status, 403, "{refused:?}");
+
         assert_eq!(herald.delete(&format!("{OPS}/{id}")).await.status, 204);
         assert_eq!(herald.get(&format!("{OPS}/{id}")).await.status, 404);
         assert_eq!(herald.delete(&format!("{OPS}/{id}")).await.status, 404);
