@@ -33,6 +33,7 @@ from svix import Svix, SvixOptions
 from svix.api.application import ApplicationListOptions
 from svix.api.endpoint import EndpointListOptions
 from svix.api.event_type import EventTypeDeleteOptions, EventTypeListOptions
+from svix.api.operational_webhook_endpoint import OperationalWebhookEndpointListOptions
 from svix.api.message_attempt import (
     MessageAttemptListAttemptedMessagesOptions,
     MessageAttemptListByEndpointOptions,
@@ -59,6 +60,9 @@ from svix.models import (
     MessageAttemptTriggerType,
     MessageIn,
     MessageStatus,
+    OperationalWebhookEndpointIn,
+    OperationalWebhookEndpointSecretIn,
+    OperationalWebhookEndpointUpsertIn,
     RecoverIn,
     StatusCodeClass,
 )
@@ -397,6 +401,58 @@ def check_endpoint_secret(client: Svix) -> None:
     print("endpoint secret: ok")
 
 
+def check_operational_webhook_endpoints(client: Svix) -> None:
+    ops = client.operational_webhook.endpoint
+    ep_uid = uid("ops")
+    created = ops.create(
+        OperationalWebhookEndpointIn(
+            url="https://example.com/ops",
+            uid=ep_uid,
+            description="ops",
+            event_types=["endpoint.disabled", "message.attempt.exhausted"],
+            throttle_rate=5,
+            metadata={"team": "sre"},
+        )
+    )
+    assert created.id.startswith("ep_"), created
+    assert created.uid == ep_uid and created.throttle_rate == 5, created
+    assert created.event_types == ["endpoint.disabled", "message.attempt.exhausted"], created
+    assert created.metadata == {"team": "sre"} and created.disabled is False, created
+
+    assert ops.get(ep_uid).id == created.id
+    listed = collect_pages(
+        lambda it: ops.list(OperationalWebhookEndpointListOptions(limit=1, iterator=it))
+    )
+    assert created.id in [e.id for e in listed], listed
+
+    updated = ops.upsert(
+        created.id,
+        OperationalWebhookEndpointUpsertIn(url="https://example.com/ops2", uid=ep_uid, disabled=True),
+    )
+    assert updated.url == "https://example.com/ops2" and updated.disabled is True, updated
+    assert updated.event_types is None, updated
+
+    first = ops.get_secret(created.id).key
+    assert first.startswith("whsec_"), first
+    ops.rotate_secret(created.id, OperationalWebhookEndpointSecretIn())
+    rotated = ops.get_secret(created.id).key
+    assert rotated.startswith("whsec_") and rotated != first, (first, rotated)
+    chosen = random_secret()
+    ops.rotate_secret(created.id, OperationalWebhookEndpointSecretIn(key=chosen))
+    assert ops.get_secret(created.id).key == chosen
+
+    err = expect_status(
+        422,
+        ops.create,
+        OperationalWebhookEndpointIn(url="https://example.com", event_types=["invoice.paid"]),
+    )
+    assert isinstance(err, HTTPValidationError), err
+
+    ops.delete(created.id)
+    expect_status(404, ops.get, created.id)
+    print("operational webhook endpoints: ok")
+
+
 def check_endpoint_headers(client: Svix) -> None:
     app = make_app(client, "headers")
     ep = make_endpoint(client, app.id)
@@ -590,6 +646,7 @@ def main() -> int:
     check_endpoints(client)
     check_endpoint_secret(client)
     check_endpoint_headers(client)
+    check_operational_webhook_endpoints(client)
     check_app_portal_access(client, url)
     check_message_attempts(client)
     print("svix sdk compat: ok")

@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod error_class;
 pub mod filter;
 pub mod id;
+pub mod operational;
 pub mod policy;
 pub mod retry;
 pub mod secret;

@@ -62,8 +62,9 @@ impl ApplicationStore for SqlStore {
         // Two indexed lookups, id first: one `WHERE id = $2 OR uid = $2` would
         // scan every application of the tenant.
         let sql = Sql::new(
-            "SELECT * FROM application WHERE tenant_id = $1 AND id = $2 \
-             UNION ALL SELECT * FROM application WHERE tenant_id = $1 AND uid = $2 LIMIT 1",
+            "SELECT * FROM application WHERE tenant_id = $1 AND id = $2 AND NOT operational \
+             UNION ALL SELECT * FROM application \
+                 WHERE tenant_id = $1 AND uid = $2 AND NOT operational LIMIT 1",
         )
         .bind(tenant_id.as_str())
         .bind(app.as_str());
@@ -76,7 +77,8 @@ impl ApplicationStore for SqlStore {
         query: &ListQuery,
     ) -> StoreResult<Page<Application>> {
         let mut sql =
-            Sql::new("SELECT * FROM application WHERE tenant_id = $1").bind(tenant_id.as_str());
+            Sql::new("SELECT * FROM application WHERE tenant_id = $1 AND NOT operational")
+                .bind(tenant_id.as_str());
         push_keyset(&mut sql, "id", query);
         page_of(self.db.read(sql).await?, query, application_from_row)
     }
@@ -86,9 +88,11 @@ impl ApplicationStore for SqlStore {
         tenant_id: &TenantId,
         app_id: &ApplicationId,
     ) -> StoreResult<bool> {
-        let sql = Sql::new("DELETE FROM application WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id.as_str())
-            .bind(app_id.as_str());
+        let sql = Sql::new(
+            "DELETE FROM application WHERE tenant_id = $1 AND id = $2 AND NOT operational",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str());
         Ok(self.db.write(sql).await? == 1)
     }
 }

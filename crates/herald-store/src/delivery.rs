@@ -258,7 +258,8 @@ impl Outbox for SqlStore {
         ids.sort_unstable();
         ids.dedup();
         let apps = Sql::new(format!(
-            "SELECT * FROM application WHERE {}",
+            // The operational application takes no `POST /msg` (see `operational`).
+            "SELECT * FROM application WHERE {} AND NOT operational",
             dialect.any("id", 1)
         ))
         .bind(Arg::Texts(ids.clone()));

@@ -25,6 +25,7 @@ pub mod group;
 mod listing;
 mod message;
 pub mod model;
+pub mod operational;
 pub mod page;
 pub mod postgres;
 mod rows;
@@ -39,13 +40,14 @@ use herald_core::{
 
 use db::Db;
 pub use model::*;
+pub use operational::{emit_operational, OperationalOutbox};
 
 /// Every store trait, for code that calls a [`Store`] through its roles:
 /// `use herald_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         ApplicationStore, AttemptLog, DeliveryStore, EndpointStore, EventTypeStore, MessageLog,
-        Outbox, StatsStore, Store, TenantStore,
+        OperationalOutbox, Outbox, StatsStore, Store, TenantStore,
     };
 }
 pub use page::{Cursor, ListQuery, Ordering, Page, Payloads};
@@ -175,10 +177,11 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// What a delivery worker uses: the outbox and the attempt log.
-pub trait DeliveryStore: Outbox + AttemptLog {}
+/// What a delivery worker uses: the outbox, the attempt log, and the
+/// operational application its failures are reported to.
+pub trait DeliveryStore: Outbox + AttemptLog + OperationalOutbox {}
 
-impl<T: Outbox + AttemptLog + ?Sized> DeliveryStore for T {}
+impl<T: Outbox + AttemptLog + OperationalOutbox + ?Sized> DeliveryStore for T {}
 
 /// Server settings, tenants, their API keys and logged-out tokens: what
 /// authentication and the admin commands use.

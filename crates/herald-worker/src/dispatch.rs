@@ -22,7 +22,7 @@ use url::Url;
 use herald_cache::throttle::{MemoryThrottle, Reservation, Throttle};
 use herald_core::policy::RetryPolicy;
 use herald_core::retry::{Decision, FinishedAttempt, RetrySchedule};
-use herald_core::{ApplicationId, AttemptId, EndpointId, EventTypeName, TenantId};
+use herald_core::{AttemptId, EventTypeName, TenantId};
 use herald_queue::{AttemptCompleted, DeliveryTask, EventBus, Queue, Received};
 use herald_store::group::{whole_or_one_by_one, GroupCommit};
 use herald_store::{
@@ -31,6 +31,7 @@ use herald_store::{
 };
 
 use crate::endpoints::EndpointCache;
+use crate::operational;
 use crate::send::{DeliveryRequest, Sender};
 
 /// The longest a task waits in its endpoint's lane rather than being
@@ -398,6 +399,9 @@ struct Ready {
     attempts_before: u32,
     /// The delivery row asks for a manual attempt (resend/recover).
     manual: bool,
+    /// Attempts were made before and none succeeded: a success now is a
+    /// recovery (`message.attempt.recovered`).
+    failed_before: bool,
     /// When the attempt was due, for the lag metric.
     due: Option<chrono::DateTime<Utc>>,
     event_type: EventTypeName,
@@ -725,6 +729,7 @@ impl Dispatcher {
                 return Ok(Loaded::Ready(Ready {
                     attempts_before: task.attempt.saturating_sub(1),
                     manual: task.manual,
+                    failed_before: task.attempt > 1,
                     due: Some(content.created_at),
                     event_type: content.event_type.clone(),
                     payload: content.payload.get().as_bytes().to_vec(),
@@ -774,6 +779,7 @@ impl Dispatcher {
         Ok(Loaded::Ready(Ready {
             attempts_before: delivery.attempts,
             manual,
+            failed_before: delivery.attempts > 0 && delivery.state != DeliveryState::Succeeded,
             due: delivery.next_attempt_at,
             event_type: message.event_type,
             payload: message.payload.unwrap_or_else(|| b"{}".to_vec()),
@@ -811,7 +817,6 @@ impl Dispatcher {
             tenant_id,
             app_id,
             msg_id,
-            endpoint_id,
             ..
         } = task;
         let Loaded::Ready(ready) = self.load(task, redelivered).await? else {
@@ -820,6 +825,7 @@ impl Dispatcher {
         let Ready {
             attempts_before,
             manual,
+            failed_before,
             due,
             event_type,
             payload,
@@ -914,6 +920,11 @@ impl Dispatcher {
             created_at: recorded_at,
         };
         let duration_ms = attempt.duration_ms();
+        // Only failures past the fourth, exhaustion and recovery report
+        // anything: a plain success builds nothing.
+        let report =
+            operational::attempt_event_type(&decision, attempt_number, manual, failed_before)
+                .map(|event_type| (event_type, operational::summary(&attempt)));
         let finished = Finished {
             event: attempt_event(tenant_id, &event_type, &attempt, outcome.success),
             record: AttemptRecord {
@@ -931,7 +942,7 @@ impl Dispatcher {
         crate::metrics::attempt_recorded(&outcome);
         if !matches!(decision, Decision::DisableEndpoint) {
             let probe = breaker == Breaker::Probe;
-            self.track_health(tenant_id, app_id, &endpoint, outcome.success, probe)
+            self.track_health(tenant_id, &endpoint, outcome.success, probe)
                 .await;
         }
         // Debug, not info: one line per attempt is the attempt log's job, and
@@ -942,6 +953,11 @@ impl Dispatcher {
             duration_ms,
             "delivery attempt recorded"
         );
+        if let Some((event_type, summary)) = report {
+            let store = self.store.as_ref();
+            operational::report_attempt(store, tenant_id, event_type, msg_id, summary, &endpoint)
+                .await;
+        }
 
         match decision {
             Decision::RetryAfter(delay) => {
@@ -968,7 +984,7 @@ impl Dispatcher {
                 }
             }
             Decision::DisableEndpoint => {
-                self.disable_endpoint(tenant_id, app_id, endpoint_id, GONE)
+                self.disable_endpoint(tenant_id, &endpoint, GONE, Some(recorded_at))
                     .await?;
             }
             // Ended failed at once (a 4xx under a `final` policy, an attempt
@@ -980,21 +996,26 @@ impl Dispatcher {
     }
 
     /// Disables an endpoint the receiver asked not to call again (410 Gone)
-    /// or that failed for too long, saying `reason`.
+    /// or that failed for too long (since `fail_since`), saying `reason`. The
+    /// tenant hears of it (`endpoint.disabled`, automatic) when this call
+    /// disabled it.
     async fn disable_endpoint(
         &self,
         tenant_id: &TenantId,
-        app_id: &ApplicationId,
-        endpoint_id: &EndpointId,
+        endpoint: &Endpoint,
         reason: &str,
+        fail_since: Option<chrono::DateTime<Utc>>,
     ) -> Result<(), StoreError> {
+        let endpoint_id = &endpoint.id;
         if self
             .store
-            .disable_endpoint(tenant_id, app_id, endpoint_id, reason)
+            .disable_endpoint(tenant_id, &endpoint.app_id, endpoint_id, reason)
             .await?
         {
             crate::metrics::endpoint_disabled();
             tracing::warn!(%endpoint_id, reason, "endpoint disabled");
+            let store = self.store.as_ref();
+            operational::report_disabled(store, tenant_id, endpoint, fail_since).await;
         }
         Ok(())
     }
@@ -1094,7 +1115,6 @@ impl Dispatcher {
     async fn track_health(
         &self,
         tenant_id: &TenantId,
-        app_id: &ApplicationId,
         endpoint: &Endpoint,
         success: bool,
         probe: bool,
@@ -1118,7 +1138,7 @@ impl Dispatcher {
                     })
                 })
         } else {
-            self.failed(tenant_id, app_id, endpoint, probe).await
+            self.failed(tenant_id, endpoint, probe).await
         };
         match noted {
             Ok(Some(health)) => self.endpoints.put(
@@ -1139,7 +1159,6 @@ impl Dispatcher {
     async fn failed(
         &self,
         tenant_id: &TenantId,
-        app_id: &ApplicationId,
         endpoint: &Endpoint,
         probe: bool,
     ) -> Result<Option<EndpointHealth>, StoreError> {
@@ -1169,7 +1188,7 @@ impl Dispatcher {
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_default()
             );
-            self.disable_endpoint(tenant_id, app_id, &endpoint.id, &reason)
+            self.disable_endpoint(tenant_id, endpoint, &reason, health.failing_since)
                 .await?;
             return Ok(None);
         }

@@ -4,7 +4,8 @@
 //! [`ssrf`] decides which addresses an attempt may connect to; [`dispatch`] is
 //! the delivery loop built on them (outbox relay, task consumer, attempt
 //! records, retry and dead-letter decisions); [`metrics`] names the series it
-//! records.
+//! records; [`operational`] is what it tells the tenant through operational
+//! webhooks (an endpoint disabled, a delivery failing, exhausted, recovered).
 //!
 //! Architecture invariant: this crate never depends on axum; the API process
 //! never talks to endpoint URLs and the worker serves no HTTP (the `herald`
@@ -13,6 +14,7 @@
 pub mod dispatch;
 mod endpoints;
 pub mod metrics;
+pub mod operational;
 pub mod send;
 pub mod ssrf;
 

@@ -23,12 +23,14 @@ use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
+use crate::v1::operational::{emit_endpoint_events, update_events};
 use crate::v1::signing::{
     apply_scheme, check_header_collisions, check_key_kind, to_wire, SchemeChange, SignatureOptions,
     SignatureSchemeName,
 };
 use crate::v1::{check_name_list, nullable, parse_retry_policy, visible_app};
 use crate::AppState;
+use herald_core::operational::OperationalEventType;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -358,7 +360,7 @@ fn parse_throttle(rate: Option<u16>) -> Result<Option<u16>, ApiError> {
     }
 }
 
-fn parse_description(description: String) -> Result<String, ApiError> {
+pub(crate) fn parse_description(description: String) -> Result<String, ApiError> {
     if description.len() > 1024 {
         return Err(
             ValidationError::new("description", "must be at most 1024 characters long").into(),
@@ -639,6 +641,8 @@ pub async fn create_endpoint(
         .insert_endpoint(principal.tenant_id(), &endpoint)
         .await
         .map_err(map_uid_conflict)?;
+    let created = [OperationalEventType::EndpointCreated];
+    emit_endpoint_events(&state, principal.tenant_id(), &endpoint, &created).await;
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
 
@@ -701,11 +705,15 @@ pub async fn update_endpoint(
                 .filter(|uid| uid.as_str() == endpoint_id);
             let fields = EndpointFields::from_update(input, path_uid)?;
             check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
+            let mut was_disabled = false;
             let endpoint =
                 modify_endpoint(&state, &principal, &app_id, existing.id.as_str(), |ep| {
+                    was_disabled = ep.disabled;
                     fields.clone().apply_to(ep)
                 })
                 .await?;
+            let events = update_events(was_disabled, endpoint.disabled);
+            emit_endpoint_events(&state, tenant_id, &endpoint, &events).await;
             Ok((StatusCode::OK, Json(endpoint.into())))
         }
         None if EndpointId::looks_like(&endpoint_id) => Err(ApiError::NotFound),
@@ -719,6 +727,8 @@ pub async fn update_endpoint(
                 .insert_endpoint(tenant_id, &endpoint)
                 .await
                 .map_err(map_uid_conflict)?;
+            let created = [OperationalEventType::EndpointCreated];
+            emit_endpoint_events(&state, tenant_id, &endpoint, &created).await;
             Ok((StatusCode::CREATED, Json(endpoint.into())))
         }
     }
@@ -768,7 +778,9 @@ pub async fn patch_endpoint(
         name: patch.signature_scheme,
         options: patch.signature_options.clone(),
     };
+    let mut was_disabled = false;
     let endpoint = modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
+        was_disabled = endpoint.disabled;
         change_scheme(endpoint, &scheme)?;
         if let Some(url) = &url {
             endpoint.url = url.clone();
@@ -803,6 +815,8 @@ pub async fn patch_endpoint(
         Ok(())
     })
     .await?;
+    let events = update_events(was_disabled, endpoint.disabled);
+    emit_endpoint_events(&state, principal.tenant_id(), &endpoint, &events).await;
     Ok(Json(endpoint.into()))
 }
 
@@ -832,6 +846,8 @@ pub async fn delete_endpoint(
     {
         return Err(ApiError::NotFound);
     }
+    let deleted = [OperationalEventType::EndpointDeleted];
+    emit_endpoint_events(&state, principal.tenant_id(), &endpoint, &deleted).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod event_type;
 pub mod health;
 pub mod message;
+pub mod operational;
 pub mod signing;
 pub mod stats;
 
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(attempt::router())
         .merge(stats::router())
         .merge(authentication::router())
+        .merge(operational::router())
 }
 
 /// Deserializes a field where "absent" and "null" mean different things in a

@@ -43,6 +43,7 @@ macro_rules! contract_tests {
             fan_out_candidates_are_each_application_s_enabled_endpoints,
             two_attempts_of_one_delivery_in_a_batch_both_count,
             parked_deliveries_are_handed_out_when_due,
+            the_operational_application_is_hidden_and_receives_operational_events,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -57,7 +58,9 @@ macro_rules! contract_tests {
 }
 pub(crate) use contract_tests;
 
+mod operational;
 mod stats;
+pub use operational::*;
 pub use stats::*;
 
 use chrono::Utc;
