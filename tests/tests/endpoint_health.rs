@@ -102,7 +102,11 @@ async fn check_throttled_burst(herald: &Herald, receiver: &Receiver, log: impl F
     let all = receiver.received("slow-down");
     let mut ids: Vec<&str> = all.iter().map(|r| r.header("webhook-id")).collect();
     ids.sort_unstable();
-    let twice: Vec<&&str> = ids.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+    let twice: Vec<&&str> = ids
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .collect();
     assert_eq!(all.len(), 100, "sent twice: {twice:?}; log:\n{}", log());
     assert_eq!(
         scalar(
@@ -323,5 +327,5 @@ async fn throttling_holds_across_worker_processes() {
     };
     topology.start_worker().await;
     let receiver = Receiver::start().await;
-    check_throttled_burst(&topology.api, &receiver, || topology.api.log()).await;
+    check_throttled_burst(&topology.api, &receiver, || topology.logs()).await;
 }

@@ -766,6 +766,14 @@ impl Dispatcher {
         if finished && !manual {
             return Ok(Loaded::Settled); // A duplicate of a task already answered.
         }
+        // Parked (by its lane, the throttle or the breaker) by another copy
+        // of this task, one the broker redelivered after that copy's ack was
+        // lost: the relay hands the delivery out when it is due.
+        let parked = delivery.state == DeliveryState::Pending
+            && delivery.next_attempt_at.is_some_and(|due| due > Utc::now());
+        if parked && !manual {
+            return Ok(Loaded::Settled);
+        }
         let (Some(message), Some(endpoint)) = (message, endpoint) else {
             self.settle_delivery(task, DeliveryState::Failed).await?;
             return Ok(Loaded::Settled);
