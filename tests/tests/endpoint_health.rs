@@ -3,7 +3,9 @@
 //! the circuit breaker opening on a down endpoint and closing after a
 //! successful probe while a healthy endpoint of the same application is
 //! unaffected, and an endpoint failing past the auto-disable threshold
-//! disabled with when and why, then delivered to after enable and recover.
+//! disabled with when and why — reported by an `endpoint.disabled`
+//! operational webhook the `svix` library verifies — then delivered to after
+//! enable and recover.
 
 mod common;
 
@@ -252,6 +254,21 @@ herald_e2e::e2e_tests! {
         .await else { return };
         let receiver = Receiver::start().await;
         receiver.script("flaky", &[500]);
+        // The tenant hears of it through an operational webhook.
+        let ops = herald
+            .post(
+                "/api/v1/operational-webhook/endpoint",
+                json!({"url": receiver.url("ops"), "filterTypes": ["endpoint.disabled"]}),
+            )
+            .await;
+        assert_eq!(ops.status, 201, "{ops:?}");
+        let ops_key = herald
+            .get(&format!("/api/v1/operational-webhook/endpoint/{}/secret", ops.body["id"].as_str().unwrap()))
+            .await
+            .body["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         herald.post("/api/v1/app", json!({"name": "A", "uid": "a"})).await;
         let started = chrono::Utc::now() - chrono::Duration::seconds(5);
         let ep = create_endpoint(&herald, json!({"url": receiver.url("flaky")})).await;
@@ -269,8 +286,19 @@ herald_e2e::e2e_tests! {
         assert!(disabled["disabledAt"].is_string(), "{disabled}");
         assert!(disabled["health"]["consecutiveFailures"].as_u64().unwrap() >= 3, "{disabled}");
         // Disabled, it gets nothing: its deliveries end failed, none dead.
+        let reported = receiver.wait_for("ops", 1, Duration::from_secs(20)).await;
+        assert_eq!(reported.len(), 1, "no endpoint.disabled operational webhook; log:\n{}", herald.log());
+        assert!(reported[0].signed_by(&ops_key), "{:?}", reported[0]);
+        let event: Value = serde_json::from_slice(&reported[0].body).unwrap();
+        assert_eq!(event["type"], "endpoint.disabled", "{event}");
+        assert_eq!(event["data"]["trigger"], "automatic", "{event}");
+        assert_eq!(event["data"]["endpointId"], ep.as_str(), "{event}");
+        assert_eq!(event["data"]["failSince"], disabled["health"]["failingSince"], "{event}");
+        verify_with_svix(&reported[0], &ops_key).await;
         let settled = common::poll(Duration::from_secs(10), || async {
-            let open = scalar(&herald, "SELECT COUNT(*) FROM delivery WHERE state NOT IN ('failed', 'dead')").await;
+            let open = scalar(&herald, &format!(
+                "SELECT COUNT(*) FROM delivery WHERE endpoint_id = '{ep}' AND state NOT IN ('failed', 'dead')"
+            )).await;
             (open == 0).then_some(())
         })
         .await;
@@ -290,7 +318,9 @@ herald_e2e::e2e_tests! {
             .await;
         assert_eq!(recovered.status, 202, "{recovered:?}");
         let delivered = common::poll(Duration::from_secs(20), || async {
-            let n = scalar(&herald, "SELECT COUNT(*) FROM delivery WHERE state = 'succeeded'").await;
+            let n = scalar(&herald, &format!(
+                "SELECT COUNT(*) FROM delivery WHERE endpoint_id = '{ep}' AND state = 'succeeded'"
+            )).await;
             (n == 3).then_some(())
         })
         .await;
@@ -303,10 +333,48 @@ herald_e2e::e2e_tests! {
             assert!(arrived.contains(id), "{id} not delivered after recover: {arrived:?}");
         }
 
-        // Disabling by hand says so.
+        // Disabling by hand says so, and is reported as manual.
         let manual = herald.patch(&path, json!({"disabled": true})).await;
         assert_eq!(manual.body["disabledReason"], "manual", "{manual:?}");
+        let reported = receiver.wait_for("ops", 2, Duration::from_secs(20)).await;
+        assert_eq!(reported.len(), 2);
+        let event: Value = serde_json::from_slice(&reported[1].body).unwrap();
+        assert_eq!(event["data"]["trigger"], "manual", "{event}");
     }
+}
+
+/// Checks `received` with the official `svix` library from PyPI (and that
+/// one changed byte makes it refuse).
+async fn verify_with_svix(received: &Received, key: &str) {
+    use herald_verifiers::{Case, Verifier};
+    let installed = tokio::task::spawn_blocking(herald_verifiers::install)
+        .await
+        .expect("install task");
+    if let Err(why) = installed {
+        if std::env::var("HERALD_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("Python with the svix package is required: {why}");
+        }
+        eprintln!("*** SKIPPED the svix check: {why} ***");
+        return;
+    }
+    let headers: Vec<(String, String)> = received
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let case = Case::new(
+        "endpoint.disabled",
+        Verifier::Svix,
+        key.to_owned(),
+        headers,
+        received.body.to_vec(),
+    );
+    let cases = vec![case.with_one_byte_changed(), case];
+    let report = tokio::task::spawn_blocking(move || herald_verifiers::verify(&cases))
+        .await
+        .expect("verify task")
+        .expect("the verifiers run");
+    assert!(report.mismatches().is_empty(), "{report}");
 }
 
 /// `throttleRate` holds across worker processes: two workers share the
