@@ -304,6 +304,8 @@ herald_e2e::e2e_tests! {
         .await;
         assert!(settled.is_some(), "deliveries of a disabled endpoint still open");
         let attempts = receiver.received("flaky").len();
+        // A message posted while it is disabled is not sent to it.
+        let while_disabled = post_messages(&herald, 1).await.remove(0);
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(receiver.received("flaky").len(), attempts, "attempts after disabling");
 
@@ -332,6 +334,23 @@ herald_e2e::e2e_tests! {
         for id in &ids {
             assert!(arrived.contains(id), "{id} not delivered after recover: {arrived:?}");
         }
+        assert!(!arrived.contains(&while_disabled), "recover sends only what failed");
+
+        // replay-missing sends what it never got, once.
+        let window = json!({"since": started.to_rfc3339()});
+        let replayed = herald.post(&format!("{path}/replay-missing"), window.clone()).await;
+        assert_eq!(replayed.status, 202, "{replayed:?}");
+        assert_eq!(replayed.body["task"], "endpoint.replay", "{replayed:?}");
+        assert_eq!(replayed.body["replayed"], 1, "{replayed:?}");
+        let got = receiver.wait_for("flaky", attempts + 4, Duration::from_secs(20)).await;
+        assert_eq!(got.last().map(|r| r.header("webhook-id")), Some(while_disabled.as_str()));
+        let again = herald.post(&format!("{path}/replay-missing"), window).await;
+        assert_eq!(again.body["replayed"], 0, "{again:?}");
+        let bad = herald
+            .post(&format!("{path}/replay-missing"), json!({"since": "2001-01-01T00:00:00Z"}))
+            .await;
+        assert_eq!(bad.status, 422, "{bad:?}");
+        assert_eq!(bad.body["detail"][0]["loc"], json!(["body", "since"]), "{bad:?}");
 
         // Disabling by hand says so, and is reported as manual.
         let manual = herald.patch(&path, json!({"disabled": true})).await;

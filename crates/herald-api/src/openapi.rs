@@ -52,6 +52,7 @@ use crate::{admin, error, list, v1};
         v1::attempt::expunge_attempt_content,
         v1::attempt::resend,
         v1::attempt::recover,
+        v1::attempt::replay_missing,
         v1::attempt::send_example,
         v1::attempt::endpoint_stats,
         v1::stats::endpoint_report,

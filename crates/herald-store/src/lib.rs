@@ -393,6 +393,19 @@ pub trait MessageLog: Send + Sync + 'static {
         since: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
+    /// Svix's `replay-missing`: gives `endpoint` a delivery (pending, due now)
+    /// of every message of its application created in `[since, until)` that
+    /// the endpoint receives (event types, channels) but was never sent — it
+    /// did not exist yet, or was disabled or filtered differently then.
+    /// Messages whose payload was removed are left out. Written in batches;
+    /// returns how many.
+    async fn replay_missing(
+        &self,
+        tenant_id: &TenantId,
+        endpoint: &Endpoint,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<u64>;
     /// An endpoint's deliveries whose message was created in `[since, until)`,
     /// counted by status.
     async fn endpoint_delivery_counts(

@@ -17,7 +17,7 @@ use crate::model::{
     MessageFilter,
 };
 use crate::page::{ListQuery, Page, Payloads};
-use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row};
+use crate::rows::{delivery_from_row, endpoint_from_row, message_from_row, names, parsed};
 use crate::{MessageLog, SqlStore, StoreResult};
 
 /// The SQL condition on `delivery d` for an API status.
@@ -226,6 +226,78 @@ impl MessageLog for SqlStore {
         .bind(app_id.as_str())
         .bind(crate::now());
         self.db.write(sql).await.map(drop)
+    }
+
+    async fn replay_missing(
+        &self,
+        tenant_id: &TenantId,
+        endpoint: &Endpoint,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        const PAGE: u32 = 500;
+        let mut replayed = 0;
+        let mut after = String::new();
+        loop {
+            // Keyset pages by id over the window; ids are unique, so no
+            // message is seen twice or skipped.
+            let candidates = Sql::new(
+                "SELECT m.id, m.event_type, m.channels FROM message m \
+                 WHERE m.tenant_id = $1 AND m.app_id = $2 AND m.created_at >= $3 \
+                   AND m.created_at < $4 AND m.id > $5 AND m.payload IS NOT NULL \
+                   AND NOT EXISTS (SELECT 1 FROM delivery d \
+                       WHERE d.msg_id = m.id AND d.endpoint_id = $6) \
+                 ORDER BY m.id LIMIT $7",
+            )
+            .bind(tenant_id.as_str())
+            .bind(endpoint.app_id.as_str())
+            .bind(since)
+            .bind(until)
+            .bind(after.as_str())
+            .bind(endpoint.id.as_str())
+            .bind(PAGE);
+            let rows = self.db.read(candidates).await?;
+            let Some(last) = rows.last() else {
+                return Ok(replayed);
+            };
+            after = last.text("id")?;
+            let mut tx = self.db.begin().await?;
+            let now = crate::now();
+            for row in &rows {
+                let event_type = parsed(
+                    row,
+                    "event_type",
+                    EventTypeName::from_stored,
+                    "message.event_type",
+                )?;
+                let channels = names(row, "channels", ChannelName::parse, "message.channels")?;
+                let receives = herald_core::filter::endpoint_receives(
+                    endpoint.event_types.as_deref(),
+                    endpoint.channels.as_deref(),
+                    &event_type,
+                    channels.as_deref(),
+                );
+                if !receives {
+                    continue;
+                }
+                let insert = Sql::new(
+                    "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, \
+                         attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5) \
+                     ON CONFLICT (msg_id, endpoint_id) DO NOTHING",
+                )
+                .bind(row.text("id")?)
+                .bind(endpoint.id.as_str())
+                .bind(tenant_id.as_str())
+                .bind(endpoint.app_id.as_str())
+                .bind(now);
+                replayed += tx.write(insert).await?;
+            }
+            tx.commit().await?;
+            if rows.len() < PAGE as usize {
+                return Ok(replayed);
+            }
+        }
     }
 
     async fn request_recovery(

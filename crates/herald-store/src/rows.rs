@@ -21,7 +21,7 @@ fn json<T: DeserializeOwned>(row: &Row, column: &str, what: &str) -> StoreResult
 }
 
 /// A JSON list of names, each read back with `parse`.
-fn names<T>(
+pub(crate) fn names<T>(
     row: &Row,
     column: &str,
     parse: impl Fn(String) -> Result<T, ValidationError>,
@@ -45,7 +45,7 @@ where
     parsed(row, column, |s| s.parse::<T>(), what)
 }
 
-fn parsed<T, E: std::fmt::Display>(
+pub(crate) fn parsed<T, E: std::fmt::Display>(
     row: &Row,
     column: &str,
     parse: impl Fn(String) -> Result<T, E>,

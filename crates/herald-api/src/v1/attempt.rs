@@ -71,6 +71,10 @@ pub fn router() -> Router<AppState> {
             post(recover),
         )
         .route(
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing",
+            post(replay_missing),
+        )
+        .route(
             "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
             post(send_example),
         )
@@ -712,7 +716,7 @@ pub async fn resend(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecoverIn {
-    /// Re-send failed messages created at or after this time (at most 14 days ago).
+    /// Messages created at or after this time (at most 14 days ago).
     pub since: DateTime<Utc>,
     /// ... and before this time (default now).
     pub until: Option<DateTime<Utc>>,
@@ -728,6 +732,8 @@ pub enum BackgroundTaskStatus {
 pub enum BackgroundTaskType {
     #[serde(rename = "endpoint.recover")]
     EndpointRecover,
+    #[serde(rename = "endpoint.replay")]
+    EndpointReplay,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -767,20 +773,7 @@ pub async fn recover(
 ) -> Result<(StatusCode, Json<RecoverOut>), ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     let now = herald_store::now();
-    let until = input.until.unwrap_or(now);
-    if input.since > now {
-        return Err(ValidationError::new("since", "must not be in the future").into());
-    }
-    if input.since < now - chrono::Duration::days(MAX_RECOVER_DAYS) {
-        return Err(ValidationError::new(
-            "since",
-            format!("must be within the last {MAX_RECOVER_DAYS} days"),
-        )
-        .into());
-    }
-    if until <= input.since {
-        return Err(ValidationError::new("until", "must be after since").into());
-    }
+    let until = recovery_window(&input, now)?;
     let recovered = state
         .store
         .request_recovery(
@@ -800,6 +793,84 @@ pub async fn recover(
             task: BackgroundTaskType::EndpointRecover,
             updated_at: now,
             recovered,
+        }),
+    ))
+}
+
+/// The end of a `recover` or `replay-missing` window, checked: `since` in
+/// the last 14 days and not in the future, `until` (default now) after it.
+fn recovery_window(input: &RecoverIn, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let until = input.until.unwrap_or(now);
+    if input.since > now {
+        return Err(ValidationError::new("since", "must not be in the future").into());
+    }
+    if input.since < now - chrono::Duration::days(MAX_RECOVER_DAYS) {
+        return Err(ValidationError::new(
+            "since",
+            format!("must be within the last {MAX_RECOVER_DAYS} days"),
+        )
+        .into());
+    }
+    if until <= input.since {
+        return Err(ValidationError::new("until", "must be after since").into());
+    }
+    Ok(until)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayOut {
+    #[schema(example = "qtask_1srOrx2ZWZBpBUvZwXKQmoEYga2")]
+    pub id: String,
+    pub status: BackgroundTaskStatus,
+    pub task: BackgroundTaskType,
+    pub updated_at: DateTime<Utc>,
+    /// How many messages were queued for the endpoint (Herald).
+    pub replayed: u64,
+}
+
+/// Sends the endpoint every message of the window that it receives (its
+/// event types and channels) but was never sent — posted before the endpoint
+/// existed, while it was disabled, or under other filters. Messages already
+/// sent to it, successfully or not, are not sent again (`recover` is for
+/// those). Each is an ordinary delivery, on the endpoint's retry policy.
+#[utoipa::path(
+    post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing",
+    operation_id = "v1.endpoint.replay-missing", tag = "Endpoint",
+    params(
+        ("app_id" = String, Path, description = "The application's id or uid"),
+        ("endpoint_id" = String, Path, description = "The endpoint's id or uid"),
+    ),
+    request_body = RecoverIn,
+    responses(
+        (status = 202, body = ReplayOut),
+        (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
+        (status = 422, body = HttpValidationError),
+    ),
+    security(("HTTPBearer" = []))
+)]
+pub async fn replay_missing(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(input): JsonBody<RecoverIn>,
+) -> Result<(StatusCode, Json<ReplayOut>), ApiError> {
+    let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
+    let now = herald_store::now();
+    let until = recovery_window(&input, now)?;
+    let replayed = state
+        .store
+        .replay_missing(principal.tenant_id(), &endpoint, input.since, until)
+        .await?;
+    tracing::info!(endpoint_id = %endpoint.id, replayed, "missing messages replayed");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReplayOut {
+            id: TaskId::new().to_string(),
+            status: BackgroundTaskStatus::Running,
+            task: BackgroundTaskType::EndpointReplay,
+            updated_at: now,
+            replayed,
         }),
     ))
 }

@@ -14,6 +14,7 @@ macro_rules! contract_tests {
             objects_of_one_tenant_are_invisible_to_another,
             records_round_trip_unchanged,
             endpoint_health_counts_failures_and_guards_the_probe,
+            replay_missing_adds_only_what_the_endpoint_receives_and_never_got,
             keyset_pages_cover_everything_once_in_both_orders,
             api_keys_are_found_by_hash_until_revoked,
             missing_event_types_ignores_other_tenants_and_archived_ones,
@@ -1605,6 +1606,66 @@ pub async fn logged_out_tokens_stay_revoked_until_they_expire(store: &dyn Store)
 }
 
 /// A tenant "t" with an application and `n` endpoints (and their ids).
+pub async fn replay_missing_adds_only_what_the_endpoint_receives_and_never_got(store: &dyn Store) {
+    let (t, app, endpoints, ids) = app_with_endpoints(store, 2).await;
+    // The endpoint receives `a.b` only (the fixture's filter).
+    let ep = &endpoints[0];
+    let since = herald_store::now() - chrono::Duration::seconds(1);
+    let sent = message(&app.id);
+    store.insert_message(&t, &sent, &ids[..1]).await.unwrap();
+    let missed: Vec<Message> = (0..3).map(|_| message(&app.id)).collect();
+    for msg in &missed {
+        store.insert_message(&t, msg, &ids[1..]).await.unwrap();
+    }
+    let other_type = Message {
+        event_type: EventTypeName::parse("x.y").unwrap(),
+        ..message(&app.id)
+    };
+    store.insert_message(&t, &other_type, &[]).await.unwrap();
+    let expunged = Message {
+        payload: None,
+        ..message(&app.id)
+    };
+    store.insert_message(&t, &expunged, &[]).await.unwrap();
+    let until = herald_store::now() + chrono::Duration::seconds(1);
+
+    // Another tenant gets nothing from it.
+    let other = tenant(store, "other").await;
+    assert_eq!(
+        store
+            .replay_missing(&other, ep, since, until)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.replay_missing(&t, ep, since, until).await.unwrap(), 3);
+    for msg in &missed {
+        let delivery = store.delivery(&t, &msg.id, &ep.id).await.unwrap().unwrap();
+        assert_eq!(delivery.state, DeliveryState::Pending);
+        assert_eq!(delivery.attempts, 0);
+    }
+    assert!(store
+        .delivery(&t, &other_type.id, &ep.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .delivery(&t, &expunged.id, &ep.id)
+        .await
+        .unwrap()
+        .is_none());
+    // Once given, never again; outside the window, nothing.
+    assert_eq!(store.replay_missing(&t, ep, since, until).await.unwrap(), 0);
+    let other_ep = &endpoints[1];
+    assert_eq!(
+        store
+            .replay_missing(&t, other_ep, until, until + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 async fn app_with_endpoints(
     store: &dyn Store,
     n: usize,
