@@ -42,6 +42,9 @@ macro_rules! contract_tests {
             fan_out_candidates_are_each_application_s_enabled_endpoints,
             two_attempts_of_one_delivery_in_a_batch_both_count,
             parked_deliveries_are_handed_out_when_due,
+            dead_letters_are_listed_newest_first_filtered_and_paged,
+            redrive_requests_a_fresh_schedule_in_bounded_batches,
+            drained_dead_letters_mark_only_deliveries_still_at_their_attempt,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -56,7 +59,9 @@ macro_rules! contract_tests {
 }
 pub(crate) use contract_tests;
 
+mod dead_letters;
 mod stats;
+pub use dead_letters::*;
 pub use stats::*;
 
 use chrono::Utc;
