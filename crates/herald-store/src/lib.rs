@@ -402,7 +402,8 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Asks for a manual attempt, starting a fresh retry schedule, of at most
     /// `limit` of the application's dead deliveries matching `filter` (the
     /// oldest messages first); returns how many. They leave the dead state at
-    /// once, so calling again redrives the next ones.
+    /// once, so calling again redrives the next ones. A dead delivery whose
+    /// message payload was expunged is not redriven: there is nothing to send.
     async fn redrive_dead_letters(
         &self,
         tenant_id: &TenantId,

@@ -354,7 +354,8 @@ impl MessageLog for SqlStore {
             )
             .and(" WHERE d.tenant_id = ", tenant_id.as_str())
             .and(" AND d.app_id = ", app_id.as_str())
-            .push(" AND d.state = 'dead'");
+            // A message whose payload was expunged has nothing to send again.
+            .push(" AND d.state = 'dead' AND m.payload IS NOT NULL");
         push_dead_letter_conditions(&mut sql, self.db.dialect(), filter);
         sql.and(" ORDER BY d.msg_id, d.endpoint_id LIMIT ", i64::from(limit))
             .push(")");
