@@ -136,7 +136,7 @@ pub struct DeadLetterBatch {
 
 enum DeadAcker {
     Memory(memory::MemoryDeadAcker),
-    Rabbit(rabbit::RabbitDeadAcker),
+    Rabbit(Box<rabbit::RabbitDeadAcker>),
 }
 
 impl DeadLetterBatch {

@@ -1036,13 +1036,13 @@ impl Queue for RabbitQueue {
         };
         Ok(DeadLetterBatch::new(
             letters,
-            DeadAcker::Rabbit(RabbitDeadAcker {
+            DeadAcker::Rabbit(Box::new(RabbitDeadAcker {
                 connection: Some(connection),
                 _channel: channel,
                 last,
                 timeout: inner.options.settle_timeout,
                 close_timeout: inner.options.connect_timeout,
-            }),
+            })),
         ))
     }
 
