@@ -1010,35 +1010,60 @@ impl Queue for RabbitQueue {
 
     async fn take_dead_letters(&self, max: usize) -> Result<DeadLetterBatch, QueueError> {
         let inner = &self.inner;
-        let connection = inner.open_connection("dead-letters").await?;
-        // Bounded like a connection's set-up: on a timeout the connection is
+        let failed =
+            |e: lapin::Error| QueueError::Unavailable(format!("failed to read dead letters: {e}"));
+        // A channel of the publisher's connection when it is up (the drain
+        // runs every few seconds and should not open a connection each
+        // time), else a connection of its own. The lock is released before
+        // any wait on the broker.
+        let shared = inner
+            .publisher
+            .lock()
+            .await
+            .as_ref()
+            .map(|link| Arc::clone(&link.connection));
+        let own = match shared {
+            Some(_) => None,
+            None => Some(inner.open_connection("dead-letters").await?),
+        };
+        // Bounded like a connection's set-up: on a timeout the channel is
         // closed and whatever it got goes back to the queue unacked.
         let taken = inner
             .set_up("dead-letters", async {
-                let failed = |e: lapin::Error| {
-                    QueueError::Unavailable(format!("failed to read dead letters: {e}"))
+                let channel = match (&own, &shared) {
+                    (Some(connection), _) => {
+                        let channel = connection.create_channel().await.map_err(failed)?;
+                        inner.declare_topology(&channel).await?;
+                        channel
+                    }
+                    (None, Some(connection)) => {
+                        connection.create_channel().await.map_err(failed)?
+                    }
+                    (None, None) => return Err(QueueError::Closed),
                 };
-                let channel = connection.create_channel().await.map_err(failed)?;
-                inner.declare_topology(&channel).await?;
-                let taken = inner
-                    .take_dead_letters(&channel, max)
-                    .await
-                    .map_err(failed)?;
-                Ok((channel, taken))
+                match inner.take_dead_letters(&channel, max).await {
+                    Ok(taken) => Ok((channel, taken)),
+                    Err(e) => {
+                        let _ = channel.close(REPLY_SUCCESS, "failed".into()).await;
+                        Err(failed(e))
+                    }
+                }
             })
             .await;
         let (channel, (letters, last)) = match taken {
             Ok(taken) => taken,
             Err(e) => {
-                close_connection(&connection, "failed", inner.options.connect_timeout).await;
+                if let Some(connection) = &own {
+                    close_connection(connection, "failed", inner.options.connect_timeout).await;
+                }
                 return Err(e);
             }
         };
         Ok(DeadLetterBatch::new(
             letters,
             DeadAcker::Rabbit(Box::new(RabbitDeadAcker {
-                connection: Some(connection),
-                _channel: channel,
+                channel: Some(channel),
+                own_connection: own,
                 last,
                 timeout: inner.options.settle_timeout,
                 close_timeout: inner.options.connect_timeout,
@@ -1605,13 +1630,12 @@ impl RabbitAcker {
 }
 
 /// The dead letters of a [`DeadLetterBatch`] got from `{prefix}.dead` on a
-/// connection of their own: one multiple ack settles them all; closing the
-/// connection unacked returns them to the queue.
+/// channel of their own: one multiple ack settles them all; closing the
+/// channel unacked returns them to the queue.
 pub(crate) struct RabbitDeadAcker {
-    connection: Option<Connection>,
-    /// Held so that it stays open until the letters are settled (lapin
-    /// closes a channel when its last handle goes).
-    _channel: Channel,
+    channel: Option<Channel>,
+    /// The connection opened for this batch when the publisher's was down.
+    own_connection: Option<Connection>,
     /// The acker of the last message got, if any.
     last: Option<lapin::Acker>,
     timeout: Duration,
@@ -1632,21 +1656,31 @@ impl RabbitDeadAcker {
                 }
             }
         };
-        if let Some(connection) = self.connection.take() {
-            close_connection(&connection, "done", self.close_timeout).await;
-        }
+        self.close("done").await;
         outcome
     }
 
-    /// Called when the batch is dropped unacked: closing its connection
-    /// returns the letters to the queue.
+    /// Called when the batch is dropped unacked: closing its channel returns
+    /// the letters to the queue. Without a runtime, the channel's end with
+    /// its connection does.
     pub(crate) fn release(mut self) {
-        let Some(connection) = self.connection.take() else {
-            return;
-        };
-        let within = self.close_timeout;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { close_connection(&connection, "released", within).await });
+            runtime.spawn(async move { self.close("released").await });
+        }
+    }
+
+    async fn close(&mut self, reason: &str) {
+        if let Some(channel) = self.channel.take() {
+            let close = channel.close(REPLY_SUCCESS, reason.into());
+            if tokio::time::timeout(self.close_timeout, close)
+                .await
+                .is_err()
+            {
+                tracing::debug!(reason, "gave up closing a dead-letter channel");
+            }
+        }
+        if let Some(connection) = self.own_connection.take() {
+            close_connection(&connection, reason, self.close_timeout).await;
         }
     }
 }
