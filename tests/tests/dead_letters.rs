@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use herald_e2e::receiver::Receiver;
-use herald_e2e::{Herald, Options, Reply};
+use herald_e2e::{Backend, Herald, Options, Reply};
 use serde_json::{json, Value};
 
 /// A worker on the broker of the topology, retrying once after a second:
@@ -337,6 +337,50 @@ herald_e2e::e2e_tests! {
             assert_eq!(reply.body["code"], "not_found");
         }
         assert_eq!(pairs(&herald.get("/api/v1/app/a/dead-letter").await).len(), 1);
+    }
+}
+
+herald_e2e::e2e_tests! {
+    async fn one_redrive_call_is_bounded_and_says_when_more_remain() {
+        let Some(herald) = start().await else { return };
+        herald.post("/api/v1/app", json!({"name": "A", "uid": "a"})).await;
+        let app = herald.get("/api/v1/app/a").await.body["id"].as_str().unwrap().to_owned();
+        // A message with no endpoint, then 10,001 dead deliveries of it
+        // written straight into the database (to endpoints that do not
+        // exist: the redriven deliveries end failed without a request).
+        let created = herald
+            .post("/api/v1/app/a/msg", json!({"eventType": "t", "payload": {}}))
+            .await;
+        assert_eq!(created.status, 202, "{created:?}");
+        let msg_id = created.body["id"].as_str().unwrap().to_owned();
+        let (endpoint_id, now) = match Backend::current() {
+            Backend::Services => ("'ep_' || lpad(g::text, 27, '0')", "now()"),
+            Backend::Embedded => (
+                "printf('ep_%027d', g)",
+                "CAST(strftime('%s', 'now') AS INTEGER) * 1000000",
+            ),
+        };
+        let insert = format!(
+            "INSERT INTO delivery (msg_id, endpoint_id, tenant_id, app_id, state, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+             WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 10001) \
+             SELECT $1, {endpoint_id}, $2, $3, 'dead', 8, NULL, {now}, {now} FROM s"
+        );
+        sqlx::query(&insert)
+            .bind(&msg_id)
+            .bind(&herald.tenant.id)
+            .bind(&app)
+            .execute(&mut herald.db().await)
+            .await
+            .unwrap_or_else(|e| panic!("{insert}: {e}"));
+
+        let first = herald.post("/api/v1/app/a/dead-letter/redrive", json!({})).await;
+        assert_eq!(first.status, 202, "{first:?}");
+        assert_eq!(first.body, json!({"redriven": 10_000, "done": false}));
+        let second = herald.post("/api/v1/app/a/dead-letter/redrive", json!({})).await;
+        assert_eq!(second.body, json!({"redriven": 1, "done": true}));
+        let third = herald.post("/api/v1/app/a/dead-letter/redrive", json!({})).await;
+        assert_eq!(third.body, json!({"redriven": 0, "done": true}));
     }
 }
 

@@ -343,23 +343,41 @@ impl MessageLog for SqlStore {
         filter: &DeadLetterFilter,
         limit: u16,
     ) -> StoreResult<u64> {
-        // One bounded statement: the oldest `limit` matching dead deliveries,
-        // so a redrive of a million is many short transactions, never one.
-        let mut sql = request_manual_attempts(ManualAttempts::FreshSchedule);
-        sql.and(" WHERE tenant_id = ", tenant_id.as_str())
-            .and(" AND app_id = ", app_id.as_str())
-            .push(" AND state = 'dead' AND (msg_id, endpoint_id) IN (")
-            .push(
-                "SELECT d.msg_id, d.endpoint_id FROM delivery d JOIN message m ON m.id = d.msg_id",
-            )
-            .and(" WHERE d.tenant_id = ", tenant_id.as_str())
-            .and(" AND d.app_id = ", app_id.as_str())
-            // A message whose payload was expunged has nothing to send again.
-            .push(" AND d.state = 'dead' AND m.payload IS NOT NULL");
-        push_dead_letter_conditions(&mut sql, self.db.dialect(), filter);
-        sql.and(" ORDER BY d.msg_id, d.endpoint_id LIMIT ", i64::from(limit))
-            .push(")");
-        self.db.write(sql).await
+        // The oldest `limit` matching dead deliveries are picked first, then
+        // moved one by one by primary key in one transaction: a redrive of a
+        // million is many short transactions, never one, and its cost does
+        // not hang on the planner. (Picking and moving in one statement,
+        // PostgreSQL with the statistics of a table before a burst of dead
+        // letters joined every dead row to the picked set: 2 to 10 s for
+        // 1,000 of 10,000.)
+        let mut pick = Sql::new(
+            "SELECT d.msg_id, d.endpoint_id FROM delivery d JOIN message m ON m.id = d.msg_id \
+             WHERE d.tenant_id = $1 AND d.app_id = $2 \
+               AND d.state = 'dead' AND m.payload IS NOT NULL",
+        )
+        .bind(tenant_id.as_str())
+        .bind(app_id.as_str());
+        // (A message whose payload was expunged has nothing to send again.)
+        push_dead_letter_conditions(&mut pick, self.db.dialect(), filter);
+        pick.and(" ORDER BY d.msg_id, d.endpoint_id LIMIT ", i64::from(limit));
+        let rows = self.db.read(pick).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        let mut redriven = 0;
+        for row in &rows {
+            let (msg_id, endpoint_id) = (row.text("msg_id")?, row.text("endpoint_id")?);
+            let mut sql = request_manual_attempts(ManualAttempts::FreshSchedule);
+            sql.and(" WHERE tenant_id = ", tenant_id.as_str())
+                .and(" AND msg_id = ", msg_id)
+                .and(" AND endpoint_id = ", endpoint_id)
+                // Still dead: a concurrent redrive or resend may have come first.
+                .push(" AND state = 'dead'");
+            redriven += tx.write(sql).await?;
+        }
+        tx.commit().await?;
+        Ok(redriven)
     }
 
     async fn endpoint_delivery_counts(

@@ -7,7 +7,7 @@
 //! delivery is made due now with a manual-attempt request, and that attempt
 //! starts a fresh retry schedule (the attempt count restarts at 1), so a
 //! redriven delivery that keeps failing is retried again and dies again.
-//! One call redrives at most [`MAX_REDRIVE_PER_CALL`], in statements of
+//! One call redrives at most [`MAX_REDRIVE_PER_CALL`], in transactions of
 //! [`REDRIVE_BATCH`]; `done: false` says more match, and calling again goes on.
 
 use axum::extract::{Path, RawQuery, State};
@@ -31,8 +31,7 @@ use crate::v1::endpoint::visible_endpoint;
 use crate::v1::{check_name_list, visible_app};
 use crate::AppState;
 
-/// Dead deliveries one statement of a redrive moves, each statement its own
-/// short transaction.
+/// Dead deliveries one transaction of a redrive moves.
 pub const REDRIVE_BATCH: u16 = 1_000;
 /// Dead deliveries one redrive call moves at most.
 pub const MAX_REDRIVE_PER_CALL: u64 = 10_000;
