@@ -281,7 +281,7 @@ impl Topology {
             )
             .env(
                 "HERALD_LOG",
-                "warn,herald=info,herald_queue=info,herald_stats=info",
+                "warn,herald=info,herald_queue=info,herald_stats=info,herald_worker=info",
             )
             .envs(self.options.worker_env.clone())
             .stdin(Stdio::null())

@@ -28,9 +28,10 @@ use herald_core::{ApplicationId, EndpointId, EventTypeName, MessageId, TenantId}
 use serde_json::value::RawValue;
 
 pub use events::{AttemptCompleted, BatchingEventBus, EventBus, EventConsumer, ReceivedEvent};
-pub use memory::{MemoryQueue, MemoryQueueOptions};
+pub use memory::{MemoryQueue, MemoryQueueOptions, DEFAULT_MEMORY_DEAD_LETTERS};
 pub use rabbit::{
-    RabbitOptions, RabbitQueue, Topology, DEFAULT_SETTLE_TIMEOUT, DEFAULT_STATS_MAX_LENGTH,
+    RabbitOptions, RabbitQueue, Topology, DEFAULT_DEAD_MAX_LENGTH, DEFAULT_SETTLE_TIMEOUT,
+    DEFAULT_STATS_MAX_LENGTH,
 };
 
 /// How many times a task may be returned to the queue (requeued, or its
@@ -123,6 +124,57 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// Dead letters taken out of the dead-letter queue by
+/// [`Queue::take_dead_letters`], held until [`DeadLetterBatch::ack`]: a batch
+/// dropped unacked goes back to the queue, so a drain that fails before it
+/// has recorded them loses none.
+pub struct DeadLetterBatch {
+    /// The letters, oldest first.
+    pub letters: Vec<DeadLetter>,
+    acker: Option<DeadAcker>,
+}
+
+enum DeadAcker {
+    Memory(memory::MemoryDeadAcker),
+    Rabbit(Box<rabbit::RabbitDeadAcker>),
+}
+
+impl DeadLetterBatch {
+    fn new(letters: Vec<DeadLetter>, acker: DeadAcker) -> Self {
+        Self {
+            letters,
+            acker: Some(acker),
+        }
+    }
+
+    /// Removes the batch's letters from the queue for good.
+    pub async fn ack(mut self) -> Result<(), QueueError> {
+        match self.acker.take() {
+            Some(DeadAcker::Memory(acker)) => acker.ack(),
+            Some(DeadAcker::Rabbit(acker)) => acker.ack().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for DeadLetterBatch {
+    fn drop(&mut self) {
+        match self.acker.take() {
+            Some(DeadAcker::Memory(acker)) => acker.release(),
+            Some(DeadAcker::Rabbit(acker)) => acker.release(),
+            None => {}
+        }
+    }
+}
+
+impl fmt::Debug for DeadLetterBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterBatch")
+            .field("letters", &self.letters)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Errors at the boundary of the queue crate.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
@@ -181,6 +233,13 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Moves `task` to the dead-letter queue with a human-readable `reason`.
     async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError>;
+
+    /// Takes up to `max` dead letters, oldest first, for the worker's drain
+    /// (and operators' tools). They stay the batch's until it is acked; a
+    /// batch dropped unacked returns them. The dead-letter queue is bounded
+    /// (it drops its oldest letters past the bound), so it is a hand-over to
+    /// the database, never the only record of a dead delivery.
+    async fn take_dead_letters(&self, max: usize) -> Result<DeadLetterBatch, QueueError>;
 
     /// Starts a consumer that holds at most `prefetch` unacknowledged tasks
     /// (0 means unlimited).

@@ -4,6 +4,11 @@
 //!
 //! Timing uses `tokio::time`, so tests with a paused clock work.
 //!
+//! Dead letters are kept in a ring of [`MemoryQueueOptions::dead_letter_capacity`]
+//! (default [`DEFAULT_MEMORY_DEAD_LETTERS`]): past it the oldest is dropped,
+//! as RabbitMQ's `x-overflow: drop-head` does, and without their payloads.
+//! The worker's drain empties it into the database, the dead-letter view.
+//!
 //! It also carries the [`EventBus`]: an unbounded FIFO of [`AttemptCompleted`]
 //! events with acks, separate from the tasks. Nothing bounds it, so a process
 //! that publishes events must also consume them (the embedded mode runs the
@@ -20,10 +25,14 @@ use tokio::time::Instant;
 
 use crate::events::EventAcker;
 use crate::{
-    Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus, EventConsumer, Queue,
-    QueueDepths, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
-    REASON_DELIVERY_LIMIT,
+    Acker, AttemptCompleted, Consumer, DeadAcker, DeadLetter, DeadLetterBatch, DeliveryTask,
+    EventBus, EventConsumer, Queue, QueueDepths, QueueError, Received, ReceivedEvent,
+    DEFAULT_DELIVERY_LIMIT, REASON_DELIVERY_LIMIT,
 };
+
+/// Default [`MemoryQueueOptions::dead_letter_capacity`]: a few megabytes of
+/// ids, far more than a drain leaves between two rounds.
+pub const DEFAULT_MEMORY_DEAD_LETTERS: usize = 10_000;
 
 /// Settings of a [`MemoryQueue`].
 #[derive(Clone, Debug)]
@@ -31,12 +40,15 @@ pub struct MemoryQueueOptions {
     /// Returns (requeues or lost consumers) a task survives before it is
     /// dead-lettered; the same rule as RabbitMQ's `x-delivery-limit`.
     pub delivery_limit: u32,
+    /// Dead letters held at most; past it the oldest is dropped.
+    pub dead_letter_capacity: usize,
 }
 
 impl Default for MemoryQueueOptions {
     fn default() -> Self {
         Self {
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            dead_letter_capacity: DEFAULT_MEMORY_DEAD_LETTERS,
         }
     }
 }
@@ -67,7 +79,9 @@ struct State {
     in_flight: HashMap<u64, InFlight>,
     /// Number of in-flight tasks per live consumer, for prefetch.
     consumers: HashMap<u64, usize>,
-    dead: Vec<DeadLetter>,
+    /// Dead letters not taken yet, oldest first, at most `dead_capacity`.
+    dead: VecDeque<DeadLetter>,
+    dead_capacity: usize,
     /// The event stream.
     events: EventState,
     next_id: u64,
@@ -170,12 +184,32 @@ impl State {
                 returns,
                 "task exceeded the delivery limit; dead-lettering it"
             );
-            self.dead.push(DeadLetter {
+            self.push_dead(DeadLetter {
                 task,
                 reason: REASON_DELIVERY_LIMIT.to_owned(),
             });
         } else {
             self.push(task, Instant::now(), returns);
+        }
+    }
+
+    /// Adds a dead letter without its message content (the database holds
+    /// it), dropping the oldest past the capacity.
+    fn push_dead(&mut self, mut letter: DeadLetter) {
+        letter.task.content = None;
+        self.dead.push_back(letter);
+        self.trim_dead();
+    }
+
+    fn trim_dead(&mut self) {
+        while self.dead.len() > self.dead_capacity {
+            if let Some(dropped) = self.dead.pop_front() {
+                tracing::warn!(
+                    msg_id = %dropped.task.msg_id,
+                    endpoint_id = %dropped.task.endpoint_id,
+                    "dead-letter queue full; dropping its oldest letter"
+                );
+            }
         }
     }
 
@@ -208,7 +242,10 @@ impl MemoryQueue {
     pub fn with_options(options: MemoryQueueOptions) -> Self {
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    dead_capacity: options.dead_letter_capacity.max(1),
+                    ..State::default()
+                }),
                 changed: Notify::new(),
                 events_changed: Notify::new(),
                 delivery_limit: options.delivery_limit,
@@ -216,9 +253,9 @@ impl MemoryQueue {
         }
     }
 
-    /// Everything dead-lettered so far, oldest first.
+    /// The dead letters held (dead-lettered and not taken), oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.shared.lock().dead.clone()
+        self.shared.lock().dead.iter().cloned().collect()
     }
 
     /// Number of tasks waiting (due or not) plus tasks handed out and not acked.
@@ -287,11 +324,27 @@ impl Queue for MemoryQueue {
         if state.closed {
             return Err(QueueError::Closed);
         }
-        state.dead.push(DeadLetter {
+        state.push_dead(DeadLetter {
             task: task.clone(),
             reason: reason.to_owned(),
         });
         Ok(())
+    }
+
+    async fn take_dead_letters(&self, max: usize) -> Result<DeadLetterBatch, QueueError> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        let count = max.min(state.dead.len());
+        let letters: Vec<DeadLetter> = state.dead.drain(..count).collect();
+        Ok(DeadLetterBatch::new(
+            letters.clone(),
+            DeadAcker::Memory(MemoryDeadAcker {
+                shared: Arc::clone(&self.shared),
+                letters,
+            }),
+        ))
     }
 
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
@@ -484,6 +537,27 @@ impl MemoryAcker {
     pub(crate) fn release(self) {
         // Stale means the consumer already returned the task; nothing to do.
         let _ = self.requeue();
+    }
+}
+
+/// The letters of a [`DeadLetterBatch`] taken from a [`MemoryQueue`]: gone
+/// once acked, back at the head of the ring if the batch is dropped.
+pub(crate) struct MemoryDeadAcker {
+    shared: Arc<Shared>,
+    letters: Vec<DeadLetter>,
+}
+
+impl MemoryDeadAcker {
+    pub(crate) fn ack(self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    pub(crate) fn release(self) {
+        let mut state = self.shared.lock();
+        for letter in self.letters.into_iter().rev() {
+            state.dead.push_front(letter);
+        }
+        state.trim_dead();
     }
 }
 

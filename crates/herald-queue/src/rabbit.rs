@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `{prefix}.work` | direct exchange | every publish goes here, routed by key |
 //! | `{prefix}.deliveries` | quorum queue, key `deliveries` | the work queue; `x-delivery-limit` dead-letters poison tasks to key `dead` |
-//! | `{prefix}.dead` | quorum queue, key `dead` | dead letters: poison tasks and exhausted deliveries, kept for operators to inspect (nothing consumes it; resend and recover go through the database) |
+//! | `{prefix}.dead` | quorum queue, key `dead` | dead letters: poison tasks and exhausted deliveries, without their payloads; bounded (`x-max-length`, `x-max-length-bytes`, `x-overflow: drop-head`) and drained by the worker into the database, which lists and redrives them |
 //! | `{prefix}.delay.{1s…10h}` | quorum queues, key `delay.{rung}` | the delay ladder (see [`crate::delay`]); TTL expiry dead-letters to key `deliveries` |
 //! | `{prefix}.attempts` | fanout exchange | the [`EventBus`]: every [`AttemptCompleted`] goes here |
 //! | `{prefix}.stats` | quorum queue bound to `{prefix}.attempts` | the stats service's events; `x-max-length` with `x-overflow: reject-publish` |
@@ -24,6 +24,16 @@
 //! dead-letter exchange and no delivery limit: an event goes away only when a
 //! stats consumer acks it, and one that is not an event is dropped with an error
 //! in the log.
+//!
+//! The dead-letter queue is a hand-over, not a store: the database's `dead`
+//! deliveries are the dead-letter view, and the worker's drain
+//! ([`Queue::take_dead_letters`]) takes letters out, makes sure their
+//! deliveries say `dead`, then acks. Bounded by
+//! [`RabbitOptions::dead_max_length`] (default [`DEFAULT_DEAD_MAX_LENGTH`])
+//! and [`DEFAULT_DEAD_MAX_BYTES`], with the oldest letters dropped past the
+//! bound, it cannot fill the broker while no worker drains it; what it drops
+//! was already dead in the database, or is still `sending` there and comes
+//! back through the relay after its lease.
 //!
 //! Queue types: the broker here is RabbitMQ 3.10, the first release whose quorum
 //! queues support message TTL and at-least-once dead-lettering
@@ -72,8 +82,9 @@ use tokio_util::sync::CancellationToken;
 use crate::delay::{self, DUE_HEADER};
 use crate::events::{EventAcker, SharedAcker};
 use crate::{
-    backoff_delay, Acker, AttemptCompleted, Consumer, DeadLetter, DeliveryTask, EventBus,
-    EventConsumer, Queue, QueueDepths, QueueError, Received, ReceivedEvent, DEFAULT_DELIVERY_LIMIT,
+    backoff_delay, Acker, AttemptCompleted, Consumer, DeadAcker, DeadLetter, DeadLetterBatch,
+    DeliveryTask, EventBus, EventConsumer, Queue, QueueDepths, QueueError, Received, ReceivedEvent,
+    DEFAULT_DELIVERY_LIMIT,
 };
 
 /// Routing key of the work queue.
@@ -102,6 +113,14 @@ pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// a backlog of well under a gigabyte.
 pub const DEFAULT_STATS_MAX_LENGTH: u32 = 1_000_000;
 
+/// Default `x-max-length` of `{prefix}.dead`: letters carry ids, not
+/// payloads, so this is tens of megabytes; the drain keeps it near empty.
+pub const DEFAULT_DEAD_MAX_LENGTH: u32 = 100_000;
+
+/// `x-max-length-bytes` of `{prefix}.dead`: a poison batch the broker
+/// dead-letters itself still carries its payloads (up to 1 MiB a message).
+pub const DEFAULT_DEAD_MAX_BYTES: u32 = 256 * 1024 * 1024;
+
 /// Settings of a [`RabbitQueue`].
 #[derive(Clone, Debug)]
 pub struct RabbitOptions {
@@ -118,6 +137,11 @@ pub struct RabbitOptions {
     /// `delivery_limit`, changing it for an existing queue needs a policy or
     /// re-creating the queue.
     pub stats_max_length: u32,
+    /// `x-max-length` of the dead-letter queue `{prefix}.dead`: letters it
+    /// holds before it drops its oldest (`x-overflow: drop-head`). Like
+    /// `stats_max_length`, changing it for an existing queue needs a policy
+    /// or re-creating the queue.
+    pub dead_max_length: u32,
     /// How long a publish keeps retrying over reconnects before it fails.
     pub publish_timeout: Duration,
     /// Longest wait for a TCP connection and AMQP handshake, and again for
@@ -143,6 +167,7 @@ impl RabbitOptions {
             prefix: "herald".to_owned(),
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
             stats_max_length: DEFAULT_STATS_MAX_LENGTH,
+            dead_max_length: DEFAULT_DEAD_MAX_LENGTH,
             publish_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             settle_timeout: DEFAULT_SETTLE_TIMEOUT,
@@ -386,16 +411,6 @@ impl RabbitQueue {
         close_connection(&connection, "done", within).await;
         counted.map_err(|_| timed_out())?.map_err(failed)
     }
-
-    /// Removes up to `max` messages from `{prefix}.dead` and returns them, for
-    /// inspection and redrive. A message that is not a task is logged and dropped,
-    /// as it could never be redriven.
-    pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let connection = self.inner.open_connection("dead-letters").await?;
-        let result = self.inner.take_dead_letters(&connection, max).await;
-        close_connection(&connection, "done", self.inner.options.connect_timeout).await;
-        result.map_err(|e| QueueError::Unavailable(format!("failed to read dead letters: {e}")))
-    }
 }
 
 impl std::fmt::Debug for RabbitQueue {
@@ -479,7 +494,20 @@ impl Inner {
             (
                 topology.dead.clone(),
                 KEY_DEAD.to_owned(),
-                quorum_arguments(),
+                quorum_arguments()
+                    .insert_chain(
+                        "x-max-length",
+                        AMQPValue::LongInt(
+                            i32::try_from(self.options.dead_max_length).unwrap_or(i32::MAX),
+                        ),
+                    )
+                    .insert_chain(
+                        "x-max-length-bytes",
+                        AMQPValue::LongInt(
+                            i32::try_from(DEFAULT_DEAD_MAX_BYTES).unwrap_or(i32::MAX),
+                        ),
+                    )
+                    .insert_chain("x-overflow", AMQPValue::LongString("drop-head".into())),
             ),
         ];
         for (rung, name) in delay::RUNGS.iter().zip(&topology.delay_queues) {
@@ -825,13 +853,17 @@ impl Inner {
         })
     }
 
+    /// Gets up to `max` letters from `{prefix}.dead` on `channel`, unacked;
+    /// returns them with the acker of the last message got, whose multiple
+    /// ack settles them all. A message that is not a task is logged and
+    /// settled with the rest (dropped), as it could never be redriven.
     async fn take_dead_letters(
         &self,
-        connection: &Connection,
+        channel: &Channel,
         max: usize,
-    ) -> Result<Vec<DeadLetter>, lapin::Error> {
-        let channel = connection.create_channel().await?;
+    ) -> Result<(Vec<DeadLetter>, Option<lapin::Acker>), lapin::Error> {
         let mut letters = Vec::new();
+        let mut last = None;
         while letters.len() < max {
             let Some(message) = channel
                 .basic_get(
@@ -857,9 +889,9 @@ impl Inner {
                     "dropping a dead letter that is not a delivery task"
                 ),
             }
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            last = Some(delivery.acker);
         }
-        Ok(letters)
+        Ok((letters, last))
     }
 }
 
@@ -963,11 +995,80 @@ impl Queue for RabbitQueue {
 
     #[tracing::instrument(skip_all, fields(msg_id = %task.msg_id, endpoint_id = %task.endpoint_id, attempt = task.attempt))]
     async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError> {
-        let message = Outgoing::new(std::slice::from_ref(task), KEY_DEAD.to_owned())?
+        // Without the message content: the letter names a delivery, and the
+        // database holds its message.
+        let task = DeliveryTask {
+            content: None,
+            ..task.clone()
+        };
+        let message = Outgoing::new(std::slice::from_ref(&task), KEY_DEAD.to_owned())?
             .header(REASON_HEADER, AMQPValue::LongString(reason.into()));
         self.inner
             .publish_all(std::slice::from_ref(&message), false)
             .await
+    }
+
+    async fn take_dead_letters(&self, max: usize) -> Result<DeadLetterBatch, QueueError> {
+        let inner = &self.inner;
+        let failed =
+            |e: lapin::Error| QueueError::Unavailable(format!("failed to read dead letters: {e}"));
+        // A channel of the publisher's connection when it is up (the drain
+        // runs every few seconds and should not open a connection each
+        // time), else a connection of its own. The lock is released before
+        // any wait on the broker.
+        let shared = inner
+            .publisher
+            .lock()
+            .await
+            .as_ref()
+            .map(|link| Arc::clone(&link.connection));
+        let own = match shared {
+            Some(_) => None,
+            None => Some(inner.open_connection("dead-letters").await?),
+        };
+        // Bounded like a connection's set-up: on a timeout the channel is
+        // closed and whatever it got goes back to the queue unacked.
+        let taken = inner
+            .set_up("dead-letters", async {
+                let channel = match (&own, &shared) {
+                    (Some(connection), _) => {
+                        let channel = connection.create_channel().await.map_err(failed)?;
+                        inner.declare_topology(&channel).await?;
+                        channel
+                    }
+                    (None, Some(connection)) => {
+                        connection.create_channel().await.map_err(failed)?
+                    }
+                    (None, None) => return Err(QueueError::Closed),
+                };
+                match inner.take_dead_letters(&channel, max).await {
+                    Ok(taken) => Ok((channel, taken)),
+                    Err(e) => {
+                        let _ = channel.close(REPLY_SUCCESS, "failed".into()).await;
+                        Err(failed(e))
+                    }
+                }
+            })
+            .await;
+        let (channel, (letters, last)) = match taken {
+            Ok(taken) => taken,
+            Err(e) => {
+                if let Some(connection) = &own {
+                    close_connection(connection, "failed", inner.options.connect_timeout).await;
+                }
+                return Err(e);
+            }
+        };
+        Ok(DeadLetterBatch::new(
+            letters,
+            DeadAcker::Rabbit(Box::new(RabbitDeadAcker {
+                channel: Some(channel),
+                own_connection: own,
+                last,
+                timeout: inner.options.settle_timeout,
+                close_timeout: inner.options.connect_timeout,
+            })),
+        ))
     }
 
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Consumer>, QueueError> {
@@ -1524,6 +1625,62 @@ impl RabbitAcker {
                     self.timeout
                 )))
             }
+        }
+    }
+}
+
+/// The dead letters of a [`DeadLetterBatch`] got from `{prefix}.dead` on a
+/// channel of their own: one multiple ack settles them all; closing the
+/// channel unacked returns them to the queue.
+pub(crate) struct RabbitDeadAcker {
+    channel: Option<Channel>,
+    /// The connection opened for this batch when the publisher's was down.
+    own_connection: Option<Connection>,
+    /// The acker of the last message got, if any.
+    last: Option<lapin::Acker>,
+    timeout: Duration,
+    close_timeout: Duration,
+}
+
+impl RabbitDeadAcker {
+    pub(crate) async fn ack(mut self) -> Result<(), QueueError> {
+        let outcome = match self.last.take() {
+            None => Ok(()),
+            Some(acker) => {
+                let ack = acker.ack(BasicAckOptions { multiple: true });
+                match tokio::time::timeout(self.timeout, ack).await {
+                    Ok(outcome) => settled(outcome),
+                    Err(_) => Err(QueueError::StaleDelivery(
+                        "dead letters not acked in time; they return to the queue".to_owned(),
+                    )),
+                }
+            }
+        };
+        self.close("done").await;
+        outcome
+    }
+
+    /// Called when the batch is dropped unacked: closing its channel returns
+    /// the letters to the queue. Without a runtime, the channel's end with
+    /// its connection does.
+    pub(crate) fn release(mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { self.close("released").await });
+        }
+    }
+
+    async fn close(&mut self, reason: &str) {
+        if let Some(channel) = self.channel.take() {
+            let close = channel.close(REPLY_SUCCESS, reason.into());
+            if tokio::time::timeout(self.close_timeout, close)
+                .await
+                .is_err()
+            {
+                tracing::debug!(reason, "gave up closing a dead-letter channel");
+            }
+        }
+        if let Some(connection) = self.own_connection.take() {
+            close_connection(&connection, reason, self.close_timeout).await;
         }
     }
 }

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::ErrorClass;
-use herald_queue::{AttemptCompleted, EventConsumer};
+use herald_queue::{AttemptCompleted, DeadLetter, EventConsumer, Queue};
 use support::{
     assert_no_event, assert_no_task, attempt, drain_events_until_seen, drain_until_seen,
-    next_event, next_task, task, wait_for_dead_letters, Harness, EVENTUALLY, TEST_DELIVERY_LIMIT,
+    next_event, next_task, task, wait_for_dead_letters, Harness, EVENTUALLY,
+    TEST_DEAD_LETTER_BOUND, TEST_DELIVERY_LIMIT,
 };
 use tokio::time::Instant;
 
@@ -171,6 +172,83 @@ mod contract {
 
         let mut consumer = queue.consume(10).await.expect("consume");
         assert_no_task(&mut consumer, QUIET).await;
+    }
+
+    /// Takes dead letters straight from the queue until `count` came (a
+    /// batch dropped a moment ago may still be on its way back), and acks.
+    async fn take_dead(queue: &dyn Queue, count: usize) -> Vec<DeadLetter> {
+        let deadline = Instant::now() + EVENTUALLY;
+        let mut letters = Vec::new();
+        while letters.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} dead letters came back: {letters:?}",
+                letters.len()
+            );
+            let batch = queue.take_dead_letters(100).await.expect("take");
+            letters.extend(batch.letters.iter().cloned());
+            batch.ack().await.expect("ack");
+            if letters.len() < count {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        letters
+    }
+
+    pub async fn dead_letters_taken_unacked_go_back_and_acked_ones_are_gone(harness: &dyn Harness) {
+        let queue = harness.queue();
+        for n in 1..=3 {
+            queue
+                .dead_letter(&task(n), "test")
+                .await
+                .expect("dead letter");
+        }
+        let first = queue.take_dead_letters(2).await.expect("take");
+        let taken: Vec<_> = first.letters.iter().map(|l| l.task.clone()).collect();
+        assert_eq!(taken, vec![task(1), task(2)]);
+        drop(first);
+
+        let again = take_dead(queue, 3).await;
+        let again: Vec<_> = again.into_iter().map(|l| l.task).collect();
+        assert_eq!(again, vec![task(1), task(2), task(3)]);
+        let empty = queue.take_dead_letters(100).await.expect("take");
+        assert!(empty.letters.is_empty(), "{:?}", empty.letters);
+        empty.ack().await.expect("ack");
+    }
+
+    pub async fn the_dead_letter_queue_drops_its_oldest_letters_past_its_bound(
+        harness: &dyn Harness,
+    ) {
+        let queue = harness.queue();
+        let bound = TEST_DEAD_LETTER_BOUND;
+        for n in 1..=bound + 3 {
+            queue
+                .dead_letter(&task(n), "test")
+                .await
+                .expect("dead letter");
+        }
+        let letters = take_dead(queue, bound as usize).await;
+        let kept: Vec<_> = letters.into_iter().map(|l| l.task).collect();
+        let newest: Vec<_> = (4..=bound + 3).map(task).collect();
+        assert_eq!(kept, newest);
+    }
+
+    pub async fn dead_letters_carry_no_message_content(harness: &dyn Harness) {
+        let queue = harness.queue();
+        let mut with_content = task(9);
+        with_content.content = Some(std::sync::Arc::new(herald_queue::MessageContent {
+            event_type: herald_core::EventTypeName::parse("a.b").expect("event type"),
+            payload: serde_json::value::RawValue::from_string("{\"big\":1}".to_owned())
+                .expect("payload"),
+            created_at: chrono::Utc::now(),
+        }));
+        queue
+            .dead_letter(&with_content, "attempts exhausted")
+            .await
+            .expect("dead letter");
+        let letters = take_dead(queue, 1).await;
+        assert_eq!(letters[0].task, task(9));
+        assert!(letters[0].task.content.is_none());
     }
 
     pub async fn publish_many_delivers_every_task(harness: &dyn Harness) {
@@ -565,4 +643,7 @@ contract_tests!(
     events_survive_a_consumer_reconnect,
     close_ends_event_consumers_and_refuses_event_publishes,
     depths_count_each_part_of_the_queue,
+    dead_letters_taken_unacked_go_back_and_acked_ones_are_gone,
+    the_dead_letter_queue_drops_its_oldest_letters_past_its_bound,
+    dead_letters_carry_no_message_content,
 );

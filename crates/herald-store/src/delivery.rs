@@ -10,8 +10,8 @@ use herald_core::{ApplicationId, EndpointId, IdOrUid, MessageId, TenantId, Uid};
 use crate::db::{corrupt, Arg, Dialect, Row, Sql};
 use crate::endpoint::ENDPOINT_COLUMNS;
 use crate::model::{
-    Application, ClaimedDelivery, Delivery, DeliveryKey, DeliveryState, DeliveryTarget,
-    DeliveryUpdate, Endpoint, EndpointHealth, Message, NewMessage,
+    Application, ClaimedDelivery, DeadLetterCheck, DeadLetterKey, Delivery, DeliveryKey,
+    DeliveryState, DeliveryTarget, DeliveryUpdate, Endpoint, EndpointHealth, Message, NewMessage,
 };
 use crate::rows::{
     application_from_row, delivery_from_row, endpoint_from_row, health_from_row, message_from_row,
@@ -448,6 +448,61 @@ impl Outbox for SqlStore {
         .bind(until)
         .bind(crate::now());
         self.db.write(sql).await.map(drop)
+    }
+
+    async fn confirm_dead_letters(
+        &self,
+        letters: &[DeadLetterKey],
+    ) -> StoreResult<DeadLetterCheck> {
+        let mut check = DeadLetterCheck::default();
+        if letters.is_empty() {
+            return Ok(check);
+        }
+        let for_update = self.db.dialect().for_update();
+        let now = crate::now();
+        let mut tx = self.db.begin().await?;
+        for letter in letters {
+            let key = &letter.delivery;
+            let select = Sql::new(format!(
+                "SELECT state, attempts, manual FROM delivery \
+                 WHERE tenant_id = $1 AND app_id = $2 AND msg_id = $3 AND endpoint_id = $4\
+                 {for_update}"
+            ))
+            .bind(key.tenant_id.as_str())
+            .bind(key.app_id.as_str())
+            .bind(key.msg_id.as_str())
+            .bind(key.endpoint_id.as_str());
+            let rows = tx.read(select).await?;
+            let Some(row) = rows.first() else {
+                check.moved_on += 1; // Deleted with its message or application.
+                continue;
+            };
+            let state = row.text("state")?;
+            // Still at the letter's attempt, with no manual request since:
+            // nothing moved it on, so the letter is its latest word.
+            let stuck = state == DeliveryState::Sending.as_str()
+                && !row.get::<bool>("manual")?
+                && row.integer("attempts")? + 1 == i64::from(letter.attempt);
+            if state == DeliveryState::Dead.as_str() {
+                check.already_dead += 1;
+            } else if stuck {
+                let update = Sql::new(
+                    "UPDATE delivery SET state = 'dead', next_attempt_at = NULL, updated_at = $5 \
+                     WHERE tenant_id = $1 AND app_id = $2 AND msg_id = $3 AND endpoint_id = $4",
+                )
+                .bind(key.tenant_id.as_str())
+                .bind(key.app_id.as_str())
+                .bind(key.msg_id.as_str())
+                .bind(key.endpoint_id.as_str())
+                .bind(now);
+                tx.write(update).await?;
+                check.marked_dead += 1;
+            } else {
+                check.moved_on += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(check)
     }
 
     async fn update_delivery(

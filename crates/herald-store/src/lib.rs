@@ -406,6 +406,27 @@ pub trait MessageLog: Send + Sync + 'static {
         since: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<u64>;
+    /// A page of the application's dead deliveries matching `filter`, keyed
+    /// by message id then endpoint id ([`DeadDelivery::key`]).
+    async fn list_dead_letters(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        query: &ListQuery,
+        filter: &DeadLetterFilter,
+    ) -> StoreResult<Page<DeadDelivery>>;
+    /// Asks for a manual attempt, starting a fresh retry schedule, of at most
+    /// `limit` of the application's dead deliveries matching `filter` (the
+    /// oldest messages first); returns how many. They leave the dead state at
+    /// once, so calling again redrives the next ones. A dead delivery whose
+    /// message payload was expunged is not redriven: there is nothing to send.
+    async fn redrive_dead_letters(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+        filter: &DeadLetterFilter,
+        limit: u16,
+    ) -> StoreResult<u64>;
     /// An endpoint's deliveries whose message was created in `[since, until)`,
     /// counted by status.
     async fn endpoint_delivery_counts(
@@ -510,6 +531,15 @@ pub trait Outbox: Send + Sync + 'static {
         endpoint_id: &EndpointId,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<()>;
+    /// Makes sure each dead letter taken from the queue is dead in the
+    /// database, which is the dead-letter view: a delivery already `dead` is
+    /// left alone; one still `sending` at the letter's attempt (its attempt
+    /// could not be recorded, or its task kept failing inside the worker) is
+    /// marked `dead`; one that moved on since (redriven, resent, answered,
+    /// deleted) is left as it is. One transaction for the batch; not scoped by
+    /// one tenant: each key carries its own.
+    async fn confirm_dead_letters(&self, letters: &[DeadLetterKey])
+        -> StoreResult<DeadLetterCheck>;
     /// Moves a delivery to `update` without an attempt (e.g. its endpoint is gone).
     async fn update_delivery(
         &self,

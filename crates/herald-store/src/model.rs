@@ -501,3 +501,76 @@ impl TryFrom<StoredSecrets> for EndpointSecrets {
         })
     }
 }
+
+/// A delivery that exhausted its retry schedule (state `dead`), as the
+/// dead-letter listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadDelivery {
+    pub msg_id: MessageId,
+    pub msg_event_id: Option<Uid>,
+    pub event_type: EventTypeName,
+    pub endpoint_id: EndpointId,
+    /// Attempts the delivery's schedule made before it died.
+    pub attempts: u32,
+    /// Status code of the last attempt (0: no response); `None` when no
+    /// attempt is recorded (a task dead-lettered before any was).
+    pub last_status_code: Option<u16>,
+    pub last_error_class: Option<ErrorClass>,
+    /// When the delivery went dead (its last change).
+    pub died_at: DateTime<Utc>,
+    /// When its message was created: what `before` and `after` filter on.
+    pub msg_created_at: DateTime<Utc>,
+}
+
+impl DeadDelivery {
+    /// The listing's iterator key: message id, then endpoint id.
+    pub fn key(&self) -> String {
+        dead_letter_key(&self.msg_id, &self.endpoint_id)
+    }
+}
+
+/// The iterator key of a dead letter: `{msg_id}:{endpoint_id}` (ids never
+/// hold a `:`).
+pub fn dead_letter_key(msg_id: &MessageId, endpoint_id: &EndpointId) -> String {
+    format!("{msg_id}:{endpoint_id}")
+}
+
+/// Splits a dead-letter iterator key into its ids; `None` when it is not one.
+pub fn parse_dead_letter_key(key: &str) -> Option<(MessageId, EndpointId)> {
+    let (msg, endpoint) = key.split_once(':')?;
+    Some((msg.parse().ok()?, endpoint.parse().ok()?))
+}
+
+/// Which dead deliveries of an application a listing or a redrive selects.
+/// Every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub msg_ids: Option<Vec<MessageId>>,
+    pub event_types: Option<Vec<EventTypeName>>,
+    /// Messages created before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Messages created after this time.
+    pub after: Option<DateTime<Utc>>,
+}
+
+/// A dead letter taken from the queue, as the worker's drain checks it
+/// against the database ([`crate::Outbox::confirm_dead_letters`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterKey {
+    pub delivery: DeliveryKey,
+    /// The attempt number the dead-lettered task was for.
+    pub attempt: u32,
+}
+
+/// What [`crate::Outbox::confirm_dead_letters`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadLetterCheck {
+    /// Deliveries the database already had dead.
+    pub already_dead: u64,
+    /// Deliveries still in flight at the letter's attempt, marked dead now.
+    pub marked_dead: u64,
+    /// Deliveries that moved on since (redriven, resent, answered, deleted):
+    /// left as they are.
+    pub moved_on: u64,
+}

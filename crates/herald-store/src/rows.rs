@@ -10,7 +10,7 @@ use herald_core::{
 
 use crate::db::{corrupt, Row};
 use crate::model::{
-    ApiKey, Application, Attempt, AttemptTrigger, Delivery, DeliveryState, Endpoint,
+    ApiKey, Application, Attempt, AttemptTrigger, DeadDelivery, Delivery, DeliveryState, Endpoint,
     EndpointHealth, EndpointSecrets, EventType, Message, StoredSecrets, Tenant,
 };
 use crate::StoreResult;
@@ -224,5 +224,28 @@ pub(crate) fn attempt_from_row(row: &Row) -> StoreResult<Attempt> {
         trigger: AttemptTrigger::parse(&trigger)
             .ok_or_else(|| corrupt("message_attempt.trigger", &trigger))?,
         created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn dead_delivery_from_row(row: &Row) -> StoreResult<DeadDelivery> {
+    Ok(DeadDelivery {
+        msg_id: id(row, "msg_id", "delivery.msg_id")?,
+        msg_event_id: optional_parsed(row, "event_id", Uid::from_stored, "message.event_id")?,
+        event_type: parsed(
+            row,
+            "event_type",
+            EventTypeName::from_stored,
+            "message.event_type",
+        )?,
+        endpoint_id: id(row, "endpoint_id", "delivery.endpoint_id")?,
+        attempts: u32::try_from(row.integer("attempts")?).unwrap_or(0),
+        last_status_code: row
+            .optional_integer("last_status_code")?
+            .map(|code| u16::try_from(code).unwrap_or(0)),
+        last_error_class: row
+            .get::<Option<String>>("last_error_class")?
+            .map(|name| ErrorClass::from_stored(&name)),
+        died_at: row.time("died_at")?,
+        msg_created_at: row.time("msg_created_at")?,
     })
 }

@@ -3,7 +3,8 @@
 //! [`send`] makes one signed delivery attempt and classifies its outcome;
 //! [`ssrf`] decides which addresses an attempt may connect to; [`dispatch`] is
 //! the delivery loop built on them (outbox relay, task consumer, attempt
-//! records, retry and dead-letter decisions); [`metrics`] names the series it
+//! records, retry and dead-letter decisions); [`dead_letters`] drains the
+//! dead-letter queue into the database; [`metrics`] names the series it
 //! records; [`operational`] is what it tells the tenant through operational
 //! webhooks (an endpoint disabled, a delivery failing, exhausted, recovered).
 //!
@@ -11,6 +12,7 @@
 //! never talks to endpoint URLs and the worker serves no HTTP (the `herald`
 //! binary serves its metrics on `HERALD_METRICS_ADDR`).
 
+pub mod dead_letters;
 pub mod dispatch;
 mod endpoints;
 pub mod metrics;
@@ -18,6 +20,7 @@ pub mod operational;
 pub mod send;
 pub mod ssrf;
 
+pub use dead_letters::{DeadLetterDrain, DrainError};
 pub use dispatch::{DispatchError, Dispatcher, WorkerConfig};
 pub use send::{
     AttemptOutcome, DeliveryRequest, ErrorClass, Sender, SenderBuildError, SenderConfig,

@@ -11,6 +11,7 @@ pub const DELIVERY_ATTEMPTS: &str = "herald_delivery_attempts_total";
 pub const DELIVERY_DURATION: &str = "herald_delivery_duration_seconds";
 pub const RETRIES_SCHEDULED: &str = "herald_retries_scheduled_total";
 pub const DEAD_LETTERS: &str = "herald_dead_letters_total";
+pub const DEAD_LETTERS_DRAINED: &str = "herald_dead_letters_drained_total";
 pub const RECORD_FAILURES: &str = "herald_attempt_record_failures_total";
 pub const DELIVERIES_RELAYED: &str = "herald_deliveries_relayed_total";
 pub const DELIVERIES_PARKED: &str = "herald_deliveries_parked_total";
@@ -42,6 +43,10 @@ pub fn register() {
     metrics::describe_counter!(
         DEAD_LETTERS,
         "Deliveries that went dead: their retry schedule was exhausted, or their attempts could not be recorded"
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS_DRAINED,
+        "Dead letters the worker drained from the dead-letter queue into the database, by what the database said: already_dead, marked_dead (it was still in flight) or moved_on (redriven, resent or deleted since)"
     );
     metrics::describe_counter!(
         RECORD_FAILURES,
@@ -87,6 +92,9 @@ pub fn register() {
     metrics::counter!(ENDPOINTS_DISABLED).increment(0);
     metrics::counter!(RETRIES_SCHEDULED).increment(0);
     metrics::counter!(DEAD_LETTERS).increment(0);
+    for result in ["already_dead", "marked_dead", "moved_on"] {
+        metrics::counter!(DEAD_LETTERS_DRAINED, "result" => result).increment(0);
+    }
     metrics::counter!(RECORD_FAILURES, "action" => "retry").increment(0);
     metrics::counter!(RECORD_FAILURES, "action" => "dead").increment(0);
     metrics::counter!(DELIVERIES_RELAYED).increment(0);
@@ -129,6 +137,17 @@ pub(crate) fn retry_scheduled() {
 
 pub(crate) fn dead_lettered() {
     metrics::counter!(DEAD_LETTERS).increment(1);
+}
+
+/// A drained batch of dead letters, by what the database said of each.
+pub(crate) fn dead_letters_drained(check: &herald_store::DeadLetterCheck) {
+    for (result, count) in [
+        ("already_dead", check.already_dead),
+        ("marked_dead", check.marked_dead),
+        ("moved_on", check.moved_on),
+    ] {
+        metrics::counter!(DEAD_LETTERS_DRAINED, "result" => result).increment(count);
+    }
 }
 
 /// An attempt was made but not recorded; its task was `given_up` (dead) or

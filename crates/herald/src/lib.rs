@@ -20,7 +20,7 @@ use herald_cache::throttle::RedisThrottle;
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use herald_queue::{EventBus, MemoryQueue, Queue, RabbitQueue};
 use herald_store::{SqlStore, Store};
-use herald_worker::{Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
+use herald_worker::{DeadLetterDrain, Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
 
 pub use config::{Config, Role};
 
@@ -171,7 +171,8 @@ fn start_stats(
     })
 }
 
-/// Starts the worker role: the outbox relay and the task consumer.
+/// Starts the worker role: the outbox relay, the task consumer and the
+/// dead-letter drain.
 async fn start_worker(
     config: &Config,
     store: Arc<dyn Store>,
@@ -205,6 +206,7 @@ async fn start_worker(
         ..SenderConfig::default()
     })
     .context("failed to build the HTTP client")?;
+    let drain = DeadLetterDrain::new(store.clone(), queue.clone());
     let mut dispatcher = Dispatcher::new(
         store,
         queue.clone(),
@@ -258,9 +260,16 @@ async fn start_worker(
             }
         })
     };
+    // The bounded dead-letter queue is emptied into the database, the
+    // dead-letter view, by every worker (competing for its letters).
+    let drain = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { drain.run(shutdown).await })
+    };
     let both = tokio::spawn(async move {
         let _ = relay.await;
         let _ = consumer.await;
+        let _ = drain.await;
     });
     Ok(both)
 }

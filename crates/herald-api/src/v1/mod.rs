@@ -3,6 +3,7 @@
 pub mod application;
 pub mod attempt;
 pub mod authentication;
+pub mod dead_letter;
 pub mod endpoint;
 pub mod event_type;
 pub mod health;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(event_type::router())
         .merge(message::router())
         .merge(attempt::router())
+        .merge(dead_letter::router())
         .merge(stats::router())
         .merge(authentication::router())
         .merge(operational::router())

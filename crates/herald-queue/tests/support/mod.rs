@@ -24,6 +24,9 @@ use lapin::{Connection, ConnectionProperties};
 /// Delivery limit every test queue is created with, small so poison tests are quick.
 pub const TEST_DELIVERY_LIMIT: u32 = 3;
 
+/// Dead letters every test queue holds at most, small so the bound is seen.
+pub const TEST_DEAD_LETTER_BOUND: u32 = 5;
+
 /// Generous upper bound for anything that should happen "soon".
 pub const EVENTUALLY: Duration = Duration::from_secs(30);
 
@@ -88,6 +91,7 @@ impl MemoryHarness {
     pub fn new() -> Self {
         Self(MemoryQueue::with_options(MemoryQueueOptions {
             delivery_limit: TEST_DELIVERY_LIMIT,
+            dead_letter_capacity: TEST_DEAD_LETTER_BOUND as usize,
         }))
     }
 }
@@ -125,11 +129,13 @@ impl Harness for RabbitHarness {
     }
 
     async fn dead_letters(&self) -> Vec<DeadLetter> {
-        let fresh = self
+        let batch = self
             .queue
             .take_dead_letters(1000)
             .await
             .expect("read dead letters");
+        let fresh = batch.letters.clone();
+        batch.ack().await.expect("ack dead letters");
         let mut taken = self.taken.lock().expect("lock");
         taken.extend(fresh);
         taken.clone()
@@ -203,6 +209,7 @@ where
     let mut options = RabbitOptions {
         prefix: unique_prefix(),
         delivery_limit: TEST_DELIVERY_LIMIT,
+        dead_max_length: TEST_DEAD_LETTER_BOUND,
         ..RabbitOptions::new(url.clone())
     };
     configure(&mut options);

@@ -45,6 +45,9 @@ macro_rules! contract_tests {
             two_attempts_of_one_delivery_in_a_batch_both_count,
             parked_deliveries_are_handed_out_when_due,
             the_operational_application_is_hidden_and_receives_operational_events,
+            dead_letters_are_listed_newest_first_filtered_and_paged,
+            redrive_requests_a_fresh_schedule_in_bounded_batches,
+            drained_dead_letters_mark_only_deliveries_still_at_their_attempt,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -59,8 +62,10 @@ macro_rules! contract_tests {
 }
 pub(crate) use contract_tests;
 
+mod dead_letters;
 mod operational;
 mod stats;
+pub use dead_letters::*;
 pub use operational::*;
 pub use stats::*;
 
