@@ -523,7 +523,20 @@ impl Inner {
             channel
                 .queue_declare(name.as_str().into(), durable, arguments)
                 .await
-                .map_err(|e| to_topology(&name, e))?;
+                .map_err(|e| {
+                    // Herald before the bound declared it without one, and
+                    // RabbitMQ does not change a queue's arguments.
+                    let hint = if name == topology.dead {
+                        format!(
+                            " (if an older Herald declared {name} without its bound, delete it \
+                             with `rabbitmqctl delete_queue {name}`: the database keeps every \
+                             dead delivery)"
+                        )
+                    } else {
+                        String::new()
+                    };
+                    QueueError::Topology(format!("failed to declare {name}: {e}{hint}"))
+                })?;
             channel
                 .queue_bind(
                     name.as_str().into(),
