@@ -1053,15 +1053,13 @@ impl Dispatcher {
             .claim_breaker_probe(tenant_id, &endpoint.id, now, until)
             .await?;
         if probe {
-            self.endpoints.put(
+            self.cache_health(
                 tenant_id,
-                Arc::new(Endpoint {
-                    health: EndpointHealth {
-                        breaker_open_until: Some(until),
-                        ..endpoint.health.clone()
-                    },
-                    ..endpoint.clone()
-                }),
+                endpoint,
+                EndpointHealth {
+                    breaker_open_until: Some(until),
+                    ..endpoint.health.clone()
+                },
             );
             tracing::info!(endpoint_id = %endpoint.id, "circuit breaker half-open: probing");
             return Ok(Breaker::Probe);
@@ -1149,18 +1147,24 @@ impl Dispatcher {
             self.failed(tenant_id, endpoint, probe).await
         };
         match noted {
-            Ok(Some(health)) => self.endpoints.put(
-                tenant_id,
-                Arc::new(Endpoint {
-                    health,
-                    ..endpoint.clone()
-                }),
-            ),
+            Ok(Some(health)) => self.cache_health(tenant_id, endpoint, health),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, %endpoint_id, "could not record the endpoint's health")
             }
         }
+    }
+
+    /// Keeps `health`, just written, in this process's copy of `endpoint`,
+    /// so its next tasks see it before the copy expires.
+    fn cache_health(&self, tenant_id: &TenantId, endpoint: &Endpoint, health: EndpointHealth) {
+        self.endpoints.put(
+            tenant_id,
+            Arc::new(Endpoint {
+                health,
+                ..endpoint.clone()
+            }),
+        );
     }
 
     /// A failed attempt's consequences for its endpoint; its health after.

@@ -528,17 +528,37 @@ async fn modify_endpoint(
     principal: &Principal,
     app_param: &str,
     endpoint_param: &str,
-    mut change: impl FnMut(&mut Endpoint) -> Result<(), ApiError>,
+    change: impl FnMut(&mut Endpoint) -> Result<(), ApiError>,
 ) -> Result<Endpoint, ApiError> {
+    let load = || async {
+        visible_endpoint(state, principal, app_param, endpoint_param)
+            .await
+            .map(|(_, endpoint)| endpoint)
+    };
+    rewrite_endpoint(state, principal.tenant_id(), load, change, map_uid_conflict).await
+}
+
+/// The read-modify-write of every endpoint change, the operational
+/// endpoints' too: `change` is applied to what `load` reads, written back
+/// only if nobody wrote in between (else read again), with a disable's when
+/// and why (an enable clears them, and the store the endpoint's health).
+/// `uid_conflict` words a taken uid.
+pub(crate) async fn rewrite_endpoint<Fut>(
+    state: &AppState,
+    tenant_id: &TenantId,
+    mut load: impl FnMut() -> Fut,
+    mut change: impl FnMut(&mut Endpoint) -> Result<(), ApiError>,
+    uid_conflict: fn(herald_store::StoreError) -> ApiError,
+) -> Result<Endpoint, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Endpoint, ApiError>>,
+{
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        let (_, mut endpoint) =
-            visible_endpoint(state, principal, app_param, endpoint_param).await?;
+        let mut endpoint = load().await?;
         let expected = endpoint.updated_at;
         let was_disabled = endpoint.disabled;
         change(&mut endpoint)?;
         endpoint.updated_at = herald_store::now_after(expected);
-        // Disabling says when and why; enabling clears it (and the store
-        // starts the endpoint's health afresh).
         match (was_disabled, endpoint.disabled) {
             (false, true) => {
                 endpoint.health.disabled_at = Some(endpoint.updated_at);
@@ -549,9 +569,9 @@ async fn modify_endpoint(
         }
         let written = state
             .store
-            .update_endpoint(principal.tenant_id(), &endpoint, expected)
+            .update_endpoint(tenant_id, &endpoint, expected)
             .await
-            .map_err(map_uid_conflict)?;
+            .map_err(uid_conflict)?;
         if written {
             return Ok(endpoint);
         }

@@ -30,7 +30,7 @@ use crate::auth::OrgPrincipal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, QueryParams};
 use crate::list::{ListParams, ListResponse};
-use crate::v1::endpoint::{parse_description, EndpointSecretOut, MAX_WRITE_ATTEMPTS};
+use crate::v1::endpoint::{parse_description, rewrite_endpoint, EndpointSecretOut};
 use crate::v1::{check_name_list, nullable};
 use crate::AppState;
 
@@ -272,31 +272,16 @@ async fn visible_operational_endpoint(
         .ok_or(ApiError::NotFound)
 }
 
-/// Applies `change` to the stored operational endpoint and writes it back,
-/// from a fresh read when another write came in between (as endpoints do).
+/// Applies `change` to the stored operational endpoint and writes it back
+/// ([`rewrite_endpoint`], as endpoints are changed).
 async fn modify_operational_endpoint(
     state: &AppState,
     tenant_id: &TenantId,
     endpoint_param: &str,
-    mut change: impl FnMut(&mut Endpoint) -> Result<(), ApiError>,
+    change: impl FnMut(&mut Endpoint) -> Result<(), ApiError>,
 ) -> Result<Endpoint, ApiError> {
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let mut endpoint = visible_operational_endpoint(state, tenant_id, endpoint_param).await?;
-        let expected = endpoint.updated_at;
-        change(&mut endpoint)?;
-        endpoint.updated_at = herald_store::now_after(expected);
-        let written = state
-            .store
-            .update_endpoint(tenant_id, &endpoint, expected)
-            .await
-            .map_err(map_uid_conflict)?;
-        if written {
-            return Ok(endpoint);
-        }
-    }
-    Err(ApiError::conflict(
-        "the endpoint is being changed by other requests; retry",
-    ))
+    let load = || visible_operational_endpoint(state, tenant_id, endpoint_param);
+    rewrite_endpoint(state, tenant_id, load, change, map_uid_conflict).await
 }
 
 /// Lists the tenant's operational webhook endpoints.
