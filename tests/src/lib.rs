@@ -505,6 +505,23 @@ impl Herald {
         self.db.connect().await
     }
 
+    /// The value of one series (name and labels, as exported) in the
+    /// server's `/metrics`; 0 when it is not there.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("read /metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Counts rows of a table in this server's database (to prove nothing was stored).
     pub async fn count_rows(&self, table: &str) -> i64 {
         let mut conn = self.db().await;

@@ -52,22 +52,6 @@ async fn wait_for_dead(herald: &Herald, path: &str, count: usize, limit: Duratio
     }
 }
 
-/// The value of one series in the server's `/metrics`; 0 when absent.
-async fn metric(herald: &Herald, series: &str) -> f64 {
-    let text = herald
-        .http
-        .get(format!("{}/metrics", herald.url))
-        .send()
-        .await
-        .expect("scrape /metrics")
-        .text()
-        .await
-        .expect("read /metrics");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The `webhook-id`s `receiver` got on `path` from the `from`-th request on.
 fn ids_received(receiver: &Receiver, path: &str, from: usize) -> BTreeSet<String> {
     receiver.received(path)[from..]
@@ -292,7 +276,7 @@ herald_e2e::e2e_tests! {
             let herald = &herald;
             async move {
                 let series = format!("herald_dead_letters_drained_total{{result=\"{result}\"}}");
-                metric(herald, &series).await
+                herald.metric(&series).await
             }
         };
         let total = || async {

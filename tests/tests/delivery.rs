@@ -73,23 +73,6 @@ async fn refuse_attempt_records(herald: &Herald) {
     }
 }
 
-/// The value of one series (name and labels, as exported) in the server's
-/// `/metrics`; 0 when it is not there.
-async fn metric(herald: &Herald, series: &str) -> f64 {
-    let text = herald
-        .http
-        .get(format!("{}/metrics", herald.url))
-        .send()
-        .await
-        .expect("scrape /metrics")
-        .text()
-        .await
-        .expect("read /metrics");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 herald_e2e::e2e_tests! {
     async fn a_posted_message_arrives_signed_and_byte_identical() {
         let Some(herald) = start().await else { return };
@@ -266,9 +249,9 @@ herald_e2e::e2e_tests! {
         eprintln!("unrecordable attempts: gaps between requests {gaps:?}");
 
         let series = "herald_attempt_record_failures_total";
-        assert_eq!(metric(&herald, &format!("{series}{{action=\"retry\"}}")).await, 3.0);
-        assert_eq!(metric(&herald, &format!("{series}{{action=\"dead\"}}")).await, 1.0);
-        assert_eq!(metric(&herald, "herald_dead_letters_total").await, 1.0);
+        assert_eq!(herald.metric(&format!("{series}{{action=\"retry\"}}")).await, 3.0);
+        assert_eq!(herald.metric(&format!("{series}{{action=\"dead\"}}")).await, 1.0);
+        assert_eq!(herald.metric("herald_dead_letters_total").await, 1.0);
         let log = herald.log();
         assert!(
             log.lines().any(|line| line.contains("the delivery is dead") && line.contains(&msg_id)),
