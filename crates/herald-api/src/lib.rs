@@ -44,6 +44,8 @@ pub struct ApiConfig {
     pub body_timeout: std::time::Duration,
     /// Bearer token `/metrics` requires; `None` leaves it open.
     pub metrics_token: Option<String>,
+    /// How long a payload is kept when its message names no retention.
+    pub payload_retention: chrono::Duration,
 }
 
 /// What every handler can reach.

@@ -28,6 +28,7 @@ pub mod model;
 pub mod operational;
 pub mod page;
 pub mod postgres;
+mod retention;
 mod rows;
 pub mod sqlite;
 mod stats;
@@ -41,13 +42,14 @@ use herald_core::{
 use db::Db;
 pub use model::*;
 pub use operational::{emit_operational, OperationalOutbox};
+pub use retention::Retention;
 
 /// Every store trait, for code that calls a [`Store`] through its roles:
 /// `use herald_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         ApplicationStore, AttemptLog, DeliveryStore, EndpointStore, EventTypeStore, MessageLog,
-        OperationalOutbox, Outbox, StatsStore, Store, TenantStore,
+        OperationalOutbox, Outbox, Retention, StatsStore, Store, TenantStore,
     };
 }
 pub use page::{Cursor, ListQuery, Ordering, Page, Payloads};
@@ -170,6 +172,7 @@ pub trait Store:
     + MessageLog
     + DeliveryStore
     + StatsStore
+    + Retention
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -22,6 +22,8 @@ pub const QUEUE_DEPTH: &str = "herald_queue_depth";
 pub const THROTTLED: &str = "herald_deliveries_throttled_total";
 pub const BREAKERS_OPENED: &str = "herald_breakers_opened_total";
 pub const ENDPOINTS_DISABLED: &str = "herald_endpoints_disabled_total";
+pub const RETENTION_PRUNED: &str = "herald_retention_pruned_total";
+pub const RETENTION_OLDEST: &str = "herald_retention_oldest_message_age_seconds";
 
 /// Describes the worker's series and registers them at zero, so they are
 /// scraped (and `rate()` works) before the first delivery. Call once the
@@ -86,6 +88,18 @@ pub fn register() {
         ENDPOINTS_DISABLED,
         "Endpoints the workers disabled: 410 Gone, or failing past HERALD_AUTO_DISABLE_AFTER"
     );
+    metrics::describe_counter!(
+        RETENTION_PRUNED,
+        "Rows retention removed, by kind: payload (expired and set to NULL), attempt, message (deleted with its deliveries)"
+    );
+    metrics::describe_gauge!(
+        RETENTION_OLDEST,
+        metrics::Unit::Seconds,
+        "Age of the oldest message stored, as the retention job last saw it (0 when there is none); set by the worker holding the retention lease"
+    );
+    for kind in ["payload", "attempt", "message"] {
+        metrics::counter!(RETENTION_PRUNED, "kind" => kind).increment(0);
+    }
     metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => "success").increment(0);
     metrics::counter!(THROTTLED).increment(0);
     metrics::counter!(BREAKERS_OPENED).increment(0);
@@ -178,6 +192,16 @@ pub(crate) fn parked() {
 pub(crate) fn relayed(count: usize) {
     metrics::counter!(DELIVERIES_RELAYED).increment(count as u64);
     metrics::gauge!(RELAY_BATCH_SIZE).set(count as f64);
+}
+
+/// Retention removed `count` rows of `kind`.
+pub(crate) fn pruned(kind: &'static str, count: u64) {
+    metrics::counter!(RETENTION_PRUNED, "kind" => kind).increment(count);
+}
+
+/// The oldest message stored is `age` seconds old (`None`: there is none).
+pub(crate) fn oldest_message(age: Option<f64>) {
+    metrics::gauge!(RETENTION_OLDEST).set(age.unwrap_or(0.0));
 }
 
 /// Holds one unit of [`IN_FLIGHT`] until dropped.

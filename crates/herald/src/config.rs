@@ -72,6 +72,14 @@ pub struct Config {
     /// how long a task lost with a killed worker waits. Keep it above the
     /// longest time a task may wait in the queue, or busy queues get duplicates.
     pub delivery_lease: u64,
+    /// Seconds a message's payload is kept when the message names no
+    /// `payloadRetentionPeriod`/`payloadRetentionHours` (`HERALD_PAYLOAD_RETENTION`).
+    pub payload_retention: u64,
+    /// Seconds messages, their deliveries and attempts are kept before the
+    /// retention job deletes them (`HERALD_RETENTION`; 0 = kept for good).
+    pub retention: u64,
+    /// Seconds between two rounds of the retention job (`HERALD_RETENTION_INTERVAL`).
+    pub retention_interval: u64,
     /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
     #[serde(skip_serializing)]
     pub admin_token: Option<SecretString>,
@@ -137,6 +145,9 @@ impl Default for Config {
             endpoint_concurrency: 16,
             endpoint_cache_ttl: 1,
             delivery_lease: 300,
+            payload_retention: 90 * 24 * 60 * 60,
+            retention: 90 * 24 * 60 * 60,
+            retention_interval: 60,
             breaker_failures: 10,
             breaker_cooldown: 30,
             auto_disable_after: 5 * 24 * 60 * 60,
@@ -238,6 +249,15 @@ impl Config {
         }
         if self.auto_disable_after > 0 && self.auto_disable_failures == 0 {
             bail!("HERALD_AUTO_DISABLE_FAILURES must be at least 1");
+        }
+        if !(1..=10 * 365 * 86_400).contains(&self.payload_retention) {
+            bail!("HERALD_PAYLOAD_RETENTION must be between 1 second and 10 years (315360000)");
+        }
+        if self.retention > 10 * 365 * 86_400 {
+            bail!("HERALD_RETENTION must be at most 10 years (315360000 seconds); 0 keeps messages for good");
+        }
+        if !(1..=86_400).contains(&self.retention_interval) {
+            bail!("HERALD_RETENTION_INTERVAL must be between 1 and 86400 seconds");
         }
         if !(1..=3600).contains(&self.shutdown_timeout) {
             bail!("HERALD_SHUTDOWN_TIMEOUT must be between 1 and 3600 seconds");

@@ -20,7 +20,10 @@ use herald_cache::throttle::RedisThrottle;
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use herald_queue::{EventBus, MemoryQueue, Queue, RabbitQueue};
 use herald_store::{SqlStore, Store};
-use herald_worker::{DeadLetterDrain, Dispatcher, Sender, SenderConfig, SsrfPolicy, WorkerConfig};
+use herald_worker::{
+    DeadLetterDrain, Dispatcher, RetentionConfig, RetentionJob, Sender, SenderConfig, SsrfPolicy,
+    WorkerConfig,
+};
 
 pub use config::{Config, Role};
 
@@ -207,6 +210,14 @@ async fn start_worker(
     })
     .context("failed to build the HTTP client")?;
     let drain = DeadLetterDrain::new(store.clone(), queue.clone());
+    let retention = RetentionJob::new(
+        store.clone(),
+        RetentionConfig {
+            retention: (config.retention > 0).then(|| Duration::from_secs(config.retention)),
+            interval: Duration::from_secs(config.retention_interval),
+            ..RetentionConfig::default()
+        },
+    );
     let mut dispatcher = Dispatcher::new(
         store,
         queue.clone(),
@@ -266,10 +277,16 @@ async fn start_worker(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { drain.run(shutdown).await })
     };
+    // Every worker runs the retention job; the one holding its lease works.
+    let retention = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { retention.run(shutdown).await })
+    };
     let both = tokio::spawn(async move {
         let _ = relay.await;
         let _ = consumer.await;
         let _ = drain.await;
+        let _ = retention.await;
     });
     Ok(both)
 }
@@ -544,6 +561,7 @@ async fn serve_api(
                 .as_ref()
                 .map(|t| t.expose_secret().to_owned()),
             max_body_bytes: config.max_body_bytes,
+            payload_retention: chrono::Duration::seconds(config.payload_retention as i64),
             body_timeout: Duration::from_secs(config.http_body_timeout),
             metrics_token: metrics_token(config),
         }),

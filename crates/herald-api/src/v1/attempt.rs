@@ -976,7 +976,7 @@ pub async fn send_example(
         tags: None,
         payload: Some(payload.into_bytes()),
         created_at: now,
-        expires_at: now + chrono::Duration::days(crate::v1::message::DEFAULT_RETENTION_DAYS),
+        expires_at: now + state.config.payload_retention,
     };
     state
         .store

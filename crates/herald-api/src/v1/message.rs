@@ -42,8 +42,6 @@ pub fn router() -> Router<AppState> {
 /// Most channels one message may carry, as in Svix.
 const MAX_CHANNELS: usize = 5;
 const MAX_TAGS: usize = 5;
-/// How long a payload is kept when the message names no retention, as in Svix.
-pub(crate) const DEFAULT_RETENTION_DAYS: i64 = 90;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -77,7 +75,8 @@ pub struct MessageOut {
     pub id: String,
     pub event_id: Option<String>,
     pub event_type: String,
-    /// The payload as received, or `{}` without `with_content` or once expunged.
+    /// The payload as received; `{}` without `with_content`, and
+    /// `{"expired": true}` once retention (or an expunge) removed it.
     #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
     pub channels: Option<Vec<String>>,
@@ -110,18 +109,21 @@ pub struct MessageListParams {
     pub event_types: (),
 }
 
-fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+fn json_constant(text: &'static str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).unwrap_or_else(|_| unreachable!("{text} is JSON"))
 }
 
 impl MessageOut {
     pub(crate) fn from_message(message: Message, with_content: bool) -> Self {
-        let payload = message
-            .payload
-            .filter(|_| with_content)
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|text| RawValue::from_string(text).ok())
-            .unwrap_or_else(empty_object);
+        let payload = match message.payload {
+            _ if !with_content => json_constant("{}"),
+            // Removed by retention or an expunge, reported as Svix does.
+            None => json_constant(r#"{"expired":true}"#),
+            Some(bytes) => String::from_utf8(bytes)
+                .ok()
+                .and_then(|text| RawValue::from_string(text).ok())
+                .unwrap_or_else(|| json_constant("{}")),
+        };
         Self {
             id: message.id.to_string(),
             event_id: message.event_id.map(Uid::into_inner),
@@ -136,7 +138,9 @@ impl MessageOut {
     }
 }
 
-fn retention(input: &MessageIn) -> Result<chrono::Duration, ApiError> {
+/// How long `input`'s payload is kept: what it names, else `default`
+/// (`HERALD_PAYLOAD_RETENTION`).
+fn retention(input: &MessageIn, default: chrono::Duration) -> Result<chrono::Duration, ApiError> {
     match (
         input.payload_retention_period,
         input.payload_retention_hours,
@@ -158,7 +162,7 @@ fn retention(input: &MessageIn) -> Result<chrono::Duration, ApiError> {
             "must be between 1 and 2160 hours",
         )
         .into()),
-        (None, None) => Ok(chrono::Duration::days(DEFAULT_RETENTION_DAYS)),
+        (None, None) => Ok(default),
     }
 }
 
@@ -226,7 +230,7 @@ pub async fn create_message(
     if !input.payload.get().trim_start().starts_with('{') {
         return Err(ValidationError::new("payload", "must be a JSON object").into());
     }
-    let retention = retention(&input)?;
+    let retention = retention(&input, state.config.payload_retention)?;
     let channels = parse_channels(input.channels.clone())?;
     let tags = parse_tags(input.tags.clone())?;
 

@@ -48,6 +48,8 @@ macro_rules! contract_tests {
             dead_letters_are_listed_newest_first_filtered_and_paged,
             redrive_requests_a_fresh_schedule_in_bounded_batches,
             drained_dead_letters_mark_only_deliveries_still_at_their_attempt,
+            retention_expires_payloads_and_prunes_old_rows_but_nothing_in_flight,
+            the_job_lease_has_one_holder_until_it_lapses,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -64,9 +66,11 @@ pub(crate) use contract_tests;
 
 mod dead_letters;
 mod operational;
+mod retention;
 mod stats;
 pub use dead_letters::*;
 pub use operational::*;
+pub use retention::*;
 pub use stats::*;
 
 use chrono::Utc;

@@ -1,0 +1,140 @@
+//! Retention: payloads past their `expires_at` are removed, and messages
+//! (with their deliveries) and attempts past the deployment's retention are
+//! deleted, a bounded batch per statement so no statement holds its locks
+//! for long and concurrent inserts go on (`herald_worker::retention` runs
+//! the batches; `job_lease` makes it one process at a time).
+//!
+//! Nothing in flight is touched: a message with a delivery still `pending`
+//! or `sending` keeps its payload and its rows until that delivery ends, so
+//! retention never makes a retry send an empty body.
+//!
+//! Why no time partitions: ids are time-ordered (KSUIDs), so "older than
+//! the cutoff" is a range of each primary key, and a batch is an index range
+//! scan plus the deletes. Partitions would make dropping a day O(1), but on
+//! PostgreSQL a partitioned table's primary key and every unique constraint
+//! must include the partition column, which would change the keys the API,
+//! the workers and the foreign keys use, for a saving that matters only at a
+//! scale where the delete's I/O, not its search, is the cost.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use herald_core::{AttemptId, MessageId};
+
+use crate::db::Sql;
+use crate::{SqlStore, StoreResult};
+
+/// A message some delivery of which is not finished yet.
+const IN_FLIGHT: &str = "EXISTS (SELECT 1 FROM delivery d WHERE d.msg_id = m.id \
+                         AND d.state IN ('pending', 'sending'))";
+
+/// Retention's reads and batched deletes, and the lease that makes one
+/// process of a deployment run them.
+#[async_trait]
+pub trait Retention: Send + Sync + 'static {
+    /// Takes the lease `name` for `holder` until `until`, or renews it: true
+    /// when `holder` has it now, false while another holder's lease runs.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up if `holder` has it, so another process can take it
+    /// at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+    /// Removes the payloads of at most `limit` messages whose `expires_at`
+    /// is at or before `now` (the oldest first); returns how many.
+    async fn expire_payloads(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` attempts made before `before` (the oldest
+    /// first); returns how many.
+    async fn prune_attempts(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` messages created before `before`, with their
+    /// deliveries and attempts (the oldest first); returns how many.
+    async fn prune_messages(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// When the oldest message still stored was created, if any.
+    async fn oldest_message(&self) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
+#[async_trait]
+impl Retention for SqlStore {
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new(
+            "INSERT INTO job_lease (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+             expires_at = excluded.expires_at \
+             WHERE job_lease.holder = excluded.holder OR job_lease.expires_at < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now);
+        Ok(self.db.write(sql).await? == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let sql = Sql::new("DELETE FROM job_lease WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder);
+        self.db.write(sql).await.map(drop)
+    }
+
+    async fn expire_payloads(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        let sql = Sql::new(format!(
+            "UPDATE message SET payload = NULL WHERE id IN (\
+               SELECT m.id FROM message m \
+               WHERE m.payload IS NOT NULL AND m.expires_at <= $1 AND NOT {IN_FLIGHT} \
+               ORDER BY m.expires_at LIMIT $2)"
+        ))
+        .bind(now)
+        .bind(limit);
+        self.db.write(sql).await
+    }
+
+    async fn prune_attempts(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        // Attempt ids are time-ordered: the oldest possible id of `before`
+        // bounds the ones made earlier. `created_at` is checked too, since
+        // an id carries its second only.
+        let bound = AttemptId::lower_bound_at(before);
+        let sql = Sql::new(format!(
+            "DELETE FROM message_attempt WHERE id IN (\
+               SELECT a.id FROM message_attempt a \
+               WHERE a.id < $1 AND a.created_at < $2 \
+               AND NOT EXISTS (SELECT 1 FROM message m WHERE m.id = a.msg_id AND {IN_FLIGHT}) \
+               ORDER BY a.id LIMIT $3)"
+        ))
+        .bind(bound.as_str())
+        .bind(before)
+        .bind(limit);
+        self.db.write(sql).await
+    }
+
+    async fn prune_messages(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        let bound = MessageId::lower_bound_at(before);
+        let sql = Sql::new(format!(
+            "DELETE FROM message WHERE id IN (\
+               SELECT m.id FROM message m \
+               WHERE m.id < $1 AND m.created_at < $2 AND NOT {IN_FLIGHT} \
+               ORDER BY m.id LIMIT $3)"
+        ))
+        .bind(bound.as_str())
+        .bind(before)
+        .bind(limit);
+        self.db.write(sql).await
+    }
+
+    async fn oldest_message(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let sql = Sql::new("SELECT created_at FROM message ORDER BY id LIMIT 1");
+        self.db
+            .read_one(sql)
+            .await?
+            .map(|row| row.time("created_at"))
+            .transpose()
+    }
+}

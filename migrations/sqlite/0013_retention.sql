@@ -1,0 +1,12 @@
+-- Retention; see migrations/postgres/0013_retention.sql.
+CREATE INDEX message_payload_expires_at_idx ON message (expires_at)
+    WHERE payload IS NOT NULL;
+
+CREATE INDEX message_attempt_msg_id_id_idx ON message_attempt (msg_id, id);
+DROP INDEX message_attempt_tenant_id_msg_id_id_idx;
+
+CREATE TABLE job_lease (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT;
