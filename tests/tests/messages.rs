@@ -159,7 +159,7 @@ herald_e2e::e2e_tests! {
         );
         let expunged = herald.get(&format!("/api/v1/app/a/msg/{id}")).await;
         assert_eq!(expunged.status, 200);
-        assert_eq!(expunged.body["payload"], json!({}));
+        assert_eq!(expunged.body["payload"], json!({"expired": true}));
     }
 }
 
