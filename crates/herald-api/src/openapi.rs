@@ -121,14 +121,15 @@ impl Modify for SecuritySchemes {
 ///   size limit, 415 when it is not `application/json`, 422 when it has the
 ///   wrong shape or a field is invalid;
 /// - query parameters (`QueryParams`, then the handler's checks): 422;
-/// - path parameters under `/api/v1`: 422, as every one is an id or uid
-///   (`IdOrUid::parse`) or an event type name, refused when malformed. The
-///   admin routes look their ids up and answer 404 for any they do not know.
+/// - path parameters (`PathParams`): 422 when a segment does not decode, and
+///   under `/api/v1` when it is not a well-formed id, uid or event type name
+///   (`IdOrUid::parse` and the like; the admin routes answer 404 for any id
+///   they do not know).
 struct InputErrors;
 
 impl Modify for InputErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in openapi.paths.paths.iter_mut() {
+        for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
                 &mut item.put,
@@ -137,13 +138,13 @@ impl Modify for InputErrors {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                document_input_errors(path, operation);
+                document_input_errors(operation);
             }
         }
     }
 }
 
-fn document_input_errors(path: &str, operation: &mut Operation) {
+fn document_input_errors(operation: &mut Operation) {
     let has_param = |location: ParameterIn| {
         operation
             .parameters
@@ -172,9 +173,7 @@ fn document_input_errors(path: &str, operation: &mut Operation) {
             ("422", validation_response()),
         ]);
     }
-    if has_param(ParameterIn::Query)
-        || (path.starts_with("/api/v1/") && has_param(ParameterIn::Path))
-    {
+    if has_param(ParameterIn::Query) || has_param(ParameterIn::Path) {
         errors.push(("422", validation_response()));
     }
     let responses = &mut operation.responses.responses;
