@@ -116,6 +116,8 @@ impl Modify for SecuritySchemes {
 /// Documents the errors the request extractors give, on every operation whose
 /// input passes through them (an operation's own annotation wins):
 ///
+/// - credentials (`auth.rs`): 400 `duplicate_authorization` for more than
+///   one `Authorization` header;
 /// - a request body (`JsonBody` and its kin in `extract.rs`): 400 when it is
 ///   not JSON or cannot be read, 408 when it arrives too slowly, 413 past the
 ///   size limit, 415 when it is not `application/json`, 422 when it has the
@@ -152,15 +154,24 @@ fn document_input_errors(operation: &mut Operation) {
             .flatten()
             .any(|p| p.parameter_in == location)
     };
+    let has_body = operation.request_body.is_some();
+    let mut bad_request = Vec::new();
+    if has_body {
+        bad_request
+            .push("the body is not JSON (`invalid_json`) or could not be read (`invalid_body`)");
+    }
+    if operation.security.is_some() {
+        bad_request.push("more than one `Authorization` header (`duplicate_authorization`)");
+    }
     let mut errors: Vec<(&str, Response)> = Vec::new();
-    if operation.request_body.is_some() {
+    if !bad_request.is_empty() {
+        errors.push((
+            "400",
+            error_response(&upper_first(&bad_request.join("; or "))),
+        ));
+    }
+    if has_body {
         errors.extend([
-            (
-                "400",
-                error_response(
-                    "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`)",
-                ),
-            ),
             (
                 "408",
                 error_response("The body did not arrive within the time allowed"),
@@ -182,6 +193,14 @@ fn document_input_errors(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert(RefOr::T(response));
     }
+}
+
+fn upper_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn error_response(description: &str) -> Response {

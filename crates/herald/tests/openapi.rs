@@ -47,6 +47,8 @@ fn input_errors_are_documented_where_the_extractors_give_them() {
         !get_endpoint.contains(&"415".to_owned()),
         "{get_endpoint:?}"
     );
+    // Two Authorization headers are a 400 wherever credentials are read.
+    assert!(get_endpoint.contains(&"400".to_owned()), "{get_endpoint:?}");
     // A path segment that does not decode is a 422 on the admin routes too.
     let get_tenant = statuses("/admin/v1/tenants/{tenant_id}", "get");
     assert!(get_tenant.contains(&"422".to_owned()), "{get_tenant:?}");
