@@ -573,6 +573,18 @@ fn cases(f: &Fixture) -> Vec<Case> {
             .loc(&["body", "name"]),
         case("event type name with a space in the path", M::GET, "/api/v1/event-type/bad%20name")
             .loc(&["path", "event_type_name"]),
+        // Percent-escapes that are not UTF-8 were axum's plain-text 400,
+        // which neither the Svix shape nor the OpenAPI document allow.
+        case("app id in the path that is not UTF-8", M::GET, "/api/v1/app/%FF")
+            .loc(&["path", "app_id"]),
+        case("endpoint id in the path that is not UTF-8", M::DELETE, format!("{app}/endpoint/%C3%28"))
+            .loc(&["path", "endpoint_id"]),
+        case("event type name in the path that is not UTF-8", M::PATCH, "/api/v1/event-type/a%E2%82")
+            .json(json!({"description": "x"}))
+            .loc(&["path", "event_type_name"]),
+        case("tenant id in an admin path that is not UTF-8", M::GET, "/admin/v1/tenants/%FF")
+            .auth(Auth::Admin)
+            .loc(&["path", "tenant_id"]),
         case("event type schemas is not an object", M::POST, "/api/v1/event-type")
             .json(json!({"name": "schema.bad", "description": "x", "schemas": [1]}))
             .loc(&["body", "schemas"]),

@@ -1,7 +1,7 @@
 //! The operator's API under `/admin/v1`, authorised by `HERALD_ADMIN_TOKEN`:
 //! tenants and their API keys. The CLI's `herald tenant …` calls the same functions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use herald_store::{ApiKey, Store, Tenant};
 
 use crate::auth::{new_api_key, Admin};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, OptionalJsonBody, QueryParams};
+use crate::extract::{JsonBody, OptionalJsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::AppState;
 
@@ -195,7 +195,7 @@ pub async fn list_tenants(
 pub async fn get_tenant(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(tenant_id): Path<String>,
+    PathParams(tenant_id): PathParams<String>,
 ) -> Result<Json<TenantOut>, ApiError> {
     Ok(Json(existing_tenant(&state, &tenant_id).await?.into()))
 }
@@ -210,7 +210,7 @@ pub async fn get_tenant(
 pub async fn list_api_keys(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(tenant_id): Path<String>,
+    PathParams(tenant_id): PathParams<String>,
 ) -> Result<Json<Vec<ApiKeyOut>>, ApiError> {
     let tenant = existing_tenant(&state, &tenant_id).await?;
     let keys = state.store.list_api_keys(&tenant.id).await?;
@@ -227,7 +227,7 @@ pub async fn list_api_keys(
 pub async fn create_api_key(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(tenant_id): Path<String>,
+    PathParams(tenant_id): PathParams<String>,
     OptionalJsonBody(input): OptionalJsonBody<ApiKeyIn>,
 ) -> Result<(StatusCode, Json<ApiKeyCreatedOut>), ApiError> {
     let tenant = existing_tenant(&state, &tenant_id).await?;
@@ -256,7 +256,7 @@ pub async fn create_api_key(
 pub async fn revoke_api_key(
     State(state): State<AppState>,
     _admin: Admin,
-    Path((tenant_id, key_id)): Path<(String, String)>,
+    PathParams((tenant_id, key_id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = existing_tenant(&state, &tenant_id).await?;
     let key_id = ApiKeyId::parse(&key_id).map_err(|_| ApiError::NotFound)?;

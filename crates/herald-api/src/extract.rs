@@ -2,7 +2,9 @@
 //! of axum's plain-text rejections.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -245,6 +247,51 @@ where
                     kind: "type_error",
                 }])
             })
+    }
+}
+
+/// Path parameters. A segment that does not decode (its percent-escapes are
+/// not UTF-8) is a 422 at `["path", name]`, as a malformed id is, instead of
+/// axum's plain-text 400.
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => Ok(Self(params)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let kind = error.into_kind();
+                let (key, msg) = match kind {
+                    ErrorKind::InvalidUtf8InPathParam { key } => (
+                        Some(key),
+                        "must be valid UTF-8 once percent-decoded".to_owned(),
+                    ),
+                    ErrorKind::ParseErrorAtKey { ref key, .. }
+                    | ErrorKind::DeserializeError { ref key, .. } => {
+                        (Some(key.clone()), kind.to_string())
+                    }
+                    other => (None, other.to_string()),
+                };
+                let mut loc = vec!["path".to_owned()];
+                loc.extend(key);
+                Err(ApiError::Validation(vec![ValidationError {
+                    loc,
+                    msg,
+                    kind: "value_error",
+                }]))
+            }
+            // The route and the handler disagree on the parameters: a bug.
+            Err(rejection) => Err(ApiError::Internal(anyhow::anyhow!(
+                "path parameters: {}",
+                rejection.body_text()
+            ))),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' `#[utoipa::path]`
 //! attributes. `herald openapi` prints it and `openapi/openapi.json` commits it.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::{admin, error, list, v1};
@@ -82,7 +84,7 @@ use crate::{admin, error, list, v1};
         error::ValidationErrorItem,
         list::Ordering,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &InputErrors),
     tags(
         (name = "Application", description = "A tenant's customers; each has its own endpoints."),
         (name = "Endpoint", description = "URLs that receive an application's webhooks."),
@@ -109,6 +111,119 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme("HTTPBearer", bearer());
         components.add_security_scheme("AdminToken", bearer());
     }
+}
+
+/// Documents the errors the request extractors give, on every operation whose
+/// input passes through them (an operation's own annotation wins):
+///
+/// - credentials (`auth.rs`): 400 `duplicate_authorization` for more than
+///   one `Authorization` header;
+/// - a request body (`JsonBody` and its kin in `extract.rs`): 400 when it is
+///   not JSON or cannot be read, 408 when it arrives too slowly, 413 past the
+///   size limit, 415 when it is not `application/json`, 422 when it has the
+///   wrong shape or a field is invalid;
+/// - query parameters (`QueryParams`, then the handler's checks): 422;
+/// - path parameters (`PathParams`): 422 when a segment does not decode, and
+///   under `/api/v1` when it is not a well-formed id, uid or event type name
+///   (`IdOrUid::parse` and the like; the admin routes answer 404 for any id
+///   they do not know).
+struct InputErrors;
+
+impl Modify for InputErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                document_input_errors(operation);
+            }
+        }
+    }
+}
+
+fn document_input_errors(operation: &mut Operation) {
+    let has_param = |location: ParameterIn| {
+        operation
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == location)
+    };
+    let has_body = operation.request_body.is_some();
+    let mut bad_request = Vec::new();
+    if has_body {
+        bad_request
+            .push("the body is not JSON (`invalid_json`) or could not be read (`invalid_body`)");
+    }
+    if operation.security.is_some() {
+        bad_request.push("more than one `Authorization` header (`duplicate_authorization`)");
+    }
+    let mut errors: Vec<(&str, Response)> = Vec::new();
+    if !bad_request.is_empty() {
+        errors.push((
+            "400",
+            error_response(&upper_first(&bad_request.join("; or "))),
+        ));
+    }
+    if has_body {
+        errors.extend([
+            (
+                "408",
+                error_response("The body did not arrive within the time allowed"),
+            ),
+            (
+                "413",
+                error_response("The body exceeds the configured size limit"),
+            ),
+            ("415", error_response("The body is not `application/json`")),
+            ("422", validation_response()),
+        ]);
+    }
+    if has_param(ParameterIn::Query) || has_param(ParameterIn::Path) {
+        errors.push(("422", validation_response()));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, response) in errors {
+        responses
+            .entry(status.to_owned())
+            .or_insert(RefOr::T(response));
+    }
+}
+
+fn upper_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn error_response(description: &str) -> Response {
+    json_response(description, "HttpErrorOut")
+}
+
+fn validation_response() -> Response {
+    json_response(
+        "A parameter or a field of the body is invalid; `loc` says which",
+        "HttpValidationError",
+    )
+}
+
+fn json_response(description: &str, schema: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build(),
+        )
+        .build()
 }
 
 /// The document as pretty JSON with a trailing newline, exactly as committed.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,7 +16,7 @@ use herald_store::Application;
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::{nullable, parse_retry_policy, visible_app};
 use crate::AppState;
@@ -321,7 +321,7 @@ pub async fn create_application(
 pub async fn get_application(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     Ok(Json(visible_app(&state, &principal, &app_id).await?.into()))
 }
@@ -342,7 +342,7 @@ pub async fn get_application(
 pub async fn update_application(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     JsonBody(input): JsonBody<ApplicationIn>,
 ) -> Result<(StatusCode, Json<ApplicationOut>), ApiError> {
     let tenant_id = principal.require_org()?;
@@ -394,7 +394,7 @@ pub async fn update_application(
 pub async fn patch_application(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     JsonBody(patch): JsonBody<ApplicationPatch>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     let name = patch.name.map(parse_name).transpose()?;
@@ -440,7 +440,7 @@ pub async fn patch_application(
 pub async fn delete_application(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;
     let app = visible_app(&state, &principal, &app_id).await?;

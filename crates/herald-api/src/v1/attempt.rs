@@ -10,7 +10,7 @@
 //! messages use), and the worker's relay hands them out. So a 202 here is as
 //! durable as a 202 for a message.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -29,7 +29,7 @@ use herald_store::{
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::endpoint::{visible_endpoint, EndpointOut};
 use crate::v1::message::{event_types_of, MessageOut};
@@ -393,7 +393,7 @@ async fn list_attempts(
 pub async fn list_attempts_by_endpoint(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     QueryParams(list): QueryParams<ListParams>,
     QueryParams(params): QueryParams<AttemptListParams>,
     RawQuery(raw_query): RawQuery,
@@ -434,7 +434,7 @@ pub async fn list_attempts_by_endpoint(
 pub async fn list_attempts_by_msg(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    PathParams((app_id, msg_id)): PathParams<(String, String)>,
     QueryParams(list): QueryParams<ListParams>,
     QueryParams(params): QueryParams<AttemptListParams>,
     QueryParams(endpoint_param): QueryParams<AttemptEndpointParam>,
@@ -501,7 +501,7 @@ pub async fn list_attempts_by_msg(
 pub async fn list_attempted_messages(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     QueryParams(list): QueryParams<ListParams>,
     QueryParams(params): QueryParams<AttemptedMessageParams>,
     RawQuery(raw_query): RawQuery,
@@ -566,7 +566,7 @@ pub async fn list_attempted_messages(
 pub async fn list_attempted_destinations(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    PathParams((app_id, msg_id)): PathParams<(String, String)>,
     QueryParams(list): QueryParams<ListParams>,
 ) -> Result<Json<ListResponse<MessageEndpointOut>>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
@@ -629,7 +629,7 @@ async fn visible_attempt(
 pub async fn get_attempt(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+    PathParams((app_id, msg_id, attempt_id)): PathParams<(String, String, String)>,
     QueryParams(params): QueryParams<WithContentParam>,
 ) -> Result<Json<MessageAttemptOut>, ApiError> {
     let (_, attempt) = visible_attempt(&state, &principal, &app_id, &msg_id, &attempt_id).await?;
@@ -658,7 +658,7 @@ pub async fn get_attempt(
 pub async fn expunge_attempt_content(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+    PathParams((app_id, msg_id, attempt_id)): PathParams<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;
     let (app, attempt) = visible_attempt(&state, &principal, &app_id, &msg_id, &attempt_id).await?;
@@ -696,7 +696,7 @@ pub struct EmptyResponse {}
 pub async fn resend(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
+    PathParams((app_id, msg_id, endpoint_id)): PathParams<(String, String, String)>,
 ) -> Result<(StatusCode, Json<EmptyResponse>), ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     let message = visible_message(&state, &principal, &app, &msg_id).await?;
@@ -768,7 +768,7 @@ pub struct RecoverOut {
 pub async fn recover(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<RecoverIn>,
 ) -> Result<(StatusCode, Json<RecoverOut>), ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
@@ -852,7 +852,7 @@ pub struct ReplayOut {
 pub async fn replay_missing(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<RecoverIn>,
 ) -> Result<(StatusCode, Json<ReplayOut>), ApiError> {
     let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
@@ -951,7 +951,7 @@ fn example_payload(
 pub async fn send_example(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<EventExampleIn>,
 ) -> Result<Json<MessageOut>, ApiError> {
     let event_type = EventTypeName::parse(input.event_type.as_str())
@@ -1033,7 +1033,7 @@ pub struct EndpointStats {
 pub async fn endpoint_stats(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<StatsParams>,
 ) -> Result<Json<EndpointStats>, ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;

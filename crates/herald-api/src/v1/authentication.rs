@@ -2,7 +2,7 @@
 //! JWT that can see one application of the tenant and nothing else, and
 //! `POST /api/v1/auth/logout` revokes the token it is called with.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use herald_core::ValidationError;
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParams};
 use crate::v1::application::{existing_or_inline_application, ApplicationIn};
 use crate::AppState;
 
@@ -61,7 +61,7 @@ pub struct AppPortalAccessOut {
 pub async fn app_portal_access(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     JsonBody(input): JsonBody<AppPortalAccessIn>,
 ) -> Result<Json<AppPortalAccessOut>, ApiError> {
     let tenant_id = principal.require_org()?;

@@ -10,7 +10,7 @@
 //! One call redrives at most [`MAX_REDRIVE_PER_CALL`], in transactions of
 //! [`REDRIVE_BATCH`]; `done: false` says more match, and calling again goes on.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +25,7 @@ use herald_store::{
 
 use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{OptionalJsonBody, QueryParams};
+use crate::extract::{OptionalJsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::endpoint::visible_endpoint;
 use crate::v1::{check_name_list, visible_app};
@@ -217,7 +217,7 @@ async fn list(
 pub async fn list_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     QueryParams(list_params): QueryParams<ListParams>,
     QueryParams(params): QueryParams<DeadLetterListParams>,
     RawQuery(raw_query): RawQuery,
@@ -254,7 +254,7 @@ pub async fn list_dead_letters(
 pub async fn list_endpoint_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     QueryParams(list_params): QueryParams<ListParams>,
     QueryParams(params): QueryParams<DeadLetterListParams>,
     RawQuery(raw_query): RawQuery,
@@ -392,7 +392,7 @@ async fn redrive(
 pub async fn redrive_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     OptionalJsonBody(input): OptionalJsonBody<RedriveIn>,
 ) -> Result<(StatusCode, Json<RedriveOut>), ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
@@ -419,7 +419,7 @@ pub async fn redrive_dead_letters(
 pub async fn redrive_endpoint_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     OptionalJsonBody(input): OptionalJsonBody<RedriveIn>,
 ) -> Result<(StatusCode, Json<RedriveOut>), ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +21,7 @@ use herald_store::{Application, Endpoint, EndpointHealth, EndpointSecrets};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::operational::{emit_endpoint_events, update_events};
 use crate::v1::signing::{
@@ -595,7 +595,7 @@ where
 pub async fn list_endpoints(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<ListResponse<EndpointOut>>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
@@ -627,7 +627,7 @@ pub async fn list_endpoints(
 pub async fn create_endpoint(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     JsonBody(input): JsonBody<EndpointIn>,
 ) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
@@ -682,7 +682,7 @@ pub async fn create_endpoint(
 pub async fn get_endpoint(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     Ok(Json(endpoint.into()))
@@ -706,7 +706,7 @@ pub async fn get_endpoint(
 pub async fn update_endpoint(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<EndpointUpdate>,
 ) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
@@ -772,7 +772,7 @@ pub async fn update_endpoint(
 pub async fn patch_endpoint(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(patch): JsonBody<EndpointPatch>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     // Validate everything first; only the write itself is retried.
@@ -856,7 +856,7 @@ pub async fn patch_endpoint(
 pub async fn delete_endpoint(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (app, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     if !state
@@ -887,7 +887,7 @@ pub async fn delete_endpoint(
 pub async fn get_endpoint_secret(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
 ) -> Result<Json<EndpointSecretOut>, ApiError> {
     let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     Ok(Json(EndpointSecretOut {
@@ -916,7 +916,7 @@ pub async fn get_endpoint_secret(
 pub async fn rotate_endpoint_secret(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<EndpointSecretRotateIn>,
 ) -> Result<Json<EndpointSecretOut>, ApiError> {
     let grace = input.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
@@ -967,7 +967,7 @@ pub async fn rotate_endpoint_secret(
 pub async fn get_endpoint_headers(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
 ) -> Result<Json<EndpointHeadersOut>, ApiError> {
     let (_, endpoint) = visible_endpoint(&state, &principal, &app_id, &endpoint_id).await?;
     let (headers, sensitive) = endpoint.headers.redacted();
@@ -992,7 +992,7 @@ pub async fn get_endpoint_headers(
 pub async fn update_endpoint_headers(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<EndpointHeadersIn>,
 ) -> Result<StatusCode, ApiError> {
     let headers = EndpointHeaders::parse(input.headers)?;
@@ -1023,7 +1023,7 @@ pub async fn update_endpoint_headers(
 pub async fn patch_endpoint_headers(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<EndpointHeadersPatchIn>,
 ) -> Result<StatusCode, ApiError> {
     let mut changes = input.headers;

@@ -1,6 +1,6 @@
 //! Event types: the catalogue of events a tenant sends, which endpoints filter on.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use herald_store::EventType;
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::nullable;
 use crate::AppState;
@@ -301,7 +301,7 @@ pub async fn create_event_type(
 pub async fn get_event_type(
     State(state): State<AppState>,
     principal: Principal,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<EventTypeOut>, ApiError> {
     let name = parse_path_name(&name)?;
     let event_type = state
@@ -327,7 +327,7 @@ pub async fn get_event_type(
 pub async fn update_event_type(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     JsonBody(input): JsonBody<EventTypeUpdate>,
 ) -> Result<(StatusCode, Json<EventTypeOut>), ApiError> {
     let tenant_id = principal.require_org()?;
@@ -365,7 +365,7 @@ pub async fn update_event_type(
 pub async fn patch_event_type(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     JsonBody(patch): JsonBody<EventTypePatch>,
 ) -> Result<Json<EventTypeOut>, ApiError> {
     let tenant_id = principal.require_org()?;
@@ -410,7 +410,7 @@ pub async fn patch_event_type(
 pub async fn delete_event_type(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     QueryParams(params): QueryParams<EventTypeDeleteParams>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;

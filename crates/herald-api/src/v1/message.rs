@@ -3,7 +3,7 @@
 //! delivery workers drain), publishes their tasks straight to the workers'
 //! queue when this process has it, then answers 202.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -20,7 +20,7 @@ use herald_store::{Message, MessageFilter, NewMessage};
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{QueryParams, RawJsonBody};
+use crate::extract::{PathParams, QueryParams, RawJsonBody};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::application::{existing_or_inline_application, ApplicationIn};
 use crate::v1::{check_name_list, visible_app, visible_message};
@@ -210,7 +210,7 @@ pub(crate) fn event_types_of(query: Option<&str>) -> Result<Option<Vec<EventType
 pub async fn create_message(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     QueryParams(params): QueryParams<WithContentParams>,
     RawJsonBody(input): RawJsonBody<MessageIn>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
@@ -317,7 +317,7 @@ pub async fn create_message(
 pub async fn list_messages(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     QueryParams(list): QueryParams<ListParams>,
     QueryParams(params): QueryParams<MessageListParams>,
     RawQuery(raw_query): RawQuery,
@@ -366,7 +366,7 @@ pub async fn list_messages(
 pub async fn get_message(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    PathParams((app_id, msg_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<WithContentParams>,
 ) -> Result<Json<MessageOut>, ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
@@ -394,7 +394,7 @@ pub async fn get_message(
 pub async fn expunge_message_content(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    PathParams((app_id, msg_id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.require_org()?;
     let app = visible_app(&state, &principal, &app_id).await?;

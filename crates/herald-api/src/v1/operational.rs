@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,7 +28,7 @@ use herald_store::{Endpoint, EndpointSecrets};
 
 use crate::auth::OrgPrincipal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
 use crate::v1::endpoint::{parse_description, rewrite_endpoint, EndpointSecretOut};
 use crate::v1::{check_name_list, nullable};
@@ -424,7 +424,7 @@ async fn insert_operational_endpoint(
 pub async fn get_operational_endpoint(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(endpoint_id): Path<String>,
+    PathParams(endpoint_id): PathParams<String>,
 ) -> Result<Json<OperationalWebhookEndpointOut>, ApiError> {
     let endpoint =
         visible_operational_endpoint(&state, principal.tenant_id(), &endpoint_id).await?;
@@ -449,7 +449,7 @@ pub async fn get_operational_endpoint(
 pub async fn update_operational_endpoint(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(endpoint_id): Path<String>,
+    PathParams(endpoint_id): PathParams<String>,
     JsonBody(input): JsonBody<OperationalWebhookEndpointUpdate>,
 ) -> Result<(StatusCode, Json<OperationalWebhookEndpointOut>), ApiError> {
     let fields = Fields::parse(input)?;
@@ -506,7 +506,7 @@ pub async fn update_operational_endpoint(
 pub async fn patch_operational_endpoint(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(endpoint_id): Path<String>,
+    PathParams(endpoint_id): PathParams<String>,
     JsonBody(patch): JsonBody<OperationalWebhookEndpointPatch>,
 ) -> Result<Json<OperationalWebhookEndpointOut>, ApiError> {
     let url = patch.url.map(EndpointUrl::parse).transpose()?;
@@ -560,7 +560,7 @@ pub async fn patch_operational_endpoint(
 pub async fn delete_operational_endpoint(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(endpoint_id): Path<String>,
+    PathParams(endpoint_id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = principal.tenant_id();
     let endpoint = visible_operational_endpoint(&state, tenant_id, &endpoint_id).await?;
@@ -588,7 +588,7 @@ pub async fn delete_operational_endpoint(
 pub async fn get_operational_endpoint_secret(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(endpoint_id): Path<String>,
+    PathParams(endpoint_id): PathParams<String>,
 ) -> Result<Json<EndpointSecretOut>, ApiError> {
     let endpoint =
         visible_operational_endpoint(&state, principal.tenant_id(), &endpoint_id).await?;
@@ -613,7 +613,7 @@ pub async fn get_operational_endpoint_secret(
 pub async fn rotate_operational_endpoint_secret(
     State(state): State<AppState>,
     OrgPrincipal(principal): OrgPrincipal,
-    Path(endpoint_id): Path<String>,
+    PathParams(endpoint_id): PathParams<String>,
     JsonBody(input): JsonBody<OperationalWebhookEndpointSecretIn>,
 ) -> Result<StatusCode, ApiError> {
     let given = input

@@ -5,7 +5,7 @@
 //! per-minute buckets (minute reports; see `herald_stats::report`), so the
 //! cost does not grow with the number of attempts.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use herald_stats::{Granularity, LatencySummary, Report};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
-use crate::extract::QueryParams;
+use crate::extract::{PathParams, QueryParams};
 use crate::v1::endpoint::visible_endpoint;
 use crate::v1::visible_app;
 use crate::AppState;
@@ -257,7 +257,7 @@ impl ReportParams {
 pub async fn endpoint_report(
     State(state): State<AppState>,
     principal: Principal,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     QueryParams(params): QueryParams<ReportParams>,
 ) -> Result<Json<StatsReportOut>, ApiError> {
     let window = params.window()?;
@@ -310,7 +310,7 @@ async fn report(
 pub async fn app_report(
     State(state): State<AppState>,
     principal: Principal,
-    Path(app_id): Path<String>,
+    PathParams(app_id): PathParams<String>,
     QueryParams(params): QueryParams<ReportParams>,
 ) -> Result<Json<StatsReportOut>, ApiError> {
     let window = params.window()?;
