@@ -599,6 +599,27 @@ impl Herald {
         self.child = child;
         self.url = url;
     }
+
+    /// Sets (or with `None` removes) an environment variable of the
+    /// server's for its next [`Herald::restart`] and [`Herald::cli`].
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            self.env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Runs `herald <args>` with the server's environment (its database,
+    /// broker and settings); its exit status and output. Bounded: killed
+    /// after 60 s.
+    pub async fn cli(&self, args: &[&str]) -> (ExitStatus, String) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run_herald(&env, args, Duration::from_secs(60)).await
+    }
 }
 
 /// Spawns `herald serve` with exactly `env` (and stderr to `log`) and waits
@@ -679,8 +700,21 @@ pub async fn wait_for_exit(
 /// beside the server, with the server's settings); returns its exit status
 /// and output. Bounded: killed after 30 s.
 pub async fn healthcheck(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String) {
+    let args: Vec<&str> = std::iter::once("healthcheck")
+        .chain(args.iter().copied())
+        .collect();
+    run_herald(env, &args, Duration::from_secs(30)).await
+}
+
+/// Runs `herald <args>` in a process whose whole environment is `env` (and
+/// `PATH`), outside the workspace (no herald.toml there may change the
+/// settings); its exit status and output. Killed after `limit`.
+pub async fn run_herald(
+    env: &[(&str, &str)],
+    args: &[&str],
+    limit: Duration,
+) -> (ExitStatus, String) {
     let mut child = Command::new(herald_bin())
-        .arg("healthcheck")
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -691,17 +725,16 @@ pub async fn healthcheck(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, St
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn herald healthcheck");
-    let status =
-        match wait_for_exit(|| child.try_wait().ok().flatten(), Duration::from_secs(30)).await {
-            Some(status) => status,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("herald healthcheck {args:?} did not finish within 30 s");
-            }
-        };
-    let output = child.wait_with_output().expect("healthcheck output");
+        .expect("spawn herald");
+    let status = match wait_for_exit(|| child.try_wait().ok().flatten(), limit).await {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("herald {args:?} did not finish within {limit:?}");
+        }
+    };
+    let output = child.wait_with_output().expect("herald output");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -198,7 +198,10 @@ impl SqlStore {
 
 /// Each row mapped by `from_row`, with the tenant it belongs to (to be
 /// checked against the key that asked for it).
-fn owned<T>(rows: &[Row], from_row: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<(String, T)>> {
+fn owned<T>(
+    rows: &[Row],
+    from_row: impl Fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Vec<(String, T)>> {
     rows.iter()
         .map(|row| Ok((row.text("tenant_id")?, from_row(row)?)))
         .collect()
@@ -275,7 +278,7 @@ impl Outbox for SqlStore {
             .map(|(tenant, app)| (app.id.to_string(), (tenant, app)))
             .collect();
         let mut by_app: HashMap<String, Vec<(String, Endpoint)>> = HashMap::new();
-        for (tenant, endpoint) in owned(&endpoints, endpoint_from_row)? {
+        for (tenant, endpoint) in owned(&endpoints, |row| endpoint_from_row(row, &self.keys))? {
             let app = endpoint.app_id.to_string();
             by_app.entry(app).or_default().push((tenant, endpoint));
         }
@@ -333,10 +336,11 @@ impl Outbox for SqlStore {
             .into_iter()
             .map(|(tenant, m)| (m.id.to_string(), (tenant, m)))
             .collect();
-        let endpoints: HashMap<String, (String, Endpoint)> = owned(&endpoints, endpoint_from_row)?
-            .into_iter()
-            .map(|(tenant, e)| (e.id.to_string(), (tenant, e)))
-            .collect();
+        let endpoints: HashMap<String, (String, Endpoint)> =
+            owned(&endpoints, |row| endpoint_from_row(row, &self.keys))?
+                .into_iter()
+                .map(|(tenant, e)| (e.id.to_string(), (tenant, e)))
+                .collect();
         let deliveries: HashMap<(&str, &str), (&String, &Delivery)> = deliveries
             .iter()
             .map(|(tenant, d)| ((d.msg_id.as_str(), d.endpoint_id.as_str()), (tenant, d)))

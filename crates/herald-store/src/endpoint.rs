@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_core::{ApplicationId, EndpointId, IdOrUid, TenantId, Uid};
+use herald_core::{ApplicationId, EndpointHeaders, EndpointId, IdOrUid, TenantId, Uid};
 use herald_signature::SignatureScheme;
 
 use crate::db::{Arg, Sql};
 use crate::listing::{page_of, push_keyset};
+use crate::main_key::{self, MainKeys};
 use crate::model::{Endpoint, StoredSecrets};
 use crate::page::{ListQuery, Page};
 use crate::rows::endpoint_from_row;
@@ -21,7 +22,12 @@ pub(crate) const ENDPOINT_COLUMNS: &str = "id, app_id, uid, url, description, ve
 
 /// `sql` with the endpoint's key and fields bound as `$1` to `$18`: tenant,
 /// application, id, then what an update may change.
-fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -> Sql<'a> {
+fn with_fields<'a>(
+    sql: &str,
+    tenant_id: &'a TenantId,
+    endpoint: &'a Endpoint,
+    keys: &MainKeys,
+) -> Sql<'a> {
     Sql::new(sql)
         .bind(tenant_id.as_str())
         .bind(endpoint.app_id.as_str())
@@ -35,8 +41,8 @@ fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -
         .bind(Arg::opt_json(endpoint.channels.as_ref()))
         .bind(Arg::json(&endpoint.metadata))
         .bind(endpoint.throttle_rate)
-        .bind(Arg::json(&endpoint.headers))
-        .bind(Arg::json(&StoredSecrets::from(&endpoint.secrets)))
+        .bind(Arg::Json(Some(stored_headers(endpoint, keys))))
+        .bind(Arg::Json(Some(stored_secrets(endpoint, keys))))
         // The default scheme is stored as NULL, as every endpoint made before
         // schemes existed has it.
         .bind(Arg::opt_json(
@@ -45,6 +51,29 @@ fn with_fields<'a>(sql: &str, tenant_id: &'a TenantId, endpoint: &'a Endpoint) -
         .bind(Arg::opt_json(endpoint.retry_policy.as_ref()))
         .bind(endpoint.health.disabled_at)
         .bind(endpoint.health.disabled_reason.as_deref())
+}
+
+/// The endpoint's secrets as the `secrets` column holds them: sealed when
+/// the store has a main key.
+pub(crate) fn stored_secrets(endpoint: &Endpoint, keys: &MainKeys) -> serde_json::Value {
+    let plain = serde_json::to_value(StoredSecrets::from(&endpoint.secrets))
+        .unwrap_or(serde_json::Value::Null);
+    keys.seal_json(&main_key::secrets_context(endpoint.id.as_str()), plain)
+}
+
+/// The endpoint's headers as the `headers` column holds them: the values of
+/// sensitive ones sealed when the store has a main key.
+pub(crate) fn stored_headers(endpoint: &Endpoint, keys: &MainKeys) -> serde_json::Value {
+    let headers = endpoint.headers.as_map().iter().map(|(name, value)| {
+        let value = serde_json::Value::String(value.clone());
+        let value = if EndpointHeaders::is_sensitive(name) {
+            keys.seal_json(&main_key::header_context(endpoint.id.as_str(), name), value)
+        } else {
+            value
+        };
+        (name.clone(), value)
+    });
+    serde_json::Value::Object(headers.collect())
 }
 
 #[async_trait]
@@ -57,7 +86,7 @@ impl EndpointStore for SqlStore {
                  updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
                  $18, $19, $20)";
-        let sql = with_fields(insert, tenant_id, endpoint)
+        let sql = with_fields(insert, tenant_id, endpoint, &self.keys)
             .bind(endpoint.created_at)
             .bind(endpoint.updated_at);
         self.db.write(sql).await.map(drop)
@@ -82,7 +111,7 @@ impl EndpointStore for SqlStore {
                      ELSE breaker_open_until END, \
                  updated_at = $19 \
              WHERE tenant_id = $1 AND app_id = $2 AND id = $3 AND updated_at = $20";
-        let sql = with_fields(update, tenant_id, endpoint)
+        let sql = with_fields(update, tenant_id, endpoint, &self.keys)
             .bind(endpoint.updated_at)
             .bind(expected_updated_at);
         Ok(self.db.write(sql).await? == 1)
@@ -100,7 +129,9 @@ impl EndpointStore for SqlStore {
         .bind(tenant_id.as_str())
         .bind(app_id.as_str());
         push_keyset(&mut sql, "id", query);
-        page_of(self.db.read(sql).await?, query, endpoint_from_row)
+        page_of(self.db.read(sql).await?, query, |row| {
+            endpoint_from_row(row, &self.keys)
+        })
     }
 
     async fn delete_endpoint(
@@ -127,7 +158,9 @@ impl EndpointStore for SqlStore {
         ))
         .bind(tenant_id.as_str())
         .bind(app_id.as_str());
-        self.db.read_as(sql, endpoint_from_row).await
+        self.db
+            .read_as(sql, |row| endpoint_from_row(row, &self.keys))
+            .await
     }
 
     async fn endpoint(
@@ -146,6 +179,8 @@ impl EndpointStore for SqlStore {
         .bind(tenant_id.as_str())
         .bind(app_id.as_str())
         .bind(endpoint.as_str());
-        self.db.read_one_as(sql, endpoint_from_row).await
+        self.db
+            .read_one_as(sql, |row| endpoint_from_row(row, &self.keys))
+            .await
     }
 }

@@ -23,6 +23,7 @@ mod endpoint;
 mod event_type;
 pub mod group;
 mod listing;
+pub mod main_key;
 mod message;
 pub mod model;
 pub mod operational;
@@ -30,6 +31,7 @@ pub mod page;
 pub mod postgres;
 mod retention;
 mod rows;
+pub mod sealing;
 pub mod sqlite;
 mod stats;
 mod tenant;
@@ -59,11 +61,24 @@ pub use page::{Cursor, ListQuery, Ordering, Page, Payloads};
 #[derive(Clone)]
 pub struct SqlStore {
     db: Db,
+    /// Seal secrets before writing them and open them when read.
+    keys: std::sync::Arc<main_key::MainKeys>,
 }
 
 impl SqlStore {
     fn on(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            keys: std::sync::Arc::new(main_key::MainKeys::none()),
+        }
+    }
+
+    /// Seals endpoint secrets, sensitive header values and the stored JWT
+    /// secret with `keys` from now on (see [`main_key`]); check them against
+    /// the database with [`SqlStore::check_main_keys`] first.
+    pub fn with_main_keys(mut self, keys: main_key::MainKeys) -> Self {
+        self.keys = std::sync::Arc::new(keys);
+        self
     }
 
     /// Closes the pools, waiting for connections in use to come back.
@@ -193,6 +208,9 @@ pub trait TenantStore: Send + Sync + 'static {
     // Server settings, shared by every process.
     /// Stores `value` under `name` unless a value exists; returns the stored value.
     async fn setting_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
+    /// [`TenantStore::setting_or_insert`] for a secret: stored sealed when
+    /// the store has a main key, returned opened.
+    async fn secret_setting_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
     // Tenants and keys.
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn tenant(&self, tenant_id: &TenantId) -> StoreResult<Option<Tenant>>;

@@ -239,7 +239,7 @@ impl MessageLog for SqlStore {
             .read(sql)
             .await?
             .iter()
-            .map(|row| endpoint_from_row(row).map(|ep| (ep.id.to_string(), ep)))
+            .map(|row| endpoint_from_row(row, &self.keys).map(|ep| (ep.id.to_string(), ep)))
             .collect::<StoreResult<HashMap<_, _>>>()?;
         let done = deliveries.done;
         // An endpoint deleted between the two reads is left out of the page.

@@ -156,7 +156,9 @@ impl OperationalOutbox for SqlStore {
              ORDER BY id"
         ))
         .bind(tenant_id.as_str());
-        self.db.read_as(sql, endpoint_from_row).await
+        self.db
+            .read_as(sql, |row| endpoint_from_row(row, &self.keys))
+            .await
     }
 
     async fn event_uids(

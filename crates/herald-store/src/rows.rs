@@ -1,14 +1,17 @@
 //! Rows read back into records, written once for both databases ([`Row`]
 //! reads a column the same way on either).
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 
 use herald_core::{
-    ChannelName, EndpointHeaders, EndpointUrl, ErrorClass, EventTypeName, FeatureFlag, Metadata,
-    Uid, ValidationError,
+    ChannelName, EndpointHeaders, EndpointId, EndpointUrl, ErrorClass, EventTypeName, FeatureFlag,
+    Metadata, Uid, ValidationError,
 };
 
 use crate::db::{corrupt, Row};
+use crate::main_key::{self, MainKeys};
 use crate::model::{
     ApiKey, Application, Attempt, AttemptTrigger, DeadDelivery, Delivery, DeliveryState, Endpoint,
     EndpointHealth, EndpointSecrets, EventType, Message, StoredSecrets, Tenant,
@@ -122,12 +125,34 @@ pub(crate) fn event_type_from_row(row: &Row) -> StoreResult<EventType> {
     })
 }
 
-pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
-    let secrets: StoredSecrets = json(row, "secrets", "endpoint.secrets")?;
-    let headers = EndpointHeaders::parse(json(row, "headers", "endpoint.headers")?)
-        .map_err(|e| corrupt("endpoint.headers", e))?;
+/// An endpoint, its secrets and sensitive header values opened with `keys`.
+pub(crate) fn endpoint_from_row(row: &Row, keys: &MainKeys) -> StoreResult<Endpoint> {
+    let endpoint_id: EndpointId = id(row, "id", "endpoint.id")?;
+    let secrets = keys
+        .open_json(
+            &main_key::secrets_context(endpoint_id.as_str()),
+            json(row, "secrets", "endpoint.secrets")?,
+        )
+        .map_err(|e| corrupt("endpoint.secrets", e))?;
+    let secrets: StoredSecrets =
+        serde_json::from_value(secrets).map_err(|e| corrupt("endpoint.secrets", e))?;
+    let stored: BTreeMap<String, serde_json::Value> = json(row, "headers", "endpoint.headers")?;
+    let mut headers = BTreeMap::new();
+    for (name, value) in stored {
+        let value = keys
+            .open_json(
+                &main_key::header_context(endpoint_id.as_str(), &name),
+                value,
+            )
+            .map_err(|e| corrupt("endpoint.headers", e))?;
+        let serde_json::Value::String(value) = value else {
+            return Err(corrupt("endpoint.headers", format!("{name} is not text")));
+        };
+        headers.insert(name, value);
+    }
+    let headers = EndpointHeaders::parse(headers).map_err(|e| corrupt("endpoint.headers", e))?;
     Ok(Endpoint {
-        id: id(row, "id", "endpoint.id")?,
+        id: endpoint_id,
         app_id: id(row, "app_id", "endpoint.app_id")?,
         uid: optional_parsed(row, "uid", Uid::from_stored, "endpoint.uid")?,
         url: parsed(row, "url", EndpointUrl::from_stored, "endpoint.url")?,

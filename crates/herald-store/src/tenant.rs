@@ -29,6 +29,10 @@ impl TenantStore for SqlStore {
         }
     }
 
+    async fn secret_setting_or_insert(&self, name: &str, value: &str) -> StoreResult<String> {
+        self.secret_setting(name, value).await
+    }
+
     async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         let sql = Sql::new("INSERT INTO tenant (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(tenant.id.as_str())

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use herald_store::main_key::{MainKey, MainKeys};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,16 @@ pub struct Config {
     /// Bearer token of the `/admin/v1` API (`HERALD_ADMIN_TOKEN`); unset = admin API off.
     #[serde(skip_serializing)]
     pub admin_token: Option<SecretString>,
+    /// Key that seals endpoint secrets, sensitive header values and the
+    /// stored JWT secret in the database (`HERALD_MAIN_KEY`, 32 bytes in
+    /// base64); unset = they are stored as given.
+    #[serde(skip_serializing)]
+    pub main_key: Option<SecretString>,
+    /// Rotated-out main keys, comma-separated, still read
+    /// (`HERALD_MAIN_KEY_PREVIOUS`) until `herald main-key reseal` has moved
+    /// everything to `HERALD_MAIN_KEY`.
+    #[serde(skip_serializing)]
+    pub main_key_previous: Option<SecretString>,
     /// HS256 secret of app-scoped tokens (`HERALD_JWT_SECRET`); unset = generated
     /// on first start and stored in the database, shared by every process.
     #[serde(skip_serializing)]
@@ -154,6 +165,8 @@ impl Default for Config {
             auto_disable_failures: 10,
             admin_token: None,
             jwt_secret: None,
+            main_key: None,
+            main_key_previous: None,
             default_tenant: true,
             max_body_bytes: 1024 * 1024,
             http_header_timeout: 10,
@@ -213,6 +226,12 @@ impl Config {
         if self.metrics_token.as_ref().is_some_and(blank) {
             self.metrics_token = None;
         }
+        if self.main_key.as_ref().is_some_and(blank) {
+            self.main_key = None;
+        }
+        if self.main_key_previous.as_ref().is_some_and(blank) {
+            self.main_key_previous = None;
+        }
         for url in [
             &mut self.redis_url,
             &mut self.public_url,
@@ -224,8 +243,37 @@ impl Config {
         }
     }
 
+    /// The main keys: `HERALD_MAIN_KEY` seals, it and
+    /// `HERALD_MAIN_KEY_PREVIOUS` open.
+    pub fn main_keys(&self) -> anyhow::Result<MainKeys> {
+        let current = self
+            .main_key
+            .as_ref()
+            .map(|key| MainKey::parse(key.expose_secret()))
+            .transpose()
+            .context("HERALD_MAIN_KEY is invalid")?;
+        let previous = self
+            .main_key_previous
+            .as_ref()
+            .map(|keys| {
+                keys.expose_secret()
+                    .split(',')
+                    .filter(|key| !key.trim().is_empty())
+                    .map(MainKey::parse)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .context("HERALD_MAIN_KEY_PREVIOUS is invalid")?
+            .unwrap_or_default();
+        if current.is_none() && !previous.is_empty() {
+            bail!("HERALD_MAIN_KEY_PREVIOUS needs HERALD_MAIN_KEY (to reseal without a key, set neither and use `herald main-key reseal --to-plaintext` with the old key as HERALD_MAIN_KEY)");
+        }
+        MainKeys::new(current, previous).context("invalid main keys")
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         self.roles()?;
+        self.main_keys()?;
         self.retry_schedule()?;
         self.ssrf_allow()?;
         if self.worker_concurrency == 0 {
@@ -412,7 +460,13 @@ mod tests {
         let defaults = serde_json::to_value(Config::default()).expect("serializable defaults");
         let defaults = defaults.as_object().expect("an object");
         // Secrets are never serialized; they default to unset.
-        let secrets = ["admin_token", "jwt_secret", "metrics_token"];
+        let secrets = [
+            "admin_token",
+            "jwt_secret",
+            "metrics_token",
+            "main_key",
+            "main_key_previous",
+        ];
         let mut documented = std::collections::BTreeSet::new();
         for row in docs.lines().filter(|l| l.starts_with("| `HERALD_")) {
             let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();

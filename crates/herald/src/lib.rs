@@ -30,20 +30,36 @@ pub use config::{Config, Role};
 /// Opens the store named by `database_url`: a PostgreSQL pool (connected
 /// lazily, so a server can start before its database), or the embedded
 /// SQLite file (created if missing).
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<SqlStore>> {
     let url = config.database_url.as_str();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = SqlStore::postgres(url, config.database_max_connections)
-            .context("invalid HERALD_DATABASE_URL")?;
-        return Ok(Arc::new(store));
-    }
-    if url.starts_with("sqlite:") {
-        let store = SqlStore::sqlite(url, config.database_max_connections)
+    let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        SqlStore::postgres(url, config.database_max_connections)
+            .context("invalid HERALD_DATABASE_URL")?
+    } else if url.starts_with("sqlite:") {
+        SqlStore::sqlite(url, config.database_max_connections)
             .await
-            .with_context(|| format!("cannot open the SQLite database {url}"))?;
-        return Ok(Arc::new(store));
+            .with_context(|| format!("cannot open the SQLite database {url}"))?
+    } else {
+        bail!("HERALD_DATABASE_URL must start with sqlite:// or postgres://");
+    };
+    Ok(Arc::new(store.with_main_keys(config.main_keys()?)))
+}
+
+/// Checks that this process holds every main key that sealed a secret in
+/// the database (a wrong or missing `HERALD_MAIN_KEY` stops it here) and
+/// says how secrets are stored, on stdout and in the log.
+pub async fn check_main_keys(store: &SqlStore) -> anyhow::Result<()> {
+    match store.check_main_keys().await? {
+        Some(id) => {
+            tracing::info!("secrets at rest sealed with main key {id}");
+            println!("herald: secrets at rest sealed with main key {id} (XChaCha20-Poly1305)");
+        }
+        None => {
+            tracing::warn!("HERALD_MAIN_KEY is unset: secrets at rest are stored unencrypted");
+            println!("herald: secrets at rest unencrypted (HERALD_MAIN_KEY unset)");
+        }
     }
-    bail!("HERALD_DATABASE_URL must start with sqlite:// or postgres://");
+    Ok(())
 }
 
 /// Applies migrations, retrying with backoff while the database is unreachable,
@@ -93,7 +109,7 @@ async fn jwt_keys(config: &Config, store: &dyn Store) -> anyhow::Result<JwtKeys>
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let generated = base64::engine::general_purpose::STANDARD.encode(bytes);
     let stored = store
-        .setting_or_insert("jwt_secret", &generated)
+        .secret_setting_or_insert(herald_store::sealing::JWT_SECRET, &generated)
         .await
         .context("failed to load the JWT secret")?;
     Ok(JwtKeys::from_secret(stored.as_bytes()))
@@ -373,6 +389,8 @@ pub async fn run(
     let store = open_store(&config).await?;
     announce_backends(&config);
     migrate(&config, store.as_ref(), &shutdown, None).await?;
+    check_main_keys(&store).await?;
+    let store: Arc<dyn Store> = store;
     if roles.contains(&Role::Api) {
         create_default_tenant(&config, store.as_ref()).await?;
     }

@@ -42,6 +42,11 @@ enum Command {
     },
     /// Prints the OpenAPI document.
     Openapi,
+    /// Generates a main key and re-seals secrets at rest (HERALD_MAIN_KEY).
+    MainKey {
+        #[command(subcommand)]
+        command: MainKeyCommand,
+    },
     /// Exits 0 when this process's configuration names a healthy server: the
     /// API's /api/v1/health, else /health on HERALD_METRICS_ADDR (what the
     /// container image's HEALTHCHECK runs).
@@ -56,6 +61,21 @@ enum Command {
     /// endpoint's key, prints it, and lists the last deliveries as JSON at
     /// GET /. Runs until Ctrl-C or SIGTERM.
     Listen(herald::listen::ListenArgs),
+}
+
+#[derive(Subcommand)]
+enum MainKeyCommand {
+    /// Prints a new random main key (32 bytes, base64) for HERALD_MAIN_KEY.
+    Generate,
+    /// Rewrites every stored secret sealed with HERALD_MAIN_KEY, reading
+    /// what older keys (HERALD_MAIN_KEY_PREVIOUS) or no key sealed; after
+    /// it, the previous keys can be removed. Safe while Herald runs.
+    Reseal {
+        /// Store every secret unencrypted again (opened with HERALD_MAIN_KEY
+        /// and HERALD_MAIN_KEY_PREVIOUS); afterwards run without a main key.
+        #[arg(long)]
+        to_plaintext: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +165,12 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Listen(args) => return herald::listen::listen(args, shutdown_on_signal()).await,
+        Command::MainKey {
+            command: MainKeyCommand::Generate,
+        } => {
+            println!("{}", herald_store::main_key::MainKey::generate());
+            return Ok(());
+        }
         command => command,
     };
     let config = Config::load(cli.config.as_deref())?;
@@ -186,7 +212,44 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
             tenant_command(store.as_ref(), command).await
         }
-        Command::Openapi | Command::Healthcheck { .. } | Command::Listen(_) => Ok(()),
+        Command::MainKey {
+            command: MainKeyCommand::Reseal { to_plaintext },
+        } => {
+            let store = open_store(&config).await?;
+            migrate(&config, store.as_ref(), &shutdown, Some(CLI_DATABASE_WAIT)).await?;
+            let keys = config.main_keys()?;
+            let store = if to_plaintext {
+                // Every configured key opens; none seals.
+                let all: Vec<_> = keys.all().cloned().collect();
+                let keys = herald_store::main_key::MainKeys::new(None, all)?;
+                std::sync::Arc::new((*store).clone().with_main_keys(keys))
+            } else {
+                store
+            };
+            herald::check_main_keys(&store).await?;
+            let done = store.reseal_secrets().await?;
+            println!(
+                "resealed: {} endpoints rewritten, {} already sealed as wanted, JWT secret {}",
+                done.endpoints,
+                done.unchanged,
+                if done.jwt_secret {
+                    "rewritten"
+                } else {
+                    "unchanged"
+                }
+            );
+            if done.raced > 0 {
+                anyhow::bail!(
+                    "{} endpoints changed while being resealed; run `herald main-key reseal` again",
+                    done.raced
+                );
+            }
+            Ok(())
+        }
+        Command::Openapi
+        | Command::Healthcheck { .. }
+        | Command::Listen(_)
+        | Command::MainKey { .. } => Ok(()),
     }
 }
 
