@@ -51,8 +51,14 @@ pub enum ApiError {
     Validation(Vec<ValidationError>),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A message payload over the tenants' limit.
+    #[error("payload of {size} bytes is over the limit of {limit}")]
+    PayloadOverLimit { size: usize, limit: usize },
     #[error("request body timed out")]
     RequestTimeout,
+    /// Over a rate limit; the caller may try again `retry_after` seconds on.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("service unavailable: {0}")]
@@ -175,6 +181,24 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body exceeds the configured size limit".into(),
+            ),
+            Self::TooManyRequests {
+                detail,
+                retry_after,
+            } => {
+                let mut response =
+                    error_body(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", detail);
+                if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                response
+            }
+            Self::PayloadOverLimit { size, limit } => error_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the payload is {size} bytes; this server accepts at most {limit}"),
             ),
             Self::RequestTimeout => {
                 let mut response = error_body(

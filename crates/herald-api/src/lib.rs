@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
 pub mod list;
 pub mod metrics;
 pub mod openapi;
@@ -46,6 +47,8 @@ pub struct ApiConfig {
     pub metrics_token: Option<String>,
     /// How long a payload is kept when its message names no retention.
     pub payload_retention: chrono::Duration,
+    /// What each tenant may post and create.
+    pub limits: Arc<limits::TenantLimits>,
 }
 
 /// What every handler can reach.
@@ -63,6 +66,8 @@ pub struct AppState {
     pub api_keys: auth::KeyCache,
     /// App-scoped tokens that were logged out.
     pub revoked_tokens: auth::RevokedTokens,
+    /// Each tenant's message rate.
+    pub message_rate: limits::MessageRate,
 }
 
 /// The whole HTTP application. Every route answers with or without a trailing

@@ -41,6 +41,7 @@ pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "herald_http_request_duration_seconds";
 pub const MESSAGES_ACCEPTED: &str = "herald_messages_accepted_total";
 pub const ACCEPT_BATCHES: &str = "herald_accept_batches_total";
+pub const MESSAGES_RATE_LIMITED: &str = "herald_messages_rate_limited_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -90,6 +91,10 @@ fn describe() {
         ACCEPT_BATCHES,
         "Transactions that stored posted messages (group commit): messages accepted / batches is the mean batch size"
     );
+    metrics::describe_counter!(
+        MESSAGES_RATE_LIMITED,
+        "Messages refused with 429 because their tenant was over HERALD_TENANT_MESSAGE_RATE"
+    );
 }
 
 /// Registers the API's unlabelled series at zero, so they are scraped (and
@@ -98,6 +103,12 @@ pub fn register() {
     install();
     metrics::counter!(MESSAGES_ACCEPTED).increment(0);
     metrics::counter!(ACCEPT_BATCHES).increment(0);
+    metrics::counter!(MESSAGES_RATE_LIMITED).increment(0);
+}
+
+/// Counts a message refused for its tenant's rate.
+pub fn message_rate_limited() {
+    metrics::counter!(MESSAGES_RATE_LIMITED).increment(1);
 }
 
 /// Counts a transaction of the accept batcher (of `_size` messages).

@@ -78,6 +78,22 @@ pub(crate) fn stored_headers(endpoint: &Endpoint, keys: &MainKeys) -> serde_json
 
 #[async_trait]
 impl EndpointStore for SqlStore {
+    async fn endpoint_count(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<u64> {
+        let sql =
+            Sql::new("SELECT COUNT(*) AS n FROM endpoint WHERE tenant_id = $1 AND app_id = $2")
+                .bind(tenant_id.as_str())
+                .bind(app_id.as_str());
+        let n = match self.db.read_one(sql).await? {
+            Some(row) => row.integer("n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()> {
         let insert =
             "INSERT INTO endpoint (tenant_id, app_id, id, uid, url, description, version, \

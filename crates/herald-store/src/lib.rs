@@ -271,6 +271,12 @@ pub trait ApplicationStore: Send + Sync + 'static {
 pub trait EndpointStore: Send + Sync + 'static {
     // Endpoints.
     async fn insert_endpoint(&self, tenant_id: &TenantId, endpoint: &Endpoint) -> StoreResult<()>;
+    /// How many endpoints application `app_id` has.
+    async fn endpoint_count(
+        &self,
+        tenant_id: &TenantId,
+        app_id: &ApplicationId,
+    ) -> StoreResult<u64>;
     /// Writes `endpoint` if its stored `updated_at` is still `expected_updated_at`,
     /// so concurrent read-modify-writes (e.g. a rotation and a patch) never
     /// silently overwrite each other; returns false when it changed or is absent.

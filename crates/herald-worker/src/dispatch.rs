@@ -88,6 +88,10 @@ pub struct WorkerConfig {
     /// `disable_failures` attempts in a row is disabled (zero: never).
     pub disable_after: Duration,
     pub disable_failures: u32,
+    /// Attempts in flight at once for one tenant, per process; a tenant's
+    /// tasks beyond it (and its waiting line) are parked, so a tenant's
+    /// backlog cannot hold every slot while another's fresh tasks wait.
+    pub tenant_concurrency: usize,
 }
 
 impl Default for WorkerConfig {
@@ -104,6 +108,7 @@ impl Default for WorkerConfig {
             breaker_cooldown: Duration::from_secs(30),
             disable_after: Duration::from_secs(5 * 24 * 60 * 60),
             disable_failures: 10,
+            tenant_concurrency: 48,
         }
     }
 }
@@ -159,12 +164,18 @@ pub struct Dispatcher {
     default_policy: RetryPolicy,
     /// Endpoints' `throttleRate`, shared by every worker on Redis.
     throttle: Arc<dyn Throttle>,
-    busy: EndpointSlots,
+    /// Per-endpoint lanes.
+    busy: Lanes,
+    /// Per-tenant lanes: one tenant's backlog is parked beyond its share, so
+    /// other tenants' fresh deliveries find free slots.
+    tenants: Lanes,
     endpoints: EndpointCache,
 }
 
-/// Per-endpoint lanes: limits attempts in flight per endpoint, so one slow
-/// endpoint cannot take every slot of the process and delay the others.
+/// Lanes, per endpoint and per tenant: limit attempts in flight per endpoint
+/// (or tenant), so one slow endpoint (or one tenant's flood) cannot take
+/// every slot of the process and delay the others. Below, "endpoint" stands
+/// for either key.
 /// Tasks for an endpoint at its limit wait here while the lane would send
 /// them within `ENDPOINT_BUSY_DELAY` (at its limit and its measured attempt
 /// time; at least as many as the limit wait, at most `MAX_WAITING_PER_SLOT`
@@ -176,7 +187,7 @@ pub struct Dispatcher {
 /// times are spread at the pace the lane drains (its limit over the time an
 /// attempt takes), so the backlog comes back about as fast as it can be sent.
 #[derive(Default)]
-struct EndpointSlots {
+struct Lanes {
     gates: std::sync::Mutex<std::collections::HashMap<String, Gate>>,
 }
 
@@ -228,36 +239,36 @@ impl Gate {
 
 /// One task's claim on its endpoint's gate, from waiting to finishing; gives
 /// the slot (if taken) back and forgets the gate when nobody uses it.
-struct EndpointSlot<'a> {
-    slots: &'a EndpointSlots,
-    endpoint_id: String,
+struct LaneSlot<'a> {
+    slots: &'a Lanes,
+    key: String,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// When the slot was taken: its attempt's time feeds the lane's average.
     taken_at: std::time::Instant,
 }
 
-impl EndpointSlots {
+impl Lanes {
     fn gates(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Gate>> {
         self.gates.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot for `endpoint_id`, waiting for one while fewer than `limit`
+    /// A slot in the lane of `key`, waiting for one while fewer than `limit`
     /// other tasks wait; when the waiting line is full too, how long to park
     /// the delivery for.
-    async fn take(&self, endpoint_id: &str, limit: usize) -> Result<EndpointSlot<'_>, Duration> {
+    async fn take(&self, key: &str, limit: usize) -> Result<LaneSlot<'_>, Duration> {
         let waiting = {
             let mut gates = self.gates();
             let gate = gates
-                .entry(endpoint_id.to_owned())
+                .entry(key.to_owned())
                 .or_insert_with(|| Gate::new(limit));
             let permit = gate.permits.clone().try_acquire_owned().ok();
             if permit.is_none() && !gate.may_wait(limit) {
                 return Err(gate.park(limit));
             }
             gate.users += 1;
-            let slot = EndpointSlot {
+            let slot = LaneSlot {
                 slots: self,
-                endpoint_id: endpoint_id.to_owned(),
+                key: key.to_owned(),
                 permit,
                 taken_at: std::time::Instant::now(),
             };
@@ -270,7 +281,7 @@ impl EndpointSlots {
         let (mut slot, permits) = waiting;
         // If this wait is cancelled, `slot` still gives its place back on drop.
         let waited = permits.acquire_owned().await.ok();
-        if let Some(gate) = self.gates().get_mut(endpoint_id) {
+        if let Some(gate) = self.gates().get_mut(key) {
             gate.waiting -= 1;
         }
         slot.permit = waited;
@@ -279,10 +290,10 @@ impl EndpointSlots {
     }
 }
 
-impl Drop for EndpointSlot<'_> {
+impl Drop for LaneSlot<'_> {
     fn drop(&mut self) {
         let mut gates = self.slots.gates();
-        if let Some(gate) = gates.get_mut(&self.endpoint_id) {
+        if let Some(gate) = gates.get_mut(&self.key) {
             if self.permit.is_none() {
                 // Dropped while waiting (cancelled): leave the line.
                 gate.waiting = gate.waiting.saturating_sub(1);
@@ -292,7 +303,7 @@ impl Drop for EndpointSlot<'_> {
             }
             gate.users -= 1;
             if gate.users == 0 && gate.parked_until <= std::time::Instant::now() {
-                gates.remove(&self.endpoint_id);
+                gates.remove(&self.key);
             }
         }
         drop(self.permit.take());
@@ -434,7 +445,8 @@ impl Dispatcher {
             default_policy: RetryPolicy::server_default(config.schedule.clone()),
             throttle: Arc::new(MemoryThrottle::new()),
             config,
-            busy: EndpointSlots::default(),
+            busy: Lanes::default(),
+            tenants: Lanes::default(),
         }
     }
 
@@ -555,6 +567,24 @@ impl Dispatcher {
                     Ok(slot) => slot,
                     Err(park_for) => {
                         // The endpoint is saturated (slow, or many tasks).
+                        if dispatcher.park(&received.task, park_for).await {
+                            let _ = received.ack().await;
+                        }
+                        return;
+                    }
+                };
+                let tenant_limit = dispatcher.config.tenant_concurrency.max(1);
+                let tenant_slot = tokio::select! {
+                    slot = dispatcher.tenants.take(received.task.tenant_id.as_str(), tenant_limit) => slot,
+                    _ = shutdown.cancelled() => return,
+                };
+                let _tenant_slot = match tenant_slot {
+                    Ok(slot) => slot,
+                    Err(park_for) => {
+                        // The tenant has its share of the process in flight
+                        // and waiting: the rest of its backlog waits in the
+                        // database, not in front of other tenants' tasks.
+                        drop(slot);
                         if dispatcher.park(&received.task, park_for).await {
                             let _ = received.ack().await;
                         }
@@ -818,7 +848,7 @@ impl Dispatcher {
         &self,
         task: &DeliveryTask,
         redelivered: bool,
-        slot: EndpointSlot<'_>,
+        slot: LaneSlot<'_>,
     ) -> Result<(), DispatchError> {
         let malformed = |what: &str| DispatchError::Malformed(format!("invalid {what}"));
         let DeliveryTask {

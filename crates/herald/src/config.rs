@@ -51,6 +51,22 @@ pub struct Config {
     /// slot; as many again wait in the worker, and further ones are parked in
     /// the database until the endpoint catches up.
     pub endpoint_concurrency: usize,
+    /// Attempts in flight at once for one tenant per worker process
+    /// (`HERALD_TENANT_CONCURRENCY`); 0 = three quarters of
+    /// `worker_concurrency`. A tenant's tasks beyond it (and as many again
+    /// waiting) are parked, so its backlog cannot starve other tenants.
+    pub tenant_concurrency: usize,
+    /// Messages one tenant may post per second (`HERALD_TENANT_MESSAGE_RATE`;
+    /// 0 = no limit); beyond it, 429 with `Retry-After`.
+    pub tenant_message_rate: u16,
+    /// Messages a tenant may post at once above its rate
+    /// (`HERALD_TENANT_MESSAGE_BURST`; 0 = one second's worth).
+    pub tenant_message_burst: u32,
+    /// Most endpoints one application may have (`HERALD_MAX_ENDPOINTS_PER_APP`).
+    pub max_endpoints_per_app: u32,
+    /// Largest message payload, in bytes (`HERALD_MAX_PAYLOAD_BYTES`); larger
+    /// ones get 413.
+    pub max_payload_bytes: usize,
     /// Seconds a worker uses its copy of an endpoint (URL, secrets, headers,
     /// disabled) before reading it again (`HERALD_ENDPOINT_CACHE_TTL`): a
     /// change to an endpoint applies to messages accepted after it at once,
@@ -154,6 +170,11 @@ impl Default for Config {
             worker_concurrency: 64,
             delivery_timeout: 15,
             endpoint_concurrency: 16,
+            tenant_concurrency: 0,
+            tenant_message_rate: 0,
+            tenant_message_burst: 0,
+            max_endpoints_per_app: 1000,
+            max_payload_bytes: 1024 * 1024,
             endpoint_cache_ttl: 1,
             delivery_lease: 300,
             payload_retention: 90 * 24 * 60 * 60,
@@ -243,6 +264,14 @@ impl Config {
         }
     }
 
+    /// Attempts in flight at once for one tenant per worker process.
+    pub fn tenant_concurrency(&self) -> usize {
+        match self.tenant_concurrency {
+            0 => self.worker_concurrency.saturating_mul(3).div_ceil(4),
+            n => n,
+        }
+    }
+
     /// The main keys: `HERALD_MAIN_KEY` seals, it and
     /// `HERALD_MAIN_KEY_PREVIOUS` open.
     pub fn main_keys(&self) -> anyhow::Result<MainKeys> {
@@ -281,6 +310,12 @@ impl Config {
         }
         if !(1..=300).contains(&self.delivery_timeout) {
             bail!("HERALD_DELIVERY_TIMEOUT must be between 1 and 300 seconds");
+        }
+        if self.max_endpoints_per_app == 0 {
+            bail!("HERALD_MAX_ENDPOINTS_PER_APP must be at least 1");
+        }
+        if self.max_payload_bytes < 2 {
+            bail!("HERALD_MAX_PAYLOAD_BYTES must be at least 2 (the payload `{{}}`)");
         }
         if self.endpoint_concurrency == 0 {
             bail!("HERALD_ENDPOINT_CONCURRENCY must be at least 1");

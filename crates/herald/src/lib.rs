@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use herald_api::{ApiConfig, AppState, JwtKeys};
-use herald_cache::throttle::RedisThrottle;
+use herald_cache::throttle::{MemoryThrottle, RedisThrottle, Throttle};
 use herald_cache::{IdempotencyStore, MemoryIdempotency, RedisIdempotency};
 use herald_queue::{EventBus, MemoryQueue, Queue, RabbitQueue};
 use herald_store::{SqlStore, Store};
@@ -113,6 +113,18 @@ async fn jwt_keys(config: &Config, store: &dyn Store) -> anyhow::Result<JwtKeys>
         .await
         .context("failed to load the JWT secret")?;
     Ok(JwtKeys::from_secret(stored.as_bytes()))
+}
+
+/// The rate limiter every process of the deployment shares: on Redis when
+/// it is configured; `None` leaves each process its own in memory.
+async fn shared_throttle(config: &Config) -> anyhow::Result<Option<Arc<dyn Throttle>>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let throttle = RedisThrottle::connect(url, &config.redis_prefix)
+        .await
+        .context("failed to connect to Redis")?;
+    Ok(Some(Arc::new(throttle)))
 }
 
 async fn idempotency_store(config: &Config) -> anyhow::Result<Arc<dyn IdempotencyStore>> {
@@ -248,16 +260,14 @@ async fn start_worker(
             breaker_cooldown: Duration::from_secs(config.breaker_cooldown),
             disable_after: Duration::from_secs(config.auto_disable_after),
             disable_failures: config.auto_disable_failures,
+            tenant_concurrency: config.tenant_concurrency(),
             ..WorkerConfig::default()
         },
     );
     // Throttling holds across worker processes through Redis; without it,
     // each process limits on its own (the embedded mode has one).
-    if let Some(url) = &config.redis_url {
-        let throttle = RedisThrottle::connect(url, &config.redis_prefix)
-            .await
-            .context("failed to connect to Redis")?;
-        dispatcher = dispatcher.with_throttle(Arc::new(throttle));
+    if let Some(throttle) = shared_throttle(config).await? {
+        dispatcher = dispatcher.with_throttle(throttle);
     }
     if publish_events {
         // Attempts finishing together are announced in one broker message.
@@ -563,6 +573,19 @@ async fn serve_api(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let idempotency = idempotency_store(config).await?;
+    let message_throttle = match shared_throttle(config).await? {
+        Some(throttle) => throttle,
+        None => Arc::new(MemoryThrottle::new()),
+    };
+    let limits = Arc::new(herald_api::limits::TenantLimits {
+        message_rate: (config.tenant_message_rate > 0).then_some(config.tenant_message_rate),
+        message_burst: match config.tenant_message_burst {
+            0 => u32::from(config.tenant_message_rate).max(1),
+            n => n,
+        },
+        max_endpoints_per_app: config.max_endpoints_per_app,
+        max_payload_bytes: config.max_payload_bytes,
+    });
     let address = listener.local_addr()?;
     let state = AppState {
         jwt: jwt_keys(config, store.as_ref()).await?,
@@ -582,10 +605,12 @@ async fn serve_api(
             payload_retention: chrono::Duration::seconds(config.payload_retention as i64),
             body_timeout: Duration::from_secs(config.http_body_timeout),
             metrics_token: metrics_token(config),
+            limits: limits.clone(),
         }),
         accepter: herald_api::accept::Accepter::start(store.clone(), handoff),
         api_keys: Default::default(),
         revoked_tokens: Default::default(),
+        message_rate: herald_api::limits::MessageRate::new(limits, message_throttle),
     };
     tracing::info!(%address, "api listening");
     // A plain line on stdout that scripts and tests can wait for.

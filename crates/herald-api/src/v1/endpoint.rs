@@ -631,6 +631,20 @@ pub async fn create_endpoint(
     JsonBody(input): JsonBody<EndpointIn>,
 ) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
+    let most = state.config.limits.max_endpoints_per_app;
+    if state
+        .store
+        .endpoint_count(principal.tenant_id(), &app.id)
+        .await?
+        >= u64::from(most)
+    {
+        return Err(ValidationError::new(
+            "url",
+            format!("this application already has {most} endpoints, the most one may have"),
+        )
+        .at(&["body"])
+        .into());
+    }
     let secret = input
         .secret
         .as_deref()

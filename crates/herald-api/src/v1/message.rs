@@ -203,7 +203,9 @@ pub(crate) fn event_types_of(query: Option<&str>) -> Result<Option<Vec<EventType
         (status = 202, body = MessageOut),
         (status = 401, body = HttpErrorOut), (status = 403, body = HttpErrorOut),
         (status = 404, body = HttpErrorOut), (status = 409, body = HttpErrorOut),
-        (status = 413, body = HttpErrorOut), (status = 422, body = HttpValidationError),
+        (status = 413, body = HttpErrorOut, description = "The request body or the payload is over the server's limit"),
+        (status = 422, body = HttpValidationError),
+        (status = 429, body = HttpErrorOut, description = "The tenant is over its message rate (HERALD_TENANT_MESSAGE_RATE); `Retry-After` says when to try again"),
     ),
     security(("HTTPBearer" = []))
 )]
@@ -215,6 +217,14 @@ pub async fn create_message(
     RawJsonBody(input): RawJsonBody<MessageIn>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
     let tenant_id = principal.require_org()?;
+    state.message_rate.admit(tenant_id).await?;
+    let size = input.payload.get().len();
+    if size > state.config.limits.max_payload_bytes {
+        return Err(ApiError::PayloadOverLimit {
+            size,
+            limit: state.config.limits.max_payload_bytes,
+        });
+    }
     if input.deliver_at.is_some() {
         return Err(
             ValidationError::new("deliverAt", "scheduled delivery is not supported").into(),

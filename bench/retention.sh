@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Does retention block inserts? API latency at a modest rate, without and
+# then during the pruning of a backlog, on the services topology:
+#   bench/retention.sh OUTDIR [MESSAGES] [RATE]
+# 1. fill: MESSAGES (default 100000) messages through the API (herald-bench,
+#    closed loop), each delivered, with payloads kept 60 s and no pruning;
+# 2. baseline: herald-bench at RATE messages/s (default 200) for 30 s;
+# 3. during: the worker restarted with HERALD_RETENTION=1, so its retention
+#    job expires every payload and deletes every message, delivery and
+#    attempt of the fill, while herald-bench sends at RATE for 30 s again.
+# OUTDIR gets each bench's report (JSON and text), the worker's log and a
+# line per second of the retention counters. Binaries: $HERALD_RELEASE_DIR
+# (default target/release) holds herald and herald-bench.
+set -euo pipefail
+OUT=$1; MESSAGES=${2:-100000}; RATE=${3:-200}
+R=${HERALD_RELEASE_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}
+H=$R/herald; B=$R/herald-bench
+mkdir -p "$OUT"
+RUN=$(date +%s%N | tail -c 8)
+PORT=$((20000 + RANDOM % 10000))
+DB=hr_$RUN
+export HERALD_SSRF_ALLOW=127.0.0.0/8 HERALD_LOG=info,sqlx=warn
+export HERALD_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
+export HERALD_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f HERALD_AMQP_PREFIX=hr$RUN
+export HERALD_REDIS_URL=redis://127.0.0.1:6379 HERALD_REDIS_PREFIX=hr$RUN:
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; dropdb -h 127.0.0.1 -U postgres --if-exists "$DB" || true; }
+trap cleanup EXIT
+createdb -h 127.0.0.1 -U postgres "$DB"
+$H migrate > /dev/null
+KEY=$($H tenant create bench 2>&1 | grep -o 'hsk_[A-Za-z0-9_]*' | head -1)
+HERALD_ROLES=api HERALD_LISTEN_ADDR=127.0.0.1:$PORT HERALD_PAYLOAD_RETENTION=60 \
+  $H serve > "$OUT/api.log" 2>&1 & PIDS+=($!)
+worker() { # $1: HERALD_RETENTION, $2: HERALD_RETENTION_INTERVAL
+  HERALD_ROLES=worker,stats HERALD_LISTEN_ADDR=127.0.0.1:$((PORT+1)) \
+    HERALD_METRICS_ADDR=127.0.0.1:$((PORT+2)) HERALD_RETENTION=$1 HERALD_RETENTION_INTERVAL=$2 \
+    $H serve >> "$OUT/worker.log" 2>&1 & PIDS+=($!)
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((PORT+2))/health" > /dev/null && return; sleep 0.1; done
+}
+worker 0 86400
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/health" > /dev/null && break; sleep 0.1; done
+bench() { $B --server-url "http://127.0.0.1:$PORT" --token "$KEY" --no-verify "$@"; }
+
+echo "fill: $MESSAGES messages"
+bench --messages "$MESSAGES" --concurrency 32 --deadline 300 --json "$OUT/fill.json" > "$OUT/fill.txt" 2>&1
+echo "baseline: $RATE/s for 30 s, no pruning"
+bench --rate "$RATE" --duration 30 --json "$OUT/baseline.json" > "$OUT/baseline.txt" 2>&1
+psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT 'before', count(*), (SELECT count(*) FROM message_attempt), (SELECT count(*) FROM delivery) FROM message" | tee "$OUT/rows.txt"
+
+echo "during: the worker prunes everything older than 1 s while $RATE/s are sent"
+kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+worker 1 1
+( while true; do
+    printf '%s ' "$(date +%s.%N | cut -c1-14)"
+    curl -s "http://127.0.0.1:$((PORT+2))/metrics" | grep '^herald_retention_pruned_total' | tr '\n' ' '
+    echo
+    sleep 1
+  done ) > "$OUT/pruned.txt" 2>&1 & PIDS+=($!)
+bench --rate "$RATE" --duration 30 --json "$OUT/during.json" > "$OUT/during.txt" 2>&1
+psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT 'after', count(*), (SELECT count(*) FROM message_attempt), (SELECT count(*) FROM delivery) FROM message" | tee -a "$OUT/rows.txt"
+for phase in baseline during; do
+  printf '%-9s API latency: %s\n' "$phase" "$(grep 'API latency' "$OUT/$phase.txt" | sed 's/.*(ms)//')"
+done
+grep 'retention removed' "$OUT/worker.log" | tail -5 || true
+tail -3 "$OUT/pruned.txt"
