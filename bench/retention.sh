@@ -6,8 +6,8 @@
 #    closed loop), each delivered, with payloads kept 60 s and no pruning;
 # 2. baseline: herald-bench at RATE messages/s (default 200) for 30 s;
 # 3. during: the worker restarted with HERALD_RETENTION=1, so its retention
-#    job expires every payload and deletes every message, delivery and
-#    attempt of the fill, while herald-bench sends at RATE for 30 s again.
+#    job deletes every message, delivery and attempt of the fill, while
+#    herald-bench sends at RATE in 30-s windows until the fill is gone.
 # OUTDIR gets each bench's report (JSON and text), the worker's log and a
 # line per second of the retention counters. Binaries: $HERALD_RELEASE_DIR
 # (default target/release) holds herald and herald-bench.
@@ -24,7 +24,7 @@ export HERALD_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export HERALD_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f HERALD_AMQP_PREFIX=hr$RUN
 export HERALD_REDIS_URL=redis://127.0.0.1:6379 HERALD_REDIS_PREFIX=hr$RUN:
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; dropdb -h 127.0.0.1 -U postgres --if-exists "$DB" || true; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 3; dropdb -h 127.0.0.1 -U postgres --if-exists "$DB" || true; }
 trap cleanup EXIT
 createdb -h 127.0.0.1 -U postgres "$DB"
 $H migrate > /dev/null
@@ -56,10 +56,17 @@ worker 1 1
     echo
     sleep 1
   done ) > "$OUT/pruned.txt" 2>&1 & PIDS+=($!)
-bench --rate "$RATE" --duration 30 --json "$OUT/during.json" > "$OUT/during.txt" 2>&1
-psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT 'after', count(*), (SELECT count(*) FROM message_attempt), (SELECT count(*) FROM delivery) FROM message" | tee -a "$OUT/rows.txt"
-for phase in baseline during; do
-  printf '%-9s API latency: %s\n' "$phase" "$(grep 'API latency' "$OUT/$phase.txt" | sed 's/.*(ms)//')"
+# 30-s windows until the fill is gone (at most 10), each reported on its own.
+START=$(date -u +%Y-%m-%dT%H:%M:%S)
+left() { psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT count(*) FROM message WHERE created_at < '$START+00'"; }
+for n in $(seq 1 10); do
+  bench --rate "$RATE" --duration 30 --json "$OUT/during-$n.json" > "$OUT/during-$n.txt" 2>&1
+  echo "window $n: $(left) fill messages left"
+  [ "$(left)" = 0 ] && break
 done
-grep 'retention removed' "$OUT/worker.log" | tail -5 || true
-tail -3 "$OUT/pruned.txt"
+psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "SELECT 'after', count(*), (SELECT count(*) FROM message_attempt), (SELECT count(*) FROM delivery) FROM message" | tee -a "$OUT/rows.txt"
+printf '%-9s API latency: %s\n' baseline "$(grep 'API latency' "$OUT/baseline.txt" | sed 's/.*(ms)//')"
+for f in "$OUT"/during-*.txt; do
+  printf '%-9s API latency: %s\n' "$(basename "$f" .txt)" "$(grep 'API latency' "$f" | sed 's/.*(ms)//')"
+done
+grep 'retention removed' "$OUT/worker.log" | tail -3 || true

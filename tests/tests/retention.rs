@@ -147,7 +147,12 @@ herald_e2e::e2e_tests! {
         // Past the retention, the first messages go with their attempts and
         // deliveries; one posted later stays while it is younger than it.
         let young_at = Instant::now();
-        let young = post(&herald, "a", json!({"eventType": "e", "payload": {"young": 1}})).await;
+        let young = post(
+            &herald,
+            "a",
+            json!({"eventType": "e", "payload": {"young": 1}, "payloadRetentionHours": 1}),
+        )
+        .await;
         let gone = common::poll(Duration::from_secs(RETENTION + 30), || async {
             let expiring_gone = payload(&herald, "a", &expiring).await.is_none();
             let kept_gone = payload(&herald, "a", &kept).await.is_none();

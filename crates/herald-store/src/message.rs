@@ -362,7 +362,12 @@ impl MessageLog for SqlStore {
             .and(" AND endpoint_id = ", endpoint_id.as_str())
             .push(" AND state IN ('failed', 'dead')")
             .and(" AND created_at >= ", since)
-            .and(" AND created_at < ", until);
+            .and(" AND created_at < ", until)
+            // A payload retention removed cannot be sent again.
+            .push(
+                " AND EXISTS (SELECT 1 FROM message m \
+                 WHERE m.id = delivery.msg_id AND m.payload IS NOT NULL)",
+            );
         self.db.write(sql).await
     }
 

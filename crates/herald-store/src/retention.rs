@@ -49,8 +49,14 @@ pub trait Retention: Send + Sync + 'static {
     /// Deletes at most `limit` attempts made before `before` (the oldest
     /// first); returns how many.
     async fn prune_attempts(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
-    /// Deletes at most `limit` messages created before `before`, with their
-    /// deliveries and attempts (the oldest first); returns how many.
+    /// Deletes at most `limit` deliveries of messages created before
+    /// `before` (the oldest first); returns how many. Run before
+    /// `prune_messages`, so the cascade of a message's deletion is empty and
+    /// a batch of messages never deletes an unbounded fan-out with them.
+    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` messages created before `before`, with what
+    /// is left of their deliveries and attempts (the oldest first); returns
+    /// how many.
     async fn prune_messages(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
     /// When the oldest message still stored was created, if any.
     async fn oldest_message(&self) -> StoreResult<Option<DateTime<Utc>>>;
@@ -109,6 +115,23 @@ impl Retention for SqlStore {
                AND NOT EXISTS (SELECT 1 FROM message m WHERE m.id = a.msg_id AND {IN_FLIGHT}) \
                ORDER BY a.id LIMIT $3)"
         ))
+        .bind(bound.as_str())
+        .bind(before)
+        .bind(limit);
+        self.db.write(sql).await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        let bound = MessageId::lower_bound_at(before);
+        let sql = Sql::new(
+            "DELETE FROM delivery WHERE (msg_id, endpoint_id) IN (\
+               SELECT d.msg_id, d.endpoint_id FROM delivery d \
+               WHERE d.msg_id < $1 \
+               AND EXISTS (SELECT 1 FROM message m WHERE m.id = d.msg_id AND m.created_at < $2) \
+               AND NOT EXISTS (SELECT 1 FROM delivery x WHERE x.msg_id = d.msg_id \
+                               AND x.state IN ('pending', 'sending')) \
+               ORDER BY d.msg_id, d.endpoint_id LIMIT $3)",
+        )
         .bind(bound.as_str())
         .bind(before)
         .bind(limit);

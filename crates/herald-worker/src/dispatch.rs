@@ -243,8 +243,18 @@ struct LaneSlot<'a> {
     slots: &'a Lanes,
     key: String,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// When the slot was taken: its attempt's time feeds the lane's average.
+    /// When the slot's attempt started: its time feeds the lane's average.
     taken_at: std::time::Instant,
+    /// Whether the slot was used for an attempt (only then is it timed).
+    attempted: bool,
+}
+
+impl LaneSlot<'_> {
+    /// The attempt starts now: its time is counted from here.
+    fn start(&mut self) {
+        self.taken_at = std::time::Instant::now();
+        self.attempted = true;
+    }
 }
 
 impl Lanes {
@@ -271,6 +281,7 @@ impl Lanes {
                 key: key.to_owned(),
                 permit,
                 taken_at: std::time::Instant::now(),
+                attempted: false,
             };
             if slot.permit.is_some() {
                 return Ok(slot);
@@ -297,7 +308,7 @@ impl Drop for LaneSlot<'_> {
             if self.permit.is_none() {
                 // Dropped while waiting (cancelled): leave the line.
                 gate.waiting = gate.waiting.saturating_sub(1);
-            } else {
+            } else if self.attempted {
                 let took = self.taken_at.elapsed();
                 gate.attempt_time = (gate.attempt_time * 7 + took) / 8;
             }
@@ -578,7 +589,7 @@ impl Dispatcher {
                     slot = dispatcher.tenants.take(received.task.tenant_id.as_str(), tenant_limit) => slot,
                     _ = shutdown.cancelled() => return,
                 };
-                let _tenant_slot = match tenant_slot {
+                let tenant_slot = match tenant_slot {
                     Ok(slot) => slot,
                     Err(park_for) => {
                         // The tenant has its share of the process in flight
@@ -597,6 +608,10 @@ impl Dispatcher {
                     _ = shutdown.cancelled() => return,
                 };
                 let Ok(_permit) = permit else { return };
+                let mut slot = slot;
+                let mut tenant_slot = tenant_slot;
+                slot.start();
+                tenant_slot.start();
                 let handled = dispatcher
                     .handle(&received.task, received.redelivered, slot)
                     .await;
@@ -804,7 +819,14 @@ impl Dispatcher {
         if parked && !manual {
             return Ok(Loaded::Settled);
         }
+        // A message without its payload (expunged, or expired: retention
+        // leaves in-flight messages alone, but a resend can race it) is
+        // never sent as an empty body: the delivery ends failed.
         let (Some(message), Some(endpoint)) = (message, endpoint) else {
+            self.settle_delivery(task, DeliveryState::Failed).await?;
+            return Ok(Loaded::Settled);
+        };
+        let Some(payload) = message.payload else {
             self.settle_delivery(task, DeliveryState::Failed).await?;
             return Ok(Loaded::Settled);
         };
@@ -820,7 +842,7 @@ impl Dispatcher {
             failed_before: delivery.attempts > 0 && delivery.state != DeliveryState::Succeeded,
             due: delivery.next_attempt_at,
             event_type: message.event_type,
-            payload: message.payload.unwrap_or_else(|| b"{}".to_vec()),
+            payload,
             endpoint,
         }))
     }

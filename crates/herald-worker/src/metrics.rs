@@ -90,14 +90,14 @@ pub fn register() {
     );
     metrics::describe_counter!(
         RETENTION_PRUNED,
-        "Rows retention removed, by kind: payload (expired and set to NULL), attempt, message (deleted with its deliveries)"
+        "Rows retention removed, by kind: payload (expired and set to NULL), attempt, delivery, message"
     );
     metrics::describe_gauge!(
         RETENTION_OLDEST,
         metrics::Unit::Seconds,
         "Age of the oldest message stored, as the retention job last saw it (0 when there is none); set by the worker holding the retention lease"
     );
-    for kind in ["payload", "attempt", "message"] {
+    for kind in ["payload", "attempt", "delivery", "message"] {
         metrics::counter!(RETENTION_PRUNED, "kind" => kind).increment(0);
     }
     metrics::counter!(DELIVERY_ATTEMPTS, "outcome" => "success").increment(0);

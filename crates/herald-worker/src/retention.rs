@@ -3,12 +3,13 @@
 //! several workers never prune the same rows at once and a dead holder's
 //! lease lapses after [`RetentionConfig::lease`].
 //!
-//! A round removes the payloads whose `expires_at` has passed (the message
-//! stays listable, its payload reported expired), then deletes attempts and
-//! messages (with their deliveries) older than the deployment's retention,
-//! a batch per statement ([`Retention`]), until a batch comes back short.
-//! Between batches it yields a moment so concurrent inserts are never held
-//! behind a long run of deletes, and renews its lease.
+//! A round deletes attempts, deliveries and then messages older than the
+//! deployment's retention, then removes the payloads whose `expires_at` has
+//! passed (the message stays listable, its payload reported expired), a
+//! batch per statement ([`Retention`]), until a batch comes back short.
+//! Between batches it pauses at least as long as the batch took (so it
+//! holds at most half of one connection's time and concurrent inserts keep
+//! their latency), and renews its lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,9 @@ pub struct RetentionConfig {
     pub interval: Duration,
     /// Rows one statement removes at most.
     pub batch: i64,
-    /// Pause between two batches of a round.
+    /// Shortest pause between two batches of a round; the pause is at least
+    /// as long as the batch took, so pruning holds at most half of one
+    /// database connection's time and concurrent inserts keep their latency.
     pub pause: Duration,
     /// How long a taken lease lasts without renewal.
     pub lease: Duration,
@@ -42,7 +45,7 @@ impl Default for RetentionConfig {
         Self {
             retention: Some(Duration::from_secs(90 * 24 * 3600)),
             interval: Duration::from_secs(60),
-            batch: 1000,
+            batch: 500,
             pause: Duration::from_millis(10),
             lease: Duration::from_secs(120),
         }
@@ -54,6 +57,7 @@ impl Default for RetentionConfig {
 pub struct Pruned {
     pub payloads: u64,
     pub attempts: u64,
+    pub deliveries: u64,
     pub messages: u64,
 }
 
@@ -83,6 +87,7 @@ impl RetentionJob {
                     tracing::info!(
                         payloads = pruned.payloads,
                         attempts = pruned.attempts,
+                        deliveries = pruned.deliveries,
                         messages = pruned.messages,
                         "retention removed expired data"
                     );
@@ -107,11 +112,7 @@ impl RetentionJob {
         }
         let mut pruned = Pruned::default();
         let batch = self.config.batch;
-        pruned.payloads = self
-            .batches("payload", |store| async move {
-                store.expire_payloads(herald_store::now(), batch).await
-            })
-            .await?;
+        // Rows past the retention first: their payloads need no expiry.
         if let Some(retention) = self.config.retention {
             let before = herald_store::now()
                 - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
@@ -120,12 +121,22 @@ impl RetentionJob {
                     store.prune_attempts(before, batch).await
                 })
                 .await?;
+            pruned.deliveries = self
+                .batches("delivery", |store| async move {
+                    store.prune_deliveries(before, batch).await
+                })
+                .await?;
             pruned.messages = self
                 .batches("message", |store| async move {
                     store.prune_messages(before, batch).await
                 })
                 .await?;
         }
+        pruned.payloads = self
+            .batches("payload", |store| async move {
+                store.expire_payloads(herald_store::now(), batch).await
+            })
+            .await?;
         let oldest = self.store.oldest_message().await?;
         metrics::oldest_message(oldest.map(|at| (Utc::now() - at).num_milliseconds() as f64 / 1e3));
         Ok(Some(pruned))
@@ -140,13 +151,14 @@ impl RetentionJob {
     {
         let mut total = 0;
         loop {
+            let started = std::time::Instant::now();
             let removed = step(self.store.clone()).await?;
             total += removed;
             metrics::pruned(kind, removed);
             if removed < self.config.batch as u64 {
                 return Ok(total);
             }
-            tokio::time::sleep(self.config.pause).await;
+            tokio::time::sleep(self.config.pause.max(started.elapsed())).await;
             if !self.renew_lease().await? {
                 return Ok(total);
             }

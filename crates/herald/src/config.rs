@@ -105,9 +105,10 @@ pub struct Config {
     /// base64); unset = they are stored as given.
     #[serde(skip_serializing)]
     pub main_key: Option<SecretString>,
-    /// Rotated-out main keys, comma-separated, still read
-    /// (`HERALD_MAIN_KEY_PREVIOUS`) until `herald main-key reseal` has moved
-    /// everything to `HERALD_MAIN_KEY`.
+    /// Main keys that are read but never seal, comma-separated
+    /// (`HERALD_MAIN_KEY_PREVIOUS`): rotated-out keys until `herald main-key
+    /// reseal` has moved everything to `HERALD_MAIN_KEY`, or a key being
+    /// rolled out, held by every process before any seals with it.
     #[serde(skip_serializing)]
     pub main_key_previous: Option<SecretString>,
     /// HS256 secret of app-scoped tokens (`HERALD_JWT_SECRET`); unset = generated
@@ -294,9 +295,6 @@ impl Config {
             .transpose()
             .context("HERALD_MAIN_KEY_PREVIOUS is invalid")?
             .unwrap_or_default();
-        if current.is_none() && !previous.is_empty() {
-            bail!("HERALD_MAIN_KEY_PREVIOUS needs HERALD_MAIN_KEY (to reseal without a key, set neither and use `herald main-key reseal --to-plaintext` with the old key as HERALD_MAIN_KEY)");
-        }
         MainKeys::new(current, previous).context("invalid main keys")
     }
 

@@ -631,20 +631,7 @@ pub async fn create_endpoint(
     JsonBody(input): JsonBody<EndpointIn>,
 ) -> Result<(StatusCode, Json<EndpointOut>), ApiError> {
     let app = visible_app(&state, &principal, &app_id).await?;
-    let most = state.config.limits.max_endpoints_per_app;
-    if state
-        .store
-        .endpoint_count(principal.tenant_id(), &app.id)
-        .await?
-        >= u64::from(most)
-    {
-        return Err(ValidationError::new(
-            "url",
-            format!("this application already has {most} endpoints, the most one may have"),
-        )
-        .at(&["body"])
-        .into());
-    }
+    check_room_for_endpoint(&state, principal.tenant_id(), &app.id).await?;
     let secret = input
         .secret
         .as_deref()
@@ -755,6 +742,7 @@ pub async fn update_endpoint(
             let path_uid = Uid::parse(endpoint_id).map_err(|e| e.at(&["path", "endpoint_id"]))?;
             let fields = EndpointFields::from_update(input, Some(path_uid))?;
             check_event_types_exist(&state, tenant_id, &fields.event_types).await?;
+            check_room_for_endpoint(&state, tenant_id, &app.id).await?;
             let endpoint = fields.into_endpoint(app.id, None, EndpointHeaders::default())?;
             state
                 .store
@@ -766,6 +754,26 @@ pub async fn update_endpoint(
             Ok((StatusCode::CREATED, Json(endpoint.into())))
         }
     }
+}
+
+/// Refuses a new endpoint on an application that has the most allowed
+/// (`HERALD_MAX_ENDPOINTS_PER_APP`); checked before the insert, so two
+/// creations at the same instant can both pass it.
+pub(crate) async fn check_room_for_endpoint(
+    state: &AppState,
+    tenant_id: &TenantId,
+    app_id: &ApplicationId,
+) -> Result<(), ApiError> {
+    let most = state.config.limits.max_endpoints_per_app;
+    if state.store.endpoint_count(tenant_id, app_id).await? < u64::from(most) {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        "url",
+        format!("this application already has {most} endpoints, the most one may have"),
+    )
+    .at(&["body"])
+    .into())
 }
 
 /// Changes the given fields of an endpoint; null clears a nullable field.

@@ -377,6 +377,7 @@ async fn insert_operational_endpoint(
                 "no operational application".into(),
             ))
         })?;
+    crate::v1::endpoint::check_room_for_endpoint(state, tenant_id, &app_id).await?;
     let now = herald_store::now();
     let mut endpoint = Endpoint {
         id: EndpointId::new(),

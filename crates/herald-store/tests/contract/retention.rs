@@ -91,11 +91,15 @@ pub async fn retention_expires_payloads_and_prunes_old_rows_but_nothing_in_fligh
     assert!(payload_of(store, &t, &in_flight).await.is_some());
     assert!(payload_of(store, &t, &fresh).await.is_some());
 
-    // Rows older than 90 days: attempts then messages, two a batch.
+    // Rows older than 90 days: attempts, deliveries, then messages, two a
+    // batch.
     let before = now - Duration::days(90);
     assert_eq!(store.prune_attempts(before, 2).await.unwrap(), 2);
     assert_eq!(store.prune_attempts(before, 2).await.unwrap(), 1);
     assert_eq!(store.prune_attempts(before, 2).await.unwrap(), 0);
+    assert_eq!(store.prune_deliveries(before, 2).await.unwrap(), 2);
+    assert_eq!(store.prune_deliveries(before, 2).await.unwrap(), 1);
+    assert_eq!(store.prune_deliveries(before, 2).await.unwrap(), 0);
     assert_eq!(store.prune_messages(before, 2).await.unwrap(), 2);
     assert_eq!(store.prune_messages(before, 2).await.unwrap(), 1);
     assert_eq!(store.prune_messages(before, 2).await.unwrap(), 0);
@@ -134,6 +138,7 @@ pub async fn retention_expires_payloads_and_prunes_old_rows_but_nothing_in_fligh
         .await
         .unwrap();
     assert_eq!(store.expire_payloads(now, 10).await.unwrap(), 1);
+    assert_eq!(store.prune_deliveries(before, 10).await.unwrap(), 1);
     assert_eq!(store.prune_messages(before, 10).await.unwrap(), 1);
     assert!(store
         .attempts_of_message(&t, &in_flight.id)
