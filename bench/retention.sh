@@ -14,20 +14,10 @@
 set -euo pipefail
 OUT=$1; MESSAGES=${2:-100000}; RATE=${3:-200}
 R=${HERALD_RELEASE_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/release}
-H=$R/herald; B=$R/herald-bench
 mkdir -p "$OUT"
-RUN=$(date +%s%N | tail -c 8)
-PORT=$((20000 + RANDOM % 10000))
-DB=hr_$RUN
-export HERALD_SSRF_ALLOW=127.0.0.0/8 HERALD_LOG=info,sqlx=warn
-export HERALD_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export HERALD_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f HERALD_AMQP_PREFIX=hr$RUN
-export HERALD_REDIS_URL=redis://127.0.0.1:6379 HERALD_REDIS_PREFIX=hr$RUN:
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 3; dropdb -h 127.0.0.1 -U postgres --if-exists "$DB" || true; }
-trap cleanup EXIT
-createdb -h 127.0.0.1 -U postgres "$DB"
-$H migrate > /dev/null
+. "$(dirname "$0")/services.sh"
+services_setup hr
+export HERALD_LOG=info,sqlx=warn
 KEY=$($H tenant create bench 2>&1 | grep -o 'hsk_[A-Za-z0-9_]*' | head -1)
 HERALD_ROLES=api HERALD_LISTEN_ADDR=127.0.0.1:$PORT HERALD_PAYLOAD_RETENTION=60 \
   $H serve > "$OUT/api.log" 2>&1 & PIDS+=($!)
@@ -35,10 +25,10 @@ worker() { # $1: HERALD_RETENTION, $2: HERALD_RETENTION_INTERVAL
   HERALD_ROLES=worker,stats HERALD_LISTEN_ADDR=127.0.0.1:$((PORT+1)) \
     HERALD_METRICS_ADDR=127.0.0.1:$((PORT+2)) HERALD_RETENTION=$1 HERALD_RETENTION_INTERVAL=$2 \
     $H serve >> "$OUT/worker.log" 2>&1 & PIDS+=($!)
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((PORT+2))/health" > /dev/null && return; sleep 0.1; done
+  wait_for_http $((PORT+2)) /health
 }
 worker 0 86400
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/api/v1/health" > /dev/null && break; sleep 0.1; done
+wait_for_http "$PORT" /api/v1/health
 bench() { $B --server-url "http://127.0.0.1:$PORT" --token "$KEY" --no-verify "$@"; }
 
 echo "fill: $MESSAGES messages"

@@ -1,9 +1,9 @@
 -- Retention; see migrations/postgres/0013_retention.sql.
-CREATE INDEX message_payload_expires_at_idx ON message (expires_at)
+CREATE INDEX IF NOT EXISTS message_payload_expires_at_idx ON message (expires_at)
     WHERE payload IS NOT NULL;
 
-CREATE INDEX message_attempt_msg_id_id_idx ON message_attempt (msg_id, id);
-DROP INDEX message_attempt_tenant_id_msg_id_id_idx;
+CREATE INDEX IF NOT EXISTS message_attempt_msg_id_id_idx ON message_attempt (msg_id, id);
+DROP INDEX IF EXISTS message_attempt_tenant_id_msg_id_id_idx;
 
 CREATE TABLE job_lease (
     name        TEXT PRIMARY KEY,

@@ -3,8 +3,9 @@
 //! endpoints per application. The worker's share of attempts per tenant is
 //! the other half (`herald_worker::dispatch`'s tenant lanes).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herald_cache::throttle::{Reservation, Throttle};
 use herald_core::TenantId;
@@ -40,11 +41,35 @@ impl Default for TenantLimits {
 pub struct MessageRate {
     limits: Arc<TenantLimits>,
     throttle: Arc<dyn Throttle>,
+    /// Tenants found over their rate, until when: refused in this process
+    /// without asking the limiter again, so a flood of refused calls costs
+    /// no Redis round trip each.
+    refused_until: Arc<Mutex<HashMap<TenantId, Instant>>>,
 }
 
 impl MessageRate {
     pub fn new(limits: Arc<TenantLimits>, throttle: Arc<dyn Throttle>) -> Self {
-        Self { limits, throttle }
+        Self {
+            limits,
+            throttle,
+            refused_until: Arc::default(),
+        }
+    }
+
+    fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Instant>> {
+        self.refused_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn too_many(&self, rate: u16, wait: Duration) -> ApiError {
+        crate::metrics::message_rate_limited();
+        ApiError::TooManyRequests {
+            detail: format!(
+                "this tenant may post {rate} messages per second (bursts of {}); try again in {} ms",
+                self.limits.message_burst,
+                wait.as_millis().max(1)
+            ),
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }
     }
 
     /// Admits one message of `tenant_id`, or refuses it with a 429 naming
@@ -54,6 +79,12 @@ impl MessageRate {
         let Some(rate) = self.limits.message_rate else {
             return Ok(());
         };
+        let now = Instant::now();
+        if let Some(until) = self.refused().get(tenant_id).copied() {
+            if until > now {
+                return Err(self.too_many(rate, until - now));
+            }
+        }
         // GCRA: a burst of `burst` messages is a slot up to `burst - 1`
         // intervals ahead, taken at once.
         let tolerance =
@@ -62,16 +93,12 @@ impl MessageRate {
         match self.throttle.reserve(&key, rate, tolerance).await {
             Ok(Reservation::Granted { .. }) => Ok(()),
             Ok(Reservation::Full { after }) => {
-                crate::metrics::message_rate_limited();
                 let wait = after.saturating_sub(tolerance);
-                Err(ApiError::TooManyRequests {
-                    detail: format!(
-                        "this tenant may post {rate} messages per second (bursts of {}); try again in {} ms",
-                        self.limits.message_burst,
-                        wait.as_millis().max(1)
-                    ),
-                    retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-                })
+                let mut refused = self.refused();
+                refused.retain(|_, until| *until > now);
+                refused.insert(tenant_id.clone(), now + wait);
+                drop(refused);
+                Err(self.too_many(rate, wait))
             }
             Err(error) => {
                 tracing::warn!(%error, "message rate limiter unreachable; admitting");

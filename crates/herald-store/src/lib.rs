@@ -44,7 +44,7 @@ use herald_core::{
 use db::Db;
 pub use model::*;
 pub use operational::{emit_operational, OperationalOutbox};
-pub use retention::Retention;
+pub use retention::{PrunedBatch, Retention};
 
 /// Every store trait, for code that calls a [`Store`] through its roles:
 /// `use herald_store::prelude::*;`.

@@ -27,6 +27,15 @@ use crate::{SqlStore, StoreResult};
 const IN_FLIGHT: &str = "EXISTS (SELECT 1 FROM delivery d WHERE d.msg_id = m.id \
                          AND d.state IN ('pending', 'sending'))";
 
+/// What one pruning statement deleted: how many rows, and the cursor the
+/// next batch starts from (the last key deleted), so a run of batches never
+/// scans again the index entries its earlier batches left dead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedBatch {
+    pub removed: u64,
+    pub cursor: String,
+}
+
 /// Retention's reads and batched deletes, and the lease that makes one
 /// process of a deployment run them.
 #[async_trait]
@@ -46,18 +55,33 @@ pub trait Retention: Send + Sync + 'static {
     /// Removes the payloads of at most `limit` messages whose `expires_at`
     /// is at or before `now` (the oldest first); returns how many.
     async fn expire_payloads(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
-    /// Deletes at most `limit` attempts made before `before` (the oldest
-    /// first); returns how many.
-    async fn prune_attempts(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` attempts made before `before`, the oldest
+    /// first, from the key after `cursor` on (`""`: from the start).
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch>;
     /// Deletes at most `limit` deliveries of messages created before
-    /// `before` (the oldest first); returns how many. Run before
+    /// `before`, the oldest first, from `cursor` on. Run before
     /// `prune_messages`, so the cascade of a message's deletion is empty and
     /// a batch of messages never deletes an unbounded fan-out with them.
-    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    async fn prune_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch>;
     /// Deletes at most `limit` messages created before `before`, with what
-    /// is left of their deliveries and attempts (the oldest first); returns
-    /// how many.
-    async fn prune_messages(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// is left of their deliveries and attempts, the oldest first, from the
+    /// key after `cursor` on.
+    async fn prune_messages(
+        &self,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch>;
     /// When the oldest message still stored was created, if any.
     async fn oldest_message(&self) -> StoreResult<Option<DateTime<Utc>>>;
 }
@@ -103,53 +127,62 @@ impl Retention for SqlStore {
         self.db.write(sql).await
     }
 
-    async fn prune_attempts(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch> {
         // Attempt ids are time-ordered: the oldest possible id of `before`
         // bounds the ones made earlier. `created_at` is checked too, since
         // an id carries its second only.
         let bound = AttemptId::lower_bound_at(before);
-        let sql = Sql::new(format!(
+        let delete = format!(
             "DELETE FROM message_attempt WHERE id IN (\
                SELECT a.id FROM message_attempt a \
-               WHERE a.id < $1 AND a.created_at < $2 \
+               WHERE a.id < $1 AND a.created_at < $2 AND a.id > $4 \
                AND NOT EXISTS (SELECT 1 FROM message m WHERE m.id = a.msg_id AND {IN_FLIGHT}) \
-               ORDER BY a.id LIMIT $3)"
-        ))
-        .bind(bound.as_str())
-        .bind(before)
-        .bind(limit);
-        self.db.write(sql).await
+               ORDER BY a.id LIMIT $3) RETURNING id AS cursor"
+        );
+        self.delete_batch(delete, bound.as_str(), before, cursor, limit)
+            .await
     }
 
-    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+    async fn prune_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch> {
+        // The cursor is a message id: a message's deliveries left by one
+        // batch are taken by the next.
         let bound = MessageId::lower_bound_at(before);
-        let sql = Sql::new(
-            "DELETE FROM delivery WHERE (msg_id, endpoint_id) IN (\
+        let delete = "DELETE FROM delivery WHERE (msg_id, endpoint_id) IN (\
                SELECT d.msg_id, d.endpoint_id FROM delivery d \
-               WHERE d.msg_id < $1 \
+               WHERE d.msg_id < $1 AND d.msg_id >= $4 \
                AND EXISTS (SELECT 1 FROM message m WHERE m.id = d.msg_id AND m.created_at < $2) \
                AND NOT EXISTS (SELECT 1 FROM delivery x WHERE x.msg_id = d.msg_id \
                                AND x.state IN ('pending', 'sending')) \
-               ORDER BY d.msg_id, d.endpoint_id LIMIT $3)",
-        )
-        .bind(bound.as_str())
-        .bind(before)
-        .bind(limit);
-        self.db.write(sql).await
+               ORDER BY d.msg_id, d.endpoint_id LIMIT $3) RETURNING msg_id AS cursor";
+        self.delete_batch(delete.to_owned(), bound.as_str(), before, cursor, limit)
+            .await
     }
 
-    async fn prune_messages(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+    async fn prune_messages(
+        &self,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch> {
         let bound = MessageId::lower_bound_at(before);
-        let sql = Sql::new(format!(
+        let delete = format!(
             "DELETE FROM message WHERE id IN (\
                SELECT m.id FROM message m \
-               WHERE m.id < $1 AND m.created_at < $2 AND NOT {IN_FLIGHT} \
-               ORDER BY m.id LIMIT $3)"
-        ))
-        .bind(bound.as_str())
-        .bind(before)
-        .bind(limit);
-        self.db.write(sql).await
+               WHERE m.id < $1 AND m.created_at < $2 AND m.id > $4 AND NOT {IN_FLIGHT} \
+               ORDER BY m.id LIMIT $3) RETURNING id AS cursor"
+        );
+        self.delete_batch(delete, bound.as_str(), before, cursor, limit)
+            .await
     }
 
     async fn oldest_message(&self) -> StoreResult<Option<DateTime<Utc>>> {
@@ -159,5 +192,37 @@ impl Retention for SqlStore {
             .await?
             .map(|row| row.time("created_at"))
             .transpose()
+    }
+}
+
+impl SqlStore {
+    /// Runs one pruning statement: `$1` the id bound, `$2` the time bound,
+    /// `$3` the batch size, `$4` the cursor; it returns the keys it deleted
+    /// as `cursor`.
+    async fn delete_batch(
+        &self,
+        delete: String,
+        id_bound: &str,
+        before: DateTime<Utc>,
+        cursor: &str,
+        limit: i64,
+    ) -> StoreResult<PrunedBatch> {
+        let sql = Sql::new(delete)
+            .bind(id_bound)
+            .bind(before)
+            .bind(limit)
+            .bind(cursor);
+        let rows = self.db.write_returning(sql).await?;
+        let mut pruned = PrunedBatch {
+            removed: rows.len() as u64,
+            cursor: cursor.to_owned(),
+        };
+        for row in &rows {
+            let key = row.text("cursor")?;
+            if key > pruned.cursor {
+                pruned.cursor = key;
+            }
+        }
+        Ok(pruned)
     }
 }

@@ -7,15 +7,15 @@
 //! deployment's retention, then removes the payloads whose `expires_at` has
 //! passed (the message stays listable, its payload reported expired), a
 //! batch per statement ([`Retention`]), until a batch comes back short.
-//! Between batches it pauses at least as long as the batch took (so it
-//! holds at most half of one connection's time and concurrent inserts keep
-//! their latency), and renews its lease.
+//! Between batches it pauses at least twice as long as the batch took (so it
+//! holds at most a third of one connection's time and concurrent inserts
+//! keep their latency), and renews its lease.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use herald_store::{Retention, StoreError};
+use herald_store::{PrunedBatch, Retention, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
@@ -33,8 +33,9 @@ pub struct RetentionConfig {
     /// Rows one statement removes at most.
     pub batch: i64,
     /// Shortest pause between two batches of a round; the pause is at least
-    /// as long as the batch took, so pruning holds at most half of one
-    /// database connection's time and concurrent inserts keep their latency.
+    /// twice as long as the batch took, so pruning holds at most a third of
+    /// one database connection's time and concurrent inserts keep their
+    /// latency.
     pub pause: Duration,
     /// How long a taken lease lasts without renewal.
     pub lease: Duration,
@@ -117,24 +118,28 @@ impl RetentionJob {
             let before = herald_store::now()
                 - chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
             pruned.attempts = self
-                .batches("attempt", |store| async move {
-                    store.prune_attempts(before, batch).await
+                .batches("attempt", |store, cursor| async move {
+                    store.prune_attempts(before, &cursor, batch).await
                 })
                 .await?;
             pruned.deliveries = self
-                .batches("delivery", |store| async move {
-                    store.prune_deliveries(before, batch).await
+                .batches("delivery", |store, cursor| async move {
+                    store.prune_deliveries(before, &cursor, batch).await
                 })
                 .await?;
             pruned.messages = self
-                .batches("message", |store| async move {
-                    store.prune_messages(before, batch).await
+                .batches("message", |store, cursor| async move {
+                    store.prune_messages(before, &cursor, batch).await
                 })
                 .await?;
         }
         pruned.payloads = self
-            .batches("payload", |store| async move {
-                store.expire_payloads(herald_store::now(), batch).await
+            .batches("payload", |store, _| async move {
+                let removed = store.expire_payloads(herald_store::now(), batch).await?;
+                Ok(PrunedBatch {
+                    removed,
+                    cursor: String::new(),
+                })
             })
             .await?;
         let oldest = self.store.oldest_message().await?;
@@ -142,23 +147,27 @@ impl RetentionJob {
         Ok(Some(pruned))
     }
 
-    /// Runs `step` until it removes less than a batch (or the lease is
+    /// Runs `step` from the start, each batch after the last key the one
+    /// before deleted, until it removes less than a batch (or the lease is
     /// lost); returns the rows removed, counted in `kind`'s series.
     async fn batches<F, Fut>(&self, kind: &'static str, step: F) -> Result<u64, StoreError>
     where
-        F: Fn(Arc<dyn Retention>) -> Fut,
-        Fut: std::future::Future<Output = Result<u64, StoreError>>,
+        F: Fn(Arc<dyn Retention>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<PrunedBatch, StoreError>>,
     {
         let mut total = 0;
+        let mut cursor = String::new();
         loop {
             let started = std::time::Instant::now();
-            let removed = step(self.store.clone()).await?;
+            let batch = step(self.store.clone(), cursor).await?;
+            let removed = batch.removed;
+            cursor = batch.cursor;
             total += removed;
             metrics::pruned(kind, removed);
             if removed < self.config.batch as u64 {
                 return Ok(total);
             }
-            tokio::time::sleep(self.config.pause.max(started.elapsed())).await;
+            tokio::time::sleep(self.config.pause.max(started.elapsed() * 2)).await;
             if !self.renew_lease().await? {
                 return Ok(total);
             }

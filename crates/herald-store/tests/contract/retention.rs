@@ -94,15 +94,44 @@ pub async fn retention_expires_payloads_and_prunes_old_rows_but_nothing_in_fligh
     // Rows older than 90 days: attempts, deliveries, then messages, two a
     // batch.
     let before = now - Duration::days(90);
-    assert_eq!(store.prune_attempts(before, 2).await.unwrap(), 2);
-    assert_eq!(store.prune_attempts(before, 2).await.unwrap(), 1);
-    assert_eq!(store.prune_attempts(before, 2).await.unwrap(), 0);
-    assert_eq!(store.prune_deliveries(before, 2).await.unwrap(), 2);
-    assert_eq!(store.prune_deliveries(before, 2).await.unwrap(), 1);
-    assert_eq!(store.prune_deliveries(before, 2).await.unwrap(), 0);
-    assert_eq!(store.prune_messages(before, 2).await.unwrap(), 2);
-    assert_eq!(store.prune_messages(before, 2).await.unwrap(), 1);
-    assert_eq!(store.prune_messages(before, 2).await.unwrap(), 0);
+    // Each batch goes on after the last key the one before deleted.
+    let first = store.prune_attempts(before, "", 2).await.unwrap();
+    assert_eq!(first.removed, 2);
+    let second = store
+        .prune_attempts(before, &first.cursor, 2)
+        .await
+        .unwrap();
+    assert_eq!(second.removed, 1);
+    assert!(second.cursor > first.cursor);
+    let last = store
+        .prune_attempts(before, &second.cursor, 2)
+        .await
+        .unwrap();
+    assert_eq!((last.removed, &last.cursor), (0, &second.cursor));
+    assert_eq!(
+        store.prune_deliveries(before, "", 2).await.unwrap().removed,
+        2
+    );
+    assert_eq!(
+        store.prune_deliveries(before, "", 2).await.unwrap().removed,
+        1
+    );
+    assert_eq!(
+        store.prune_deliveries(before, "", 2).await.unwrap().removed,
+        0
+    );
+    assert_eq!(
+        store.prune_messages(before, "", 2).await.unwrap().removed,
+        2
+    );
+    assert_eq!(
+        store.prune_messages(before, "", 2).await.unwrap().removed,
+        1
+    );
+    assert_eq!(
+        store.prune_messages(before, "", 2).await.unwrap().removed,
+        0
+    );
     for msg in &finished_old {
         assert!(store
             .message(&t, &app.id, &id_ref(msg.id.as_str()))
@@ -138,8 +167,18 @@ pub async fn retention_expires_payloads_and_prunes_old_rows_but_nothing_in_fligh
         .await
         .unwrap();
     assert_eq!(store.expire_payloads(now, 10).await.unwrap(), 1);
-    assert_eq!(store.prune_deliveries(before, 10).await.unwrap(), 1);
-    assert_eq!(store.prune_messages(before, 10).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .prune_deliveries(before, "", 10)
+            .await
+            .unwrap()
+            .removed,
+        1
+    );
+    assert_eq!(
+        store.prune_messages(before, "", 10).await.unwrap().removed,
+        1
+    );
     assert!(store
         .attempts_of_message(&t, &in_flight.id)
         .await
