@@ -20,16 +20,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::{AttemptId, MessageId};
 
-use crate::db::Sql;
+use crate::db::{Arg, Sql};
 use crate::{SqlStore, StoreResult};
 
 /// A message some delivery of which is not finished yet.
 const IN_FLIGHT: &str = "EXISTS (SELECT 1 FROM delivery d WHERE d.msg_id = m.id \
                          AND d.state IN ('pending', 'sending'))";
 
-/// What one pruning statement deleted: how many rows, and the cursor the
-/// next batch starts from (the last key deleted), so a run of batches never
-/// scans again the index entries its earlier batches left dead.
+/// What one pruning batch deleted: how many rows, and the cursor the next
+/// batch starts from (the last key it covered), so a run of batches never
+/// scans again the index entries its earlier batches left dead. A run is
+/// over when a batch neither removes a row nor moves the cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrunedBatch {
     pub removed: u64,
@@ -63,10 +64,11 @@ pub trait Retention: Send + Sync + 'static {
         cursor: &str,
         limit: i64,
     ) -> StoreResult<PrunedBatch>;
-    /// Deletes at most `limit` deliveries of messages created before
-    /// `before`, the oldest first, from `cursor` on. Run before
-    /// `prune_messages`, so the cascade of a message's deletion is empty and
-    /// a batch of messages never deletes an unbounded fan-out with them.
+    /// Deletes the deliveries of at most `limit` messages created before
+    /// `before`, the oldest first, after the message `cursor`. Run before
+    /// `prune_messages` (with a smaller `limit`: a message has a delivery per
+    /// endpoint), so the cascade of a message's deletion is empty and a
+    /// batch of messages never deletes an unbounded fan-out with them.
     async fn prune_deliveries(
         &self,
         before: DateTime<Utc>,
@@ -154,18 +156,47 @@ impl Retention for SqlStore {
         cursor: &str,
         limit: i64,
     ) -> StoreResult<PrunedBatch> {
-        // The cursor is a message id: a message's deliveries left by one
-        // batch are taken by the next.
+        // Chosen by message, through the message's primary key (a range of
+        // `delivery`'s own key, sorted and cut, was planned as a sort of
+        // every remaining row while the table's statistics lagged), then
+        // deleted by message id, again only while nothing of the message is
+        // in flight (a resend may have come in between).
         let bound = MessageId::lower_bound_at(before);
-        let delete = "DELETE FROM delivery WHERE (msg_id, endpoint_id) IN (\
-               SELECT d.msg_id, d.endpoint_id FROM delivery d \
-               WHERE d.msg_id < $1 AND d.msg_id >= $4 \
-               AND EXISTS (SELECT 1 FROM message m WHERE m.id = d.msg_id AND m.created_at < $2) \
-               AND NOT EXISTS (SELECT 1 FROM delivery x WHERE x.msg_id = d.msg_id \
-                               AND x.state IN ('pending', 'sending')) \
-               ORDER BY d.msg_id, d.endpoint_id LIMIT $3) RETURNING msg_id AS cursor";
-        self.delete_batch(delete.to_owned(), bound.as_str(), before, cursor, limit)
-            .await
+        let choose = Sql::new(format!(
+            "SELECT m.id FROM message m \
+             WHERE m.id < $1 AND m.created_at < $2 AND m.id > $3 AND NOT {IN_FLIGHT} \
+             ORDER BY m.id LIMIT $4"
+        ))
+        .bind(bound.as_str())
+        .bind(before)
+        .bind(cursor)
+        .bind(limit);
+        let chosen = self
+            .db
+            .read(choose)
+            .await?
+            .iter()
+            .map(|row| row.text("id"))
+            .collect::<StoreResult<Vec<String>>>()?;
+        let Some(last) = chosen.last().cloned() else {
+            return Ok(PrunedBatch {
+                removed: 0,
+                cursor: cursor.to_owned(),
+            });
+        };
+        let mut delete = Sql::new(format!(
+            "DELETE FROM delivery WHERE {} AND NOT EXISTS (SELECT 1 FROM delivery x \
+             WHERE x.msg_id = delivery.msg_id AND x.state IN ('pending', 'sending'))",
+            self.db.dialect().any("msg_id", 1)
+        ));
+        delete
+            .args
+            .push(Arg::texts(chosen.iter().map(String::as_str)));
+        let removed = self.db.write(delete).await?;
+        Ok(PrunedBatch {
+            removed,
+            cursor: last,
+        })
     }
 
     async fn prune_messages(

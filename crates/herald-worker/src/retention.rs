@@ -122,9 +122,12 @@ impl RetentionJob {
                     store.prune_attempts(before, &cursor, batch).await
                 })
                 .await?;
+            // A message has a delivery per endpoint: a tenth of the batch
+            // in messages keeps a statement near a batch of deliveries.
+            let messages = (batch / 10).max(1);
             pruned.deliveries = self
                 .batches("delivery", |store, cursor| async move {
-                    store.prune_deliveries(before, &cursor, batch).await
+                    store.prune_deliveries(before, &cursor, messages).await
                 })
                 .await?;
             pruned.messages = self
@@ -148,8 +151,8 @@ impl RetentionJob {
     }
 
     /// Runs `step` from the start, each batch after the last key the one
-    /// before deleted, until it removes less than a batch (or the lease is
-    /// lost); returns the rows removed, counted in `kind`'s series.
+    /// before deleted, until one removes nothing (or the lease is lost);
+    /// returns the rows removed, counted in `kind`'s series.
     async fn batches<F, Fut>(&self, kind: &'static str, step: F) -> Result<u64, StoreError>
     where
         F: Fn(Arc<dyn Retention>, String) -> Fut,
@@ -159,14 +162,14 @@ impl RetentionJob {
         let mut cursor = String::new();
         loop {
             let started = std::time::Instant::now();
-            let batch = step(self.store.clone(), cursor).await?;
+            let batch = step(self.store.clone(), cursor.clone()).await?;
             let removed = batch.removed;
-            cursor = batch.cursor;
             total += removed;
             metrics::pruned(kind, removed);
-            if removed < self.config.batch as u64 {
+            if removed == 0 && batch.cursor == cursor {
                 return Ok(total);
             }
+            cursor = batch.cursor;
             tokio::time::sleep(self.config.pause.max(started.elapsed() * 2)).await;
             if !self.renew_lease().await? {
                 return Ok(total);
