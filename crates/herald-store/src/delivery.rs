@@ -625,6 +625,22 @@ impl Outbox for SqlStore {
         )
         .bind(tenant_id.as_str())
         .bind(endpoint_id.as_str());
-        Ok(self.db.write(sql).await? == 1)
+        if self.db.write(sql).await? == 0 {
+            return Ok(false);
+        }
+        // What waited for the endpoint (parked while its breaker was open,
+        // or while another task probed it) is due now, not when its park
+        // would have ended: pending deliveries due later are parked ones.
+        let now = crate::now();
+        let release = Sql::new(
+            "UPDATE delivery SET next_attempt_at = $3 \
+             WHERE tenant_id = $1 AND endpoint_id = $2 AND state = 'pending' \
+                 AND next_attempt_at > $3",
+        )
+        .bind(tenant_id.as_str())
+        .bind(endpoint_id.as_str())
+        .bind(now);
+        self.db.write(release).await?;
+        Ok(true)
     }
 }

@@ -609,8 +609,9 @@ pub trait Outbox: Send + Sync + 'static {
         now: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<bool>;
-    /// A success: clears the failure count and closes the breaker; true when
-    /// there was something to clear.
+    /// A success: clears the failure count and closes the breaker, and makes
+    /// the endpoint's parked deliveries due now; true when there was
+    /// something to clear.
     async fn endpoint_recovered(
         &self,
         tenant_id: &TenantId,

@@ -330,8 +330,27 @@ pub async fn endpoint_health_counts_failures_and_guards_the_probe(store: &dyn St
     // Health is not the endpoint's version.
     assert_eq!(loaded.updated_at, ep.updated_at);
 
-    // A success clears it all, once.
+    // A success clears it all, once, and what was parked for the endpoint
+    // is due at once.
+    let parked = message(&app.id);
+    store
+        .insert_message(&t, &parked, std::slice::from_ref(&ep.id))
+        .await
+        .unwrap();
+    let far = herald_store::now() + chrono::Duration::hours(1);
+    store
+        .park_delivery(&t, &parked.id, &ep.id, far)
+        .await
+        .unwrap();
     assert!(store.endpoint_recovered(&t, &ep.id).await.unwrap());
+    let released = store
+        .delivery(&t, &parked.id, &ep.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(released
+        .next_attempt_at
+        .is_some_and(|due| due <= herald_store::now()));
     assert!(!store.endpoint_recovered(&t, &ep.id).await.unwrap());
     let healthy = reload(store, &t, &ep).await;
     assert_eq!(healthy.health, herald_store::EndpointHealth::default());
