@@ -342,3 +342,56 @@ herald_e2e::e2e_tests! {
         assert_eq!(no_content.body["data"][0]["payload"], json!({}));
     }
 }
+
+herald_e2e::e2e_tests! {
+    async fn the_message_log_filters_by_delivery_status() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        let app = herald.post("/api/v1/app", json!({"name": "log", "uid": "log"})).await;
+        assert_eq!(app.status, 201, "{app:?}");
+        for name in ["fanned", "unmatched"] {
+            let reply = herald.post("/api/v1/event-type", json!({"name": name, "description": name})).await;
+            assert_eq!(reply.status, 201, "{reply:?}");
+        }
+        endpoint(&herald, "log", json!({"url": "https://example.com/a", "filterTypes": ["fanned"]})).await;
+        let post = |event_type: &'static str| {
+            let herald = &herald;
+            async move {
+                let reply = herald
+                    .post("/api/v1/app/log/msg", json!({"eventType": event_type, "payload": {}}))
+                    .await;
+                assert_eq!(reply.status, 202, "{reply:?}");
+                reply.body["id"].as_str().unwrap().to_owned()
+            }
+        };
+        // No worker runs: the fanned-out message's delivery stays pending; the
+        // other matches no endpoint and has no delivery at all.
+        let fanned = post("fanned").await;
+        post("unmatched").await;
+        let listed = |query: &'static str| {
+            let herald = &herald;
+            async move {
+                let reply = herald.get(&format!("/api/v1/app/log/msg?{query}")).await;
+                assert_eq!(reply.status, 200, "{query}: {reply:?}");
+                reply.body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["id"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed("status=1").await, vec![fanned.clone()]);
+        assert_eq!(listed("status=1&event_types=unmatched").await, Vec::<String>::new());
+        for status in ["0", "2", "3"] {
+            let query = format!("status={status}");
+            let reply = herald.get(&format!("/api/v1/app/log/msg?{query}")).await;
+            assert_eq!(reply.body["data"], json!([]), "{query}");
+        }
+        assert_eq!(listed("").await.len(), 2);
+        let bad = herald.get("/api/v1/app/log/msg?status=7").await;
+        assert_eq!(bad.status, 422, "{bad:?}");
+        assert_eq!(bad.body["detail"][0]["loc"], json!(["query", "status"]));
+    }
+}

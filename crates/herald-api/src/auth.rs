@@ -1,7 +1,7 @@
 //! Who is calling: a tenant (by API key), an application (by an app-scoped JWT
 //! from `/api/v1/auth/app-portal-access`), or an operator (by the admin token).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use herald_core::{ApiKeyId, ApplicationId, TenantId};
 use herald_store::{ApiKey, Application};
 
+use crate::capability::{AppPortalCapability, Capabilities};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -114,6 +115,12 @@ struct AppClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<i64>,
     exp: i64,
+    /// What the token may do; absent for an unrestricted token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caps: Option<Vec<AppPortalCapability>>,
+    /// The portal's accent colour (`#rrggbb`), when the tenant chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    accent: Option<String>,
 }
 
 /// A verified app-scoped token.
@@ -124,6 +131,16 @@ pub struct AppToken {
     /// What logging out records to revoke this token.
     pub token_id: String,
     pub expires_at: DateTime<Utc>,
+    pub capabilities: Capabilities,
+    pub accent: Option<String>,
+}
+
+/// What an app-scoped token is issued for, besides its application.
+#[derive(Debug, Clone)]
+pub struct AppGrant {
+    pub expires_at: DateTime<Utc>,
+    pub capabilities: Capabilities,
+    pub accent: Option<String>,
 }
 
 const ISSUER: &str = "herald";
@@ -132,12 +149,12 @@ const ISSUER: &str = "herald";
 const NBF_SKEW_SECONDS: i64 = 60;
 
 impl JwtKeys {
-    /// Issues a token that can only see `app` of `tenant_id`, until `expires_at`.
+    /// Issues a token that can only see `app` of `tenant_id`, as `grant` says.
     pub fn issue_app_token(
         &self,
         tenant_id: &TenantId,
         app: &Application,
-        expires_at: DateTime<Utc>,
+        grant: &AppGrant,
     ) -> Result<String, ApiError> {
         let now = Utc::now().timestamp();
         let claims = AppClaims {
@@ -149,22 +166,44 @@ impl JwtKeys {
             // A minute early, so an API process whose clock is a little behind
             // the issuer's does not refuse a token it is handed at once.
             nbf: Some(now - NBF_SKEW_SECONDS),
-            exp: expires_at.timestamp(),
+            exp: grant.expires_at.timestamp(),
+            caps: grant.capabilities.to_claim(),
+            accent: grant.accent.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> Result<String, ApiError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|e| ApiError::Internal(e.into()))
+    }
+
+    /// The claims of a token signed by these keys for `issuer`, when its
+    /// signature, issuer, expiry and (when present) `nbf` hold.
+    fn verify<T: serde::de::DeserializeOwned>(&self, token: &str, issuer: &str) -> Option<T> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.validate_nbf = true;
+        validation.leeway = 0;
+        jsonwebtoken::decode::<T>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// Signs a console session.
+    pub(crate) fn issue_session(&self, claims: &SessionClaims) -> Result<String, ApiError> {
+        self.sign(claims)
+    }
+
+    /// A console session's claims, when its cookie is genuine and unexpired.
+    pub(crate) fn verify_session(&self, cookie: &str) -> Option<SessionClaims> {
+        self.verify(cookie, SESSION_ISSUER)
     }
 
     /// Checks the signature, issuer, expiry and (when present) `nbf` of an
     /// app-scoped token; not whether it was logged out.
     pub fn verify_app_token(&self, token: &str) -> Option<AppToken> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.validate_nbf = true;
-        validation.leeway = 0;
-        let claims = jsonwebtoken::decode::<AppClaims>(token, &self.decoding, &validation)
-            .ok()?
-            .claims;
+        let claims: AppClaims = self.verify(token, ISSUER)?;
         let token_id = claims
             .jti
             .unwrap_or_else(|| hex::encode(Sha256::digest(token.as_bytes())));
@@ -173,7 +212,63 @@ impl JwtKeys {
             app_id: ApplicationId::parse(&claims.sub).ok()?,
             token_id,
             expires_at: DateTime::from_timestamp(claims.exp, 0)?,
+            capabilities: Capabilities::from_claim(claims.caps.as_deref()),
+            accent: claims.accent,
         })
+    }
+}
+
+/// The issuer of console sessions: a session cookie is not an app token, and
+/// an app token is not a session cookie.
+const SESSION_ISSUER: &str = "herald-console";
+
+/// Claims of a console session (the `herald_console` cookie).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionClaims {
+    pub iss: String,
+    /// The tenant.
+    pub sub: String,
+    /// The application of a portal session; absent for a tenant's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// A tenant session's API key, by its SHA-256 (hex): the session ends
+    /// when the key is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A portal session's token id: the session ends when it is logged out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Vec<AppPortalCapability>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent: Option<String>,
+    /// What state-changing requests must repeat in `X-Herald-Csrf`.
+    pub csrf: String,
+    /// The session's own id, which signing out revokes.
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl SessionClaims {
+    pub(crate) fn new(tenant_id: &TenantId, expires_at: DateTime<Utc>) -> Self {
+        Self {
+            iss: SESSION_ISSUER.into(),
+            sub: tenant_id.to_string(),
+            app: None,
+            key: None,
+            token: None,
+            caps: None,
+            accent: None,
+            csrf: Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            iat: Utc::now().timestamp(),
+            exp: expires_at.timestamp(),
+        }
+    }
+
+    pub(crate) fn expires_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.exp, 0).unwrap_or_else(Utc::now)
     }
 }
 
@@ -189,6 +284,8 @@ pub enum Principal {
         /// Which token it is, so it can be logged out.
         token_id: String,
         expires_at: DateTime<Utc>,
+        /// What it may do.
+        capabilities: Capabilities,
     },
 }
 
@@ -236,9 +333,8 @@ pub(crate) fn authorization(headers: &HeaderMap) -> Result<Option<&HeaderValue>,
     Ok(first)
 }
 
-fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let header = authorization(&parts.headers)?
-        .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_of(header: &HeaderValue) -> Result<&str, ApiError> {
     let value = header
         .to_str()
         .map_err(|_| ApiError::Unauthorized("invalid Authorization header".into()))?;
@@ -253,6 +349,52 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let header = authorization(&parts.headers)?
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
+    bearer_of(header)
+}
+
+/// The tenant whose (unrevoked) API key hashes to `hash`.
+pub(crate) async fn tenant_of_key(state: &AppState, hash: Vec<u8>) -> Result<TenantId, ApiError> {
+    if let Some(tenant_id) = state.api_keys.0.get(&hash) {
+        return Ok(tenant_id);
+    }
+    let key = state
+        .store
+        .api_key_by_hash(&hash)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
+    state.api_keys.0.insert(hash, key.tenant_id.clone());
+    Ok(key.tenant_id)
+}
+
+/// The caller an app-scoped token names, unless it was logged out.
+pub(crate) async fn app_token_principal(
+    state: &AppState,
+    token: &str,
+) -> Result<(Principal, Option<String>), ApiError> {
+    let token = state
+        .jwt
+        .verify_app_token(token)
+        .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
+    if state
+        .revoked_tokens
+        .is_revoked(state, &token.token_id)
+        .await?
+    {
+        return Err(ApiError::Unauthorized("token was logged out".into()));
+    }
+    let principal = Principal::App {
+        tenant_id: token.tenant_id,
+        app_id: token.app_id,
+        token_id: token.token_id,
+        expires_at: token.expires_at,
+        capabilities: token.capabilities,
+    };
+    Ok((principal, token.accent))
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -263,40 +405,28 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(principal.clone());
         }
-        let token = bearer_token(parts)?;
-        // API keys never contain dots; a JWT always has exactly two.
-        let principal = if token.matches('.').count() == 2 {
-            let token = state
-                .jwt
-                .verify_app_token(token)
-                .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
-            if state
-                .revoked_tokens
-                .is_revoked(state, &token.token_id)
-                .await?
-            {
-                return Err(ApiError::Unauthorized("token was logged out".into()));
-            }
-            Principal::App {
-                tenant_id: token.tenant_id,
-                app_id: token.app_id,
-                token_id: token.token_id,
-                expires_at: token.expires_at,
-            }
-        } else {
-            let hash = hash_api_key(token);
-            let tenant_id = match state.api_keys.0.get(&hash) {
-                Some(tenant_id) => tenant_id,
-                None => {
-                    let key = state.store.api_key_by_hash(&hash).await?.ok_or_else(|| {
-                        ApiError::Unauthorized("invalid or revoked API key".into())
-                    })?;
-                    state.api_keys.0.insert(hash, key.tenant_id.clone());
-                    key.tenant_id
+        let principal = match authorization(&parts.headers)? {
+            Some(header) => {
+                let token = bearer_of(header)?;
+                // API keys never contain dots; a JWT always has exactly two.
+                if token.matches('.').count() == 2 {
+                    app_token_principal(state, token).await?.0
+                } else {
+                    Principal::Tenant {
+                        tenant_id: tenant_of_key(state, hash_api_key(token)).await?,
+                    }
                 }
-            };
-            Principal::Tenant { tenant_id }
+            }
+            // Without an Authorization header, the console's session cookie.
+            None => crate::console::session_principal(parts, state).await?,
         };
+        if let Principal::App { capabilities, .. } = &principal {
+            let route = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map_or("", |path| path.as_str());
+            capabilities.check(&parts.method, route)?;
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
@@ -335,7 +465,11 @@ impl Default for RevokedTokens {
 }
 
 impl RevokedTokens {
-    async fn is_revoked(&self, state: &AppState, token_id: &str) -> Result<bool, ApiError> {
+    pub(crate) async fn is_revoked(
+        &self,
+        state: &AppState,
+        token_id: &str,
+    ) -> Result<bool, ApiError> {
         if let Some(revoked) = self.0.get(token_id) {
             return Ok(revoked);
         }

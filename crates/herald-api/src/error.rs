@@ -41,6 +41,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Forbidden, with a more precise code than `insufficient_access`.
+    #[error("{detail}")]
+    Refused { code: &'static str, detail: String },
     #[error("entity not found")]
     NotFound,
     #[error("method not allowed")]
@@ -70,6 +73,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::Conflict(detail.into())
+    }
+
+    pub fn refused(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            code,
+            detail: detail.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -152,6 +162,7 @@ impl IntoResponse for ApiError {
             Self::Forbidden(detail) => {
                 error_body(StatusCode::FORBIDDEN, "insufficient_access", detail)
             }
+            Self::Refused { code, detail } => error_body(StatusCode::FORBIDDEN, code, detail),
             Self::NotFound => error_body(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -8,6 +8,8 @@
 pub mod accept;
 pub mod admin;
 pub mod auth;
+pub mod capability;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -49,6 +51,8 @@ pub struct ApiConfig {
     pub payload_retention: chrono::Duration,
     /// What each tenant may post and create.
     pub limits: Arc<limits::TenantLimits>,
+    /// The console's CSP `frame-ancestors` sources: who may embed it.
+    pub console_frame_ancestors: String,
 }
 
 /// What every handler can reach.
@@ -81,8 +85,13 @@ pub fn router(state: AppState) -> Router {
         idempotency::idempotency,
     ));
     let body_timeout = extract::BodyTimeout(state.config.body_timeout);
+    let console = console::router().layer(axum::middleware::map_response_with_state(
+        state.clone(),
+        console::security_headers,
+    ));
     let api = Router::new()
         .merge(api)
+        .merge(console)
         .merge(admin::router())
         .merge(metrics::routes(state.config.metrics_token.clone()))
         .route(

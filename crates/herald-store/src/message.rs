@@ -131,6 +131,11 @@ impl MessageLog for SqlStore {
             ))
             .bind(tenant_id.as_str())
             .bind(app_id.as_str());
+            if let Some(status) = filter.status {
+                sql.push(" AND EXISTS (SELECT 1 FROM delivery d WHERE d.msg_id = m.id AND ")
+                    .push(delivery_status_condition(status))
+                    .push(")");
+            }
             let (channel, types) = (filter.channel.as_ref(), filter.event_types.as_deref());
             push_message_conditions(&mut sql, dialect, channel, types);
             push_time_window(&mut sql, "m.created_at", filter.before, filter.after);

@@ -330,6 +330,8 @@ pub struct DeliveryCounts {
 /// Filters of a message listing, on top of the keyset [`crate::ListQuery`].
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
+    /// Messages with a delivery (to any endpoint) in this status.
+    pub status: Option<DeliveryStatus>,
     pub channel: Option<ChannelName>,
     pub event_types: Option<Vec<EventTypeName>>,
     pub before: Option<DateTime<Utc>>,

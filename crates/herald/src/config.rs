@@ -148,6 +148,10 @@ pub struct Config {
     /// characters); unset = `/metrics` is open.
     #[serde(skip_serializing)]
     pub metrics_token: Option<SecretString>,
+    /// Who may show the console in a frame (`HERALD_CONSOLE_FRAME_ANCESTORS`):
+    /// space-separated origins (`https://app.example.com`), `'self'`, or
+    /// `'none'` (the default: nobody).
+    pub console_frame_ancestors: String,
     /// Seconds a stopping process (SIGTERM or SIGINT) may take to finish what
     /// it has in flight before it exits anyway (`HERALD_SHUTDOWN_TIMEOUT`);
     /// whatever is unfinished then is redelivered, never lost.
@@ -199,6 +203,7 @@ impl Default for Config {
             log_format: "text".into(),
             metrics_addr: None,
             metrics_token: None,
+            console_frame_ancestors: "'none'".into(),
             shutdown_timeout: 25,
         }
     }
@@ -349,6 +354,7 @@ impl Config {
                 self.log_format
             );
         }
+        self.console_frame_ancestors()?;
         if self.max_body_bytes < 1024 {
             bail!("HERALD_MAX_BODY_BYTES must be at least 1024");
         }
@@ -404,6 +410,36 @@ impl Config {
                     .with_context(|| format!("invalid CIDR '{cidr}' in HERALD_SSRF_ALLOW"))
             })
             .collect()
+    }
+
+    /// The console's CSP `frame-ancestors` sources, each checked: they end up
+    /// in a response header, where a `;` or `,` would add directives.
+    pub fn console_frame_ancestors(&self) -> anyhow::Result<String> {
+        let sources: Vec<&str> = self.console_frame_ancestors.split_whitespace().collect();
+        if sources.is_empty() {
+            bail!(
+                "HERALD_CONSOLE_FRAME_ANCESTORS must name at least one source ('none' for nobody)"
+            );
+        }
+        for source in &sources {
+            let keyword = matches!(*source, "'none'" | "'self'");
+            let origin = url::Url::parse(source).ok().filter(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.path() == "/"
+                    && url.query().is_none()
+                    && !source.ends_with('/')
+            });
+            if !keyword && origin.is_none() {
+                bail!(
+                    "HERALD_CONSOLE_FRAME_ANCESTORS: '{source}' is not an origin like https://app.example.com, 'self' or 'none'"
+                );
+            }
+        }
+        if sources.len() > 1 && sources.contains(&"'none'") {
+            bail!("HERALD_CONSOLE_FRAME_ANCESTORS: 'none' cannot be combined with other sources");
+        }
+        Ok(sources.join(" "))
     }
 
     /// Whether the database is the embedded SQLite one.

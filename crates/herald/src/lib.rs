@@ -606,6 +606,7 @@ async fn serve_api(
             body_timeout: Duration::from_secs(config.http_body_timeout),
             metrics_token: metrics_token(config),
             limits: limits.clone(),
+            console_frame_ancestors: config.console_frame_ancestors()?,
         }),
         accepter: herald_api::accept::Accepter::start(store.clone(), handoff),
         api_keys: Default::default(),

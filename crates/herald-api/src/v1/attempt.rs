@@ -110,7 +110,7 @@ impl MessageStatus {
         }
     }
 
-    fn parse(value: u8) -> Result<Self, ApiError> {
+    pub(crate) fn parse(value: u8) -> Result<Self, ApiError> {
         Ok(match value {
             0 => Self::Success,
             1 => Self::Pending,

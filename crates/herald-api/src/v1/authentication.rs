@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 
 use herald_core::ValidationError;
 
-use crate::auth::{OrgPrincipal, Principal};
+use crate::auth::{AppGrant, OrgPrincipal, Principal};
+use crate::capability::{AppPortalCapability, Capabilities};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, PathParams};
 use crate::v1::application::{existing_or_inline_application, ApplicationIn};
@@ -36,13 +37,39 @@ pub struct AppPortalAccessIn {
     pub application: Option<ApplicationIn>,
     /// Token lifetime in seconds (1 hour to 7 days, default 7 days).
     pub expiry: Option<u64>,
+    /// What the token may do (`ViewBase` is always included). Without it, and
+    /// without `readOnly`, the token may do everything an application token can.
+    pub capabilities: Option<Vec<AppPortalCapability>>,
+    /// Keeps `ViewBase` alone, whatever `capabilities` lists.
+    pub read_only: Option<bool>,
+    /// Herald: the portal's accent colour for this token's sessions, `#rrggbb`.
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$", example = "#4f46e5")]
+    pub accent_color: Option<String>,
+}
+
+impl AppPortalAccessIn {
+    fn capabilities(&self) -> Capabilities {
+        let read_only = self.read_only.unwrap_or(false);
+        match &self.capabilities {
+            Some(listed) => Capabilities::listed(listed, read_only),
+            None if read_only => Capabilities::listed(&[], true),
+            None => Capabilities::UNRESTRICTED,
+        }
+    }
+}
+
+/// Whether `color` is `#` and six hex digits: it ends up in a style property.
+fn is_hex_color(color: &str) -> bool {
+    color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AppPortalAccessOut {
     /// A bearer token limited to this application.
     pub token: String,
-    /// Where the token can be used: this server's API base URL with the token attached.
+    /// The app portal for this application, signed in with the token: this
+    /// server's console with the token in the fragment, which the portal
+    /// exchanges for a session and removes from the address bar.
     pub url: String,
 }
 
@@ -73,13 +100,23 @@ pub async fn app_portal_access(
         )
         .into());
     }
+    if let Some(color) = input.accent_color.as_deref().filter(|c| !is_hex_color(c)) {
+        return Err(ValidationError::new(
+            "accentColor",
+            format!("{color:?} is not a colour like #4f46e5"),
+        )
+        .into());
+    }
+    let grant = AppGrant {
+        expires_at: chrono::Utc::now() + chrono::Duration::seconds(expiry as i64),
+        capabilities: input.capabilities(),
+        accent: input.accent_color.clone(),
+    };
     let app = existing_or_inline_application(&state, tenant_id, &app_id, input.application).await?;
-    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(expiry as i64);
-    let token = state.jwt.issue_app_token(tenant_id, &app, expires_at)?;
+    let token = state.jwt.issue_app_token(tenant_id, &app, &grant)?;
     let url = format!(
-        "{}/api/v1/app/{}#token={token}",
+        "{}/console#token={token}",
         state.config.public_url.trim_end_matches('/'),
-        app.id
     );
     Ok(Json(AppPortalAccessOut { token, url }))
 }

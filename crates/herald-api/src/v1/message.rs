@@ -95,6 +95,9 @@ pub struct WithContentParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessageListParams {
+    /// Herald: only messages with a delivery (to any endpoint) in this status:
+    /// 0 success, 1 pending, 2 fail, 3 sending.
+    pub status: Option<u8>,
     /// Only messages sent on this channel.
     pub channel: Option<String>,
     /// Only messages created before this time.
@@ -335,6 +338,11 @@ pub async fn list_messages(
     let app = visible_app(&state, &principal, &app_id).await?;
     let query = list.to_query_newest_first(|k| MessageId::parse(k).is_ok())?;
     let filter = MessageFilter {
+        status: params
+            .status
+            .map(crate::v1::attempt::MessageStatus::parse)
+            .transpose()?
+            .map(Into::into),
         channel: crate::v1::query_channel(params.channel)?,
         event_types: event_types_of(raw_query.as_deref())?,
         before: params.before,

@@ -1420,6 +1420,29 @@ pub async fn listings_filter_by_channel_event_type_and_time(store: &dyn Store) {
     assert_eq!(listed(window(Some(just_after), None)).await, ids(&[&early]));
     assert_eq!(listed(window(Some(early.created_at), None)).await, ids(&[]));
 
+    // A status names messages with a delivery in it: a new delivery is
+    // pending; a message fanned out to nobody has no status at all.
+    let delivered = message_at(3, "a.b", None);
+    store
+        .insert_message(&t, &delivered, &[EndpointId::new()])
+        .await
+        .unwrap();
+    let in_status = |status| MessageFilter {
+        status: Some(status),
+        ..MessageFilter::default()
+    };
+    assert_eq!(
+        listed(in_status(DeliveryStatus::Pending)).await,
+        ids(&[&delivered])
+    );
+    for status in [
+        DeliveryStatus::Success,
+        DeliveryStatus::Fail,
+        DeliveryStatus::Sending,
+    ] {
+        assert_eq!(listed(in_status(status)).await, ids(&[]), "{status:?}");
+    }
+
     // Event type names list bytewise ("Z" sorts before "a"), archived ones
     // only when asked for.
     let now = herald_store::now();
