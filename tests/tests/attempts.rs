@@ -510,3 +510,54 @@ herald_e2e::e2e_tests! {
         assert!(herald.is_running());
     }
 }
+
+herald_e2e::e2e_tests! {
+    async fn attempts_keep_their_request_and_response_headers() {
+        let Some(herald) = start().await else { return };
+        let receiver = Receiver::start().await;
+        receiver.response_headers(
+            "hdr",
+            &[("x-receiver", "seen"), ("set-cookie", "session=secret")],
+        );
+        herald
+            .post("/api/v1/app", json!({"name": "A", "uid": "a"}))
+            .await;
+        endpoint(
+            &herald,
+            receiver.url("hdr"),
+            json!({"headers": {"X-Team": "billing", "Authorization": "Bearer receiver-credential"}}),
+        )
+        .await;
+        let msg = message(&herald, json!({"eventType": "e", "payload": {"n": 1}})).await;
+        let by_msg = format!("/api/v1/app/a/attempt/msg/{msg}");
+        let body = eventually(&herald, &by_msg, |b| data_len(b) == 1).await;
+        let attempt = &body["data"][0];
+        let sent = &receiver.received("hdr")[0];
+
+        // What was sent, signature included; the endpoint's credential is not kept.
+        let request = &attempt["requestHeaders"];
+        assert_eq!(request["webhook-id"], json!(msg), "{attempt}");
+        assert_eq!(request["webhook-signature"], json!(sent.header("webhook-signature")));
+        assert_eq!(request["webhook-timestamp"], json!(sent.header("webhook-timestamp")));
+        assert_eq!(request["content-type"], json!("application/json"));
+        assert_eq!(request["x-team"], json!("billing"));
+        assert_eq!(request["authorization"], json!("[redacted]"));
+        assert!(!attempt.to_string().contains("receiver-credential"), "{attempt}");
+        // What came back, cookies redacted.
+        let response = &attempt["responseHeaders"];
+        assert_eq!(response["x-receiver"], json!("seen"), "{attempt}");
+        assert_eq!(response["set-cookie"], json!("[redacted]"));
+
+        // Without content, and once expunged, the response's headers go with its body.
+        let bare = herald.get(&format!("{by_msg}?with_content=false")).await;
+        assert!(bare.body["data"][0].get("responseHeaders").is_none(), "{bare:?}");
+        let id = attempt["id"].as_str().unwrap();
+        let expunge = herald
+            .delete(&format!("/api/v1/app/a/msg/{msg}/attempt/{id}/content"))
+            .await;
+        assert_eq!(expunge.status, 204, "{expunge:?}");
+        let after = herald.get(&format!("/api/v1/app/a/msg/{msg}/attempt/{id}")).await;
+        assert!(after.body.get("responseHeaders").is_none(), "{after:?}");
+        assert_eq!(after.body["requestHeaders"]["x-team"], json!("billing"));
+    }
+}

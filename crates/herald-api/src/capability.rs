@@ -55,7 +55,7 @@ impl Capabilities {
     /// do: every capability but `ManageTransformations`, which names nothing
     /// Herald has.
     pub const UNRESTRICTED: Self = Self {
-        bits: u8::MAX & !(1 << AppPortalCapability::ManageTransformations as u8),
+        bits: !(1 << AppPortalCapability::ManageTransformations as u8),
         unrestricted: true,
     };
 

@@ -13,7 +13,8 @@ use crate::{AttemptLog, SqlStore, StoreResult};
 
 /// The attempt columns, in the order both inserts below bind them.
 const ATTEMPT_COLUMNS: &str = "id, tenant_id, app_id, msg_id, endpoint_id, url, status_code, \
-     error_class, response_body, duration_ms, trigger, created_at, duration_us";
+     error_class, response_body, duration_ms, trigger, created_at, duration_us, \
+     request_headers, response_headers";
 
 /// The delivery's new state after an attempt, from `u`, a row with the
 /// attempt's `state`, `next_at`, `trigger` and `at`. A scheduled attempt
@@ -40,7 +41,7 @@ impl SqlStore {
                  INSERT INTO message_attempt ({ATTEMPT_COLUMNS}) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
                      $5::text[], $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], \
-                     $11::text[], $12::timestamptz[], $13::int8[])) \
+                     $11::text[], $12::timestamptz[], $13::int8[], $16::text[], $17::text[])) \
              UPDATE delivery SET {DELIVERY_AFTER_ATTEMPT} \
              FROM unnest($2::text[], $4::text[], $5::text[], $14::text[], \
                  $15::timestamptz[], $11::text[], $12::timestamptz[]) \
@@ -74,7 +75,9 @@ impl SqlStore {
         .bind(texts(&|r| Some(r.update.state.as_str())))
         .bind(Arg::Times(
             batch.iter().map(|r| r.update.next_attempt_at).collect(),
-        ));
+        ))
+        .bind(texts(&|r| r.attempt.request_headers.as_deref()))
+        .bind(texts(&|r| r.attempt.response_headers.as_deref()));
         self.db.write(sql).await.map(drop)
     }
 
@@ -90,7 +93,7 @@ impl SqlStore {
         {
             let insert = Sql::new(format!(
                 "INSERT INTO message_attempt ({ATTEMPT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             ))
             .bind(attempt.id.as_str())
             .bind(tenant_id.as_str())
@@ -104,7 +107,9 @@ impl SqlStore {
             .bind(attempt.duration_ms())
             .bind(attempt.trigger.as_str())
             .bind(attempt.created_at)
-            .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX));
+            .bind(i64::try_from(attempt.duration_us).unwrap_or(i64::MAX))
+            .bind(&attempt.request_headers)
+            .bind(&attempt.response_headers);
             tx.write(insert).await?;
             let update = Sql::new(format!(
                 "UPDATE delivery SET {DELIVERY_AFTER_ATTEMPT} \
@@ -255,7 +260,7 @@ impl AttemptLog for SqlStore {
         attempt_id: &AttemptId,
     ) -> StoreResult<bool> {
         let sql = Sql::new(
-            "UPDATE message_attempt SET response_body = NULL \
+            "UPDATE message_attempt SET response_body = NULL, response_headers = NULL \
              WHERE tenant_id = $1 AND app_id = $2 AND msg_id = $3 AND id = $4",
         )
         .bind(tenant_id.as_str())

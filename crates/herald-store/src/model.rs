@@ -252,6 +252,12 @@ pub struct Attempt {
     /// The start of the response, as text without NUL (the worker's
     /// `send::response_text`): PostgreSQL's `TEXT` cannot hold U+0000.
     pub response_body: Option<String>,
+    /// The request's headers as a JSON object (name → value), sensitive
+    /// values redacted; `None` for attempts made before they were kept.
+    pub request_headers: Option<String>,
+    /// The response's headers as a JSON object, at most a few kilobytes;
+    /// `None` without a response, and once expunged.
+    pub response_headers: Option<String>,
     /// How long the attempt took, in microseconds.
     pub duration_us: u64,
     pub trigger: AttemptTrigger,

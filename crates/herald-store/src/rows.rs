@@ -241,6 +241,8 @@ pub(crate) fn attempt_from_row(row: &Row) -> StoreResult<Attempt> {
             .get::<Option<String>>("error_class")?
             .map(|name| ErrorClass::from_stored(&name)),
         response_body: row.get("response_body")?,
+        request_headers: row.get("request_headers")?,
+        response_headers: row.get("response_headers")?,
         // Rows written before durations were kept in microseconds have 0 there.
         duration_us: match u64::try_from(row.integer("duration_us")?).unwrap_or(0) {
             0 => u64::try_from(row.integer("duration_ms")?).unwrap_or(0) * 1000,

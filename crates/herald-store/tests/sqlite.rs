@@ -139,6 +139,8 @@ async fn an_unknown_stored_error_class_reads_as_other() {
         status_code: 0,
         error_class: Some(herald_core::ErrorClass::Timeout),
         response_body: None,
+        request_headers: None,
+        response_headers: None,
         duration_us: 1,
         trigger: herald_store::AttemptTrigger::Scheduled,
         created_at: herald_store::now(),

@@ -971,6 +971,8 @@ impl Dispatcher {
             status_code: outcome.status_code,
             error_class: outcome.error_class,
             response_body: Some(std::mem::take(&mut outcome.response_body)),
+            request_headers: outcome.request_headers.take(),
+            response_headers: outcome.response_headers.take(),
             duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
             trigger: if manual {
                 AttemptTrigger::Manual

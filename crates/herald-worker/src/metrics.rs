@@ -230,6 +230,8 @@ mod tests {
             error_class,
             error_detail: None,
             response_body: String::new(),
+            request_headers: None,
+            response_headers: None,
             duration: Duration::from_millis(5),
             retry_after: None,
             success,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use herald_core::ErrorClass;
-use herald_core::{EventTypeName, MessageId};
+use herald_core::{EndpointHeaders, EventTypeName, MessageId};
 use herald_signature::{standard, SignatureScheme, SigningKey};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::{redirect, Response, StatusCode};
@@ -135,6 +135,11 @@ pub struct AttemptOutcome {
     /// The start of the response body as [`response_text`] keeps it: at most
     /// `max_response_body` bytes of UTF-8 with no NUL, so every store can hold it.
     pub response_body: String,
+    /// The request's headers as the attempt log keeps them ([`headers_json`]);
+    /// `None` when the attempt failed before they were built.
+    pub request_headers: Option<String>,
+    /// The response's headers, the same way; `None` without a response.
+    pub response_headers: Option<String>,
     /// From just before the request until the kept body was read.
     pub duration: Duration,
     /// The receiver's `Retry-After` on a 429 or 503 (RFC 9110 §10.2.3).
@@ -150,11 +155,46 @@ impl AttemptOutcome {
             error_class: Some(class),
             error_detail: Some(detail),
             response_body: String::new(),
+            request_headers: None,
+            response_headers: None,
             duration: started.elapsed(),
             retry_after: None,
             success: false,
         }
     }
+}
+
+/// Most bytes of header names and values the attempt log keeps per request
+/// or response; headers past it are left out.
+const MAX_LOGGED_HEADER_BYTES: usize = 4096;
+/// What the attempt log keeps of a sensitive header's value.
+const REDACTED: &str = "[redacted]";
+
+/// Headers as the attempt log keeps them: a JSON object of name → value, a
+/// repeated name's values joined with ", ", credentials (the endpoint's
+/// sensitive headers, cookies) redacted, at most [`MAX_LOGGED_HEADER_BYTES`].
+pub fn headers_json(headers: &HeaderMap) -> String {
+    let mut kept: BTreeMap<&str, String> = BTreeMap::new();
+    let mut size = 0;
+    for (name, value) in headers {
+        let name = name.as_str();
+        let value = if EndpointHeaders::is_sensitive(name) || name == "set-cookie" {
+            REDACTED.to_owned()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        size += name.len() + value.len();
+        if size > MAX_LOGGED_HEADER_BYTES {
+            break;
+        }
+        kept.entry(name)
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    serde_json::to_string(&kept).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Sends delivery attempts over one pooled HTTP client. Cheap to clone.
@@ -213,6 +253,7 @@ impl Sender {
             Ok(headers) => headers,
             Err(detail) => return AttemptOutcome::failed(ErrorClass::Invalid, detail, started),
         };
+        let request_headers = headers_json(&headers);
         let sent = self
             .client
             .post(request.url)
@@ -220,7 +261,7 @@ impl Sender {
             .body(request.body)
             .send()
             .await;
-        let outcome = match sent {
+        let mut outcome = match sent {
             Ok(response) => self.read(response, started).await,
             Err(error) => {
                 let class = classify(&error);
@@ -229,6 +270,7 @@ impl Sender {
                 AttemptOutcome::failed(class, error_detail(&error.without_url()), started)
             }
         };
+        outcome.request_headers = Some(request_headers);
         tracing::debug!(
             status = outcome.status_code,
             error_class = outcome.error_class.map(ErrorClass::as_str),
@@ -250,6 +292,7 @@ impl Sender {
                 .and_then(|value| parse_retry_after(value, SystemTime::now())),
             _ => None,
         };
+        let response_headers = headers_json(response.headers());
         let mut body = Vec::new();
         while body.len() < self.max_response_body {
             match response.chunk().await {
@@ -268,6 +311,8 @@ impl Sender {
             error_class: ErrorClass::from_status(status.as_u16()),
             error_detail: None,
             response_body: response_text(&body, self.max_response_body),
+            request_headers: None,
+            response_headers: Some(response_headers),
             duration: started.elapsed(),
             retry_after,
             success: status.is_success(),

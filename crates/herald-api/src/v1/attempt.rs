@@ -10,6 +10,8 @@
 //! messages use), and the worker's relay hands them out. So a 202 here is as
 //! durable as a 202 for a message.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -188,6 +190,22 @@ pub struct MessageAttemptOut {
     pub error_class: Option<ErrorClass>,
     pub trigger_type: MessageAttemptTriggerType,
     pub timestamp: DateTime<Utc>,
+    /// Herald: the headers the request was sent with (credentials of the
+    /// endpoint's own headers redacted); absent for attempts made before
+    /// Herald kept them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<BTreeMap<String, String>>,
+    /// Herald: the response's headers, at most 4 KiB of them, cookies
+    /// redacted; absent without a response, once expunged, or without
+    /// `with_content`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<BTreeMap<String, String>>,
+}
+
+/// Headers as the store keeps them (a JSON object); a value that does not
+/// read as one is left out rather than failing the listing.
+fn stored_headers(json: Option<String>) -> Option<BTreeMap<String, String>> {
+    json.and_then(|json| serde_json::from_str(&json).ok())
 }
 
 impl MessageAttemptOut {
@@ -217,6 +235,8 @@ impl MessageAttemptOut {
                 AttemptTrigger::Manual => MessageAttemptTriggerType::Manual,
             },
             timestamp: attempt.created_at,
+            request_headers: stored_headers(attempt.request_headers),
+            response_headers: stored_headers(attempt.response_headers.filter(|_| with_content)),
         }
     }
 }
@@ -1088,6 +1108,8 @@ mod tests {
             status_code,
             error_class,
             response_body: None,
+            request_headers: None,
+            response_headers: None,
             duration_us: 1_500,
             trigger: AttemptTrigger::Scheduled,
             created_at: herald_store::now(),
