@@ -529,6 +529,21 @@ async function main() {
     async () => show(await rowIds(page, attemptRows)) === show(before),
     { describe: async () => show(await rowIds(page, attemptRows)) },
   );
+  // An attempt opens to the request's and response's headers, as the API has them.
+  const [attempt] = await attemptsOf(`/api/v1/app/${app.id}/attempt/msg/${shipped.id}`);
+  const item = page.locator(`[data-id="${attempt.id}"]`);
+  await item.locator('summary').click();
+  const requestHeaders = item.getByRole('table', { name: `Request headers of attempt ${attempt.id}` });
+  await requestHeaders.waitFor();
+  for (const name of ['webhook-id', 'webhook-timestamp', 'webhook-signature']) {
+    const row = requestHeaders.getByRole('row', { name: new RegExp(`^${name}\\b`) });
+    equal(
+      (await row.getByRole('cell').innerText()).trim(),
+      attempt.requestHeaders[name],
+      `the ${name} request header shown`,
+    );
+  }
+  await item.getByRole('table', { name: `Response headers of attempt ${attempt.id}` }).waitFor();
   await screenshot(page, 'message.png');
   await accessibility(page, 'message');
   const resend = page.getByRole('button', { name: /^Resend\b/ });
@@ -613,7 +628,7 @@ async function main() {
   );
   await portal.goto(`${BASE}/console#/app/${other.id}`);
   equal((await refusedOther).status(), 404, "the API's answer for the other application");
-  await portal.getByText(/not found/i).first().waitFor();
+  await portal.getByRole('heading', { name: 'Application not found', level: 1 }).waitFor();
   const shown = await pageText(portal);
   for (const [what, value] of [
     ['name', other.name],

@@ -1,9 +1,9 @@
 // What the pages of one application share: its name above the heading and
 // the "Application" navigation between endpoints, messages and event types.
 
-import { path, request } from '../api.js';
+import { ApiError, path, request } from '../api.js';
 import { href } from '../router.js';
-import { h } from '../ui.js';
+import { h, link } from '../ui.js';
 
 const SECTIONS = [
   { key: 'endpoints', label: 'Endpoints', target: (appId) => href('app', appId) },
@@ -19,7 +19,7 @@ const applications = new Map();
  * empty content element, which it returns with the h1.
  * `current` is the section the page belongs to; `exact` when it is that page.
  */
-export function appFrame({ main, appId, current, exact = true, title, signal }) {
+export function appFrame({ main, appId, current, exact = true, title, signal, session }) {
   const name = h('span', { class: 'app-name' }, applications.get(appId)?.name ?? appId);
   const nav = h('nav', { 'aria-label': 'Application', class: 'tabs' },
     h('ul', {}, SECTIONS.map((s) => h('li', {},
@@ -42,7 +42,23 @@ export function appFrame({ main, appId, current, exact = true, title, signal }) 
         applications.set(appId, app);
         name.textContent = app.name;
       })
-      .catch(() => { /* the id stays; the page reports its own errors */ });
+      .catch((error) => {
+        // Another tenant's application, or another one than a portal
+        // session's, is answered exactly like one that does not exist.
+        if (error instanceof ApiError && error.status === 404 && main.contains(heading)) {
+          notFound(main, session);
+        }
+        // Otherwise the id stays; the page reports its own errors.
+      });
   }
   return { heading, content };
+}
+
+/** What an application the session cannot see shows instead of its page. */
+function notFound(main, session) {
+  const home = session?.scope === 'app' && session.appId ? href('app', session.appId) : '#/';
+  main.replaceChildren(
+    h('h1', {}, 'Application not found'),
+    h('p', {}, 'There is no application at this address that this session can see. ',
+      link(home, 'Go to the start page'), '.'));
 }

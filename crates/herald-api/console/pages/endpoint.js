@@ -17,7 +17,7 @@ const RECOVER_MAX_DAYS = 14;
 export async function render(ctx) {
   const { main, route, signal } = ctx;
   const { appId, endpointId } = route.params;
-  const { heading, content } = appFrame({ main, appId, current: 'endpoints', exact: false, title: 'Endpoint', signal });
+  const { heading, content } = appFrame({ main, appId, current: 'endpoints', exact: false, title: 'Endpoint', signal, session: ctx.session });
   content.replaceChildren(loading());
 
   const base = path`/api/v1/app/${appId}/endpoint/${endpointId}`;

@@ -11,7 +11,7 @@ import { endpointStatus } from './endpoint-status.js';
 export async function render(ctx) {
   const { main, route, signal } = ctx;
   const { appId } = route.params;
-  const { content } = appFrame({ main, appId, current: 'endpoints', title: 'Endpoints', signal });
+  const { content } = appFrame({ main, appId, current: 'endpoints', title: 'Endpoints', signal, session: ctx.session });
   content.replaceChildren(loading());
 
   let endpoints;

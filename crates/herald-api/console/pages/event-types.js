@@ -10,7 +10,7 @@ export async function render(ctx) {
   const appId = route.params.appId;
   let content;
   if (appId) {
-    ({ content } = appFrame({ main, appId, current: 'event-types', title: 'Event types', signal }));
+    ({ content } = appFrame({ main, appId, current: 'event-types', title: 'Event types', signal, session: ctx.session }));
   } else {
     content = h('div', { class: 'page-content' });
     main.replaceChildren(h('h1', {}, 'Event types'), content);

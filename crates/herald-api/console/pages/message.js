@@ -13,7 +13,7 @@ import { appFrame } from './app-frame.js';
 export async function render(ctx) {
   const { main, route, signal } = ctx;
   const { appId, messageId } = route.params;
-  const { content } = appFrame({ main, appId, current: 'messages', exact: false, title: `Message ${messageId}`, signal });
+  const { content } = appFrame({ main, appId, current: 'messages', exact: false, title: `Message ${messageId}`, signal, session: ctx.session });
   content.replaceChildren(loading());
 
   const msgUrl = path`/api/v1/app/${appId}/msg/${messageId}`;
@@ -158,10 +158,30 @@ function attemptDetails(appId, a) {
       a.errorClass ? ['Failure class', a.errorClass] : null,
       ['Duration', formatMs(a.responseDurationMs)],
     ]),
+    h('h3', {}, 'Request headers'),
+    headersTable(a.requestHeaders, `Request headers of attempt ${a.id}`,
+      'Not recorded for this attempt.'),
+    h('h3', {}, 'Request body'),
+    h('p', { class: 'hint' }, 'The message payload shown on this page, byte for byte.'),
+    h('h3', {}, 'Response headers'),
+    headersTable(a.responseHeaders, `Response headers of attempt ${a.id}`,
+      'None: no response was received, or they were expunged.'),
     h('h3', {}, 'Response body'),
     a.response
       ? h('pre', { class: 'json', tabindex: '0', role: 'region', 'aria-label': `Response body of attempt ${a.id}` }, prettyIfJson(a.response))
       : h('p', { class: 'hint' }, 'Empty, expunged, or not received.'));
+}
+
+// Headers as the API reports them (name → value); credentials arrive redacted.
+function headersTable(headers, label, empty) {
+  const entries = Object.entries(headers || {});
+  if (entries.length === 0) {
+    return h('p', { class: 'hint' }, empty);
+  }
+  return h('table', { class: 'headers', 'aria-label': label },
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Value'))),
+    h('tbody', {}, entries.map(([name, value]) =>
+      h('tr', {}, h('th', { scope: 'row' }, h('code', {}, name)), h('td', {}, h('code', {}, value))))));
 }
 
 function prettyIfJson(text) {

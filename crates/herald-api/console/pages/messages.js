@@ -16,7 +16,7 @@ export async function render(ctx) {
   const { main, route, signal } = ctx;
   const { appId } = route.params;
   const filters = readFilters(route.query);
-  const { content } = appFrame({ main, appId, current: 'messages', title: 'Messages', signal });
+  const { content } = appFrame({ main, appId, current: 'messages', title: 'Messages', signal, session: ctx.session });
   const results = h('div', { class: 'results' }, loading());
   content.replaceChildren(filterForm(appId, filters, signal), results);
 
