@@ -30,9 +30,8 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::AppState;
 
-/// The console's files (`crates/herald-api/console/`). Release builds embed
-/// them; debug builds read them from the source tree, so a page can be
-/// changed without rebuilding.
+/// The console's files (`crates/herald-api/console/`), embedded in every
+/// build (`debug-embed`): what the tests drive is what a release serves.
 #[derive(RustEmbed)]
 #[folder = "console/"]
 struct Assets;
