@@ -237,6 +237,47 @@ herald_e2e::e2e_tests! {
             .call(&herald, Method::GET, &format!("/api/v1/app/{mine}"), None, false)
             .await;
         assert_eq!(ended.status, StatusCode::UNAUTHORIZED, "{ended:?}");
+
+        // Signing out of the portal ends the link's token too.
+        let token = portal_token(&herald, &mine, json!({})).await;
+        let session = open(&herald, json!({"token": token})).await.ok().unwrap();
+        let out = session.call(&herald, Method::DELETE, "/console/api/session", None, true).await;
+        assert_eq!(out.status, StatusCode::NO_CONTENT, "{out:?}");
+        let by_token = herald
+            .request(Method::GET, &format!("/api/v1/app/{mine}"), Some(&token), None)
+            .await;
+        assert_eq!(by_token.status, StatusCode::UNAUTHORIZED, "{by_token:?}");
+        assert!(open(&herald, json!({"token": token})).await.is_err());
+    }
+
+    async fn behind_https_the_cookie_is_a_secure_host_cookie() {
+        let Some(herald) = Herald::start().await else {
+            return;
+        };
+        let response = herald
+            .http
+            .post(format!("{}/console/api/session", herald.url))
+            .header("x-forwarded-proto", "https")
+            .json(&json!({"key": herald.tenant.key}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(set_cookie.starts_with("__Host-herald_console="), "{set_cookie}");
+        for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set_cookie.contains(attribute), "{set_cookie}");
+        }
+        assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+        let cookie = set_cookie.split(';').next().unwrap();
+        let apps = herald
+            .http
+            .get(format!("{}/api/v1/app", herald.url))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(apps.status(), StatusCode::OK);
     }
 
     async fn capabilities_bind_the_token_and_its_portal_session() {
@@ -301,6 +342,26 @@ herald_e2e::e2e_tests! {
         let attempts_token = portal_token(&herald, &app_id, json!({"capabilities": ["CreateAttempts"]})).await;
         let resent = herald.request(Method::POST, &resend, Some(&attempts_token), Some(json!({}))).await;
         assert_eq!(resent.status, StatusCode::ACCEPTED, "{resent:?}");
+
+        // Rotating without ViewEndpointSecret rotates but shows nothing.
+        let rotate_only = portal_token(&herald, &app_id, json!({"capabilities": ["ManageEndpointSecret"]})).await;
+        let before_rotation = herald.get(&secret_path).await.body["key"].clone();
+        let rotated = herald.request(Method::POST, &rotate, Some(&rotate_only), Some(json!({}))).await;
+        assert_eq!(rotated.status, StatusCode::NO_CONTENT, "{rotated:?}");
+        assert_eq!(rotated.body, Value::Null);
+        assert_ne!(herald.get(&secret_path).await.body["key"], before_rotation);
+        // A new kind of key is a new secret: ManageEndpoint alone cannot make one.
+        let manage = portal_token(&herald, &app_id, json!({"capabilities": ["ManageEndpoint"]})).await;
+        let endpoint_path = format!("/api/v1/app/{app_id}/endpoint/{ep}");
+        let rekey = herald
+            .request(Method::PATCH, &endpoint_path, Some(&manage), Some(json!({"signatureScheme": "ed25519"})))
+            .await;
+        assert_eq!(rekey.body["code"], "insufficient_capability", "{rekey:?}");
+        assert_eq!(herald.get(&endpoint_path).await.body["signatureScheme"], "standard");
+        let same_key = herald
+            .request(Method::PATCH, &endpoint_path, Some(&manage), Some(json!({"signatureScheme": "github"})))
+            .await;
+        assert_eq!(same_key.status, StatusCode::OK, "{same_key:?}");
 
         // Unknown capabilities and colours are refused.
         for bad in [json!({"capabilities": ["Everything"]}), json!({"accentColor": "red; x"})] {

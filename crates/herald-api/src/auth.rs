@@ -306,6 +306,17 @@ impl Principal {
         }
     }
 
+    /// Refuses (403 `insufficient_capability`) an app-scoped caller without
+    /// `capability`; a tenant has them all.
+    pub fn require(&self, capability: AppPortalCapability) -> Result<(), ApiError> {
+        match self {
+            Principal::App { capabilities, .. } if !capabilities.has(capability) => {
+                Err(crate::capability::missing(capability))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the caller may see `app_id`. An app token asking for another
     /// application gets the same 404 as for an application that does not exist.
     pub fn can_see(&self, app_id: &ApplicationId) -> bool {
@@ -424,7 +435,7 @@ impl FromRequestParts<AppState> for Principal {
             let route = parts
                 .extensions
                 .get::<MatchedPath>()
-                .map_or("", |path| path.as_str());
+                .map(MatchedPath::as_str);
             capabilities.check(&parts.method, route)?;
         }
         parts.extensions.insert(principal.clone());

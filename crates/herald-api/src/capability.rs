@@ -96,23 +96,29 @@ impl Capabilities {
     }
 
     /// Refuses (403 `insufficient_capability`) a request these capabilities do
-    /// not cover. `route` is the matched route's template.
-    pub fn check(self, method: &Method, route: &str) -> Result<(), ApiError> {
+    /// not cover. `route` is the matched route's template; without one (an
+    /// extractor run outside routing) a restricted token is refused.
+    pub fn check(self, method: &Method, route: Option<&str>) -> Result<(), ApiError> {
         if self.unrestricted {
             return Ok(());
         }
-        match needed(method, route) {
+        match route.and_then(|route| needed(method, route)) {
             Some(capability) if self.has(capability) => Ok(()),
-            Some(capability) => Err(ApiError::refused(
-                "insufficient_capability",
-                format!("this token does not have the {capability:?} capability"),
-            )),
+            Some(capability) => Err(missing(capability)),
             None => Err(ApiError::refused(
                 "insufficient_capability",
                 "a token with a list of capabilities cannot use this route",
             )),
         }
     }
+}
+
+/// The refusal of a request that needs `capability`.
+pub fn missing(capability: AppPortalCapability) -> ApiError {
+    ApiError::refused(
+        "insufficient_capability",
+        format!("this token does not have the {capability:?} capability"),
+    )
 }
 
 /// The capability a request to `route` (a route template) needs; `None` for
@@ -160,9 +166,12 @@ mod tests {
         assert!(caps.read_only());
         assert_eq!(caps.list(), vec![ViewBase]);
         let get = Method::GET;
-        assert!(caps.check(&get, "/api/v1/app/{app_id}/msg").is_ok());
+        assert!(caps.check(&get, Some("/api/v1/app/{app_id}/msg")).is_ok());
         assert!(caps
-            .check(&get, "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")
+            .check(
+                &get,
+                Some("/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret")
+            )
             .is_err());
         let post = Method::POST;
         for route in [
@@ -171,9 +180,11 @@ mod tests {
             "/api/v1/app/{app_id}/endpoint",
             "/api/v1/app/{app_id}/msg",
         ] {
-            assert!(caps.check(&post, route).is_err(), "{route}");
+            assert!(caps.check(&post, Some(route)).is_err(), "{route}");
         }
-        assert!(caps.check(&post, "/api/v1/auth/logout").is_ok());
+        assert!(caps.check(&post, Some("/api/v1/auth/logout")).is_ok());
+        // Outside routing nothing is known of the request: refused.
+        assert!(caps.check(&get, None).is_err());
     }
 
     #[test]
@@ -181,22 +192,27 @@ mod tests {
         let caps = Capabilities::listed(&[CreateAttempts], false);
         let post = Method::POST;
         assert!(caps
-            .check(&post, "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover")
+            .check(
+                &post,
+                Some("/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover")
+            )
             .is_ok());
         assert!(caps
             .check(
                 &Method::PATCH,
-                "/api/v1/app/{app_id}/endpoint/{endpoint_id}"
+                Some("/api/v1/app/{app_id}/endpoint/{endpoint_id}")
             )
             .is_err());
         let caps = Capabilities::listed(&[ManageEndpoint], false);
         assert!(caps
             .check(
                 &Method::DELETE,
-                "/api/v1/app/{app_id}/endpoint/{endpoint_id}"
+                Some("/api/v1/app/{app_id}/endpoint/{endpoint_id}")
             )
             .is_ok());
-        assert!(caps.check(&Method::PUT, "/api/v1/app/{app_id}").is_err());
+        assert!(caps
+            .check(&Method::PUT, Some("/api/v1/app/{app_id}"))
+            .is_err());
     }
 
     #[test]
@@ -206,7 +222,7 @@ mod tests {
         let caps = Capabilities::listed(&[ViewEndpointSecret], false);
         assert_eq!(Capabilities::from_claim(caps.to_claim().as_deref()), caps);
         assert!(Capabilities::UNRESTRICTED
-            .check(&Method::POST, "/api/v1/app/{app_id}/msg")
+            .check(&Method::POST, Some("/api/v1/app/{app_id}/msg"))
             .is_ok());
     }
 }

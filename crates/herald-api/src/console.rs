@@ -36,8 +36,12 @@ use crate::AppState;
 #[folder = "console/"]
 struct Assets;
 
-/// The session cookie's name.
+/// The session cookie's name over http.
 pub const COOKIE: &str = "herald_console";
+/// Its name over https: the `__Host-` prefix makes browsers refuse it unless
+/// it is `Secure`, host-only and for `/`, so a sibling subdomain cannot set
+/// one over a session.
+pub const SECURE_COOKIE: &str = "__Host-herald_console";
 /// The header state-changing requests repeat the session's CSRF token in.
 pub const CSRF_HEADER: &str = "x-herald-csrf";
 /// How long a session opened with a tenant key lasts.
@@ -68,9 +72,16 @@ pub async fn security_headers(State(state): State<AppState>, mut response: Respo
         state.config.console_frame_ancestors
     );
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
-    }
+    // The setting is checked at start-up; were it ever not a header value,
+    // the page is still served with a policy, one nobody may frame.
+    let value = HeaderValue::from_str(&csp).unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
+             frame-ancestors 'none'",
+        )
+    });
+    headers.insert(header::CONTENT_SECURITY_POLICY, value);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -189,11 +200,13 @@ async fn open_session(
             ))
         }
     };
-    let cookie = Cookie::build((COOKIE, state.jwt.issue_session(&claims)?))
+    let secure = is_https(&state, &headers);
+    let name = if secure { SECURE_COOKIE } else { COOKIE };
+    let cookie = Cookie::build((name, state.jwt.issue_session(&claims)?))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(is_https(&state, &headers))
+        .secure(secure)
         .expires(
             cookie::time::OffsetDateTime::from_unix_timestamp(claims.exp)
                 .map_err(|e| ApiError::Internal(e.into()))?,
@@ -220,17 +233,24 @@ async fn close_session(
 ) -> Result<Response, ApiError> {
     let claims = verified_session(&mut parts, &state).await?;
     let tenant_id = TenantId::parse(&claims.sub).map_err(|_| unauthorized())?;
-    state
-        .revoked_tokens
-        .revoke(&state, &tenant_id, &claims.jti, claims.expires_at())
-        .await?;
+    // A portal session's token goes too: signing out of the portal ends the
+    // link it was opened with, not only this browser's session.
+    for id in std::iter::once(&claims.jti).chain(claims.token.as_ref()) {
+        state
+            .revoked_tokens
+            .revoke(&state, &tenant_id, id, claims.expires_at())
+            .await?;
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    let mut cookie = Cookie::build((COOKIE, ""))
-        .path("/")
-        .http_only(true)
-        .build();
-    cookie.make_removal();
-    set_cookie(&mut response, &cookie);
+    for name in [COOKIE, SECURE_COOKIE] {
+        let mut cookie = Cookie::build((name, ""))
+            .path("/")
+            .http_only(true)
+            .secure(name == SECURE_COOKIE)
+            .build();
+        cookie.make_removal();
+        set_cookie(&mut response, &cookie);
+    }
     Ok(response)
 }
 
@@ -282,16 +302,21 @@ fn unauthorized() -> ApiError {
     ApiError::Unauthorized("not signed in to the console".into())
 }
 
-/// The request's session cookie, if any.
+/// The request's session cookie, if any: the `__Host-` one first.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
+    let cookies: Vec<Cookie<'_>> = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == COOKIE)
-        .map(|c| c.value().to_owned())
+        .collect();
+    [SECURE_COOKIE, COOKIE].into_iter().find_map(|name| {
+        cookies
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.value().to_owned())
+    })
 }
 
 /// The request's session, when its cookie is genuine, unexpired and not

@@ -423,12 +423,13 @@ impl Config {
         }
         for source in &sources {
             let keyword = matches!(*source, "'none'" | "'self'");
+            // An origin is exactly what the URL parser serialises it as: no
+            // path, query, fragment or user, and nothing (`;`, `,`) the parser
+            // lets through in a host but a CSP would read as more directives.
             let origin = url::Url::parse(source).ok().filter(|url| {
                 matches!(url.scheme(), "http" | "https")
-                    && url.host().is_some()
-                    && url.path() == "/"
-                    && url.query().is_none()
-                    && !source.ends_with('/')
+                    && url.origin().ascii_serialization() == *source
+                    && !source.contains([';', ','])
             });
             if !keyword && origin.is_none() {
                 bail!(
@@ -519,6 +520,42 @@ impl figment::Provider for HeraldEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_ancestors_are_origins_or_keywords_only() {
+        let with = |value: &str| Config {
+            console_frame_ancestors: value.into(),
+            ..Config::default()
+        };
+        for good in [
+            "'none'",
+            "'self'",
+            "https://app.example.com",
+            "  https://app.example.com   'self' http://localhost:3000 ",
+        ] {
+            assert!(with(good).console_frame_ancestors().is_ok(), "{good}");
+        }
+        assert_eq!(
+            with(" https://a.example  'self' ")
+                .console_frame_ancestors()
+                .unwrap(),
+            "https://a.example 'self'"
+        );
+        for bad in [
+            "",
+            "*",
+            "https://a.example/",
+            "https://a.example/path",
+            "https://a.example#;sandbox",
+            "https://user@a.example",
+            "https://a.example;script-src",
+            "ftp://a.example",
+            "'none' https://a.example",
+            "'unsafe-inline'",
+        ] {
+            assert!(with(bad).console_frame_ancestors().is_err(), "{bad:?}");
+        }
+    }
 
     /// docs/configuration.md's table and the struct cannot drift: every
     /// setting has a row, every row is a setting, and every default the table

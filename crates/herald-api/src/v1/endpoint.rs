@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -20,6 +21,7 @@ use herald_signature::SignatureScheme;
 use herald_store::{Application, Endpoint, EndpointHealth, EndpointSecrets};
 
 use crate::auth::Principal;
+use crate::capability::AppPortalCapability;
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::list::{ListParams, ListResponse};
@@ -394,8 +396,8 @@ impl EndpointFields {
 
     /// Replaces the endpoint's fields, checking the signature scheme against
     /// what the endpoint holds now.
-    fn apply_to(self, endpoint: &mut Endpoint) -> Result<(), ApiError> {
-        change_scheme(endpoint, &self.scheme)?;
+    fn apply_to(self, endpoint: &mut Endpoint, principal: &Principal) -> Result<(), ApiError> {
+        change_scheme(endpoint, &self.scheme, principal)?;
         endpoint.url = self.url;
         endpoint.description = self.description;
         endpoint.uid = self.uid;
@@ -460,8 +462,18 @@ impl EndpointFields {
 /// Applies a requested change of signature scheme to a stored endpoint: the
 /// result must not collide with its custom headers, and a change of key kind
 /// makes a new key ([`apply_scheme`]).
-fn change_scheme(endpoint: &mut Endpoint, change: &SchemeChange) -> Result<(), ApiError> {
+///
+/// A new key is a new secret: a portal token without `ManageEndpointSecret`
+/// may not make one this way either.
+fn change_scheme(
+    endpoint: &mut Endpoint,
+    change: &SchemeChange,
+    principal: &Principal,
+) -> Result<(), ApiError> {
     let scheme = change.resolve(&endpoint.signature_scheme)?;
+    if scheme.is_asymmetric() != endpoint.secrets.current.is_asymmetric() {
+        principal.require(AppPortalCapability::ManageEndpointSecret)?;
+    }
     let field = if change.name.is_some() {
         "signatureScheme"
     } else {
@@ -730,7 +742,7 @@ pub async fn update_endpoint(
             let endpoint =
                 modify_endpoint(&state, &principal, &app_id, existing.id.as_str(), |ep| {
                     was_disabled = ep.disabled;
-                    fields.clone().apply_to(ep)
+                    fields.clone().apply_to(ep, &principal)
                 })
                 .await?;
             let events = update_events(was_disabled, endpoint.disabled);
@@ -823,7 +835,7 @@ pub async fn patch_endpoint(
     let mut was_disabled = false;
     let endpoint = modify_endpoint(&state, &principal, &app_id, &endpoint_id, |endpoint| {
         was_disabled = endpoint.disabled;
-        change_scheme(endpoint, &scheme)?;
+        change_scheme(endpoint, &scheme, &principal)?;
         if let Some(url) = &url {
             endpoint.url = url.clone();
         }
@@ -930,6 +942,7 @@ pub async fn get_endpoint_secret(
     request_body = EndpointSecretRotateIn,
     responses(
         (status = 200, body = EndpointSecretOut),
+        (status = 204, description = "Rotated; a portal token without `ViewEndpointSecret` is not shown the new key"),
         (status = 401, body = HttpErrorOut), (status = 404, body = HttpErrorOut),
         (status = 422, body = HttpValidationError),
     ),
@@ -940,7 +953,7 @@ pub async fn rotate_endpoint_secret(
     principal: Principal,
     PathParams((app_id, endpoint_id)): PathParams<(String, String)>,
     JsonBody(input): JsonBody<EndpointSecretRotateIn>,
-) -> Result<Json<EndpointSecretOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let grace = input.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
     if grace > MAX_GRACE_SECONDS {
         return Err(ValidationError::new(
@@ -968,9 +981,16 @@ pub async fn rotate_endpoint_secret(
         Ok(())
     })
     .await?;
+    if principal
+        .require(AppPortalCapability::ViewEndpointSecret)
+        .is_err()
+    {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     Ok(Json(EndpointSecretOut {
         key: endpoint.secrets.current.shown(),
-    }))
+    })
+    .into_response())
 }
 
 /// Gets the endpoint's custom headers, with sensitive values withheld.
