@@ -593,6 +593,8 @@ async function main() {
   equal(portalUrl.origin + portalUrl.pathname, `${BASE}/console`, 'the app portal URL without its fragment');
   check(portalUrl.hash.startsWith('#token='), `the app portal URL carries no #token=: ${portalAccess.url}`);
   const portal = await newPage('portal');
+  // A fresh browser first asks whether it already has a session: it has none.
+  portal.expected.push({ method: 'GET', path: /^\/console\/api\/session$/, status: 401 });
   await portal.goto(portalAccess.url);
   await until('the token gone from the address bar', async () => !portal.url().includes('token='), {
     describe: async () => portal.url(),
@@ -618,6 +620,19 @@ async function main() {
   equal(portalSecret.body, secret, 'the secret as the full portal session reads it');
   await screenshot(portal, 'portal.png');
   await accessibility(portal, 'portal');
+
+  // A portal link opened over the tenant's own session asks before it
+  // replaces that session; declining keeps it.
+  step('a portal link over a tenant session asks first');
+  await page.goto(portalAccess.url);
+  const ask = page.getByRole('dialog', { name: 'Open the app portal?' });
+  await ask.waitFor();
+  await ask.getByRole('button', { name: 'Cancel' }).click();
+  await mainNav(page).getByRole('link', { name: 'Applications', exact: true }).waitFor();
+  equal((await session(page)).scope, 'tenant', 'the session after declining a portal link');
+  await until('the declined token gone from the address bar', async () => !page.url().includes('token='), {
+    describe: async () => page.url(),
+  });
 
   // ... sees its application only.
   step('the portal cannot open another application');
@@ -645,6 +660,8 @@ async function main() {
   step('a read-only app portal');
   const readOnlyAccess = await apiOk('POST', `/api/v1/auth/app-portal-access/${app.id}`, { readOnly: true });
   const readOnly = await newPage('read-only portal');
+  // A fresh browser first asks whether it already has a session: it has none.
+  readOnly.expected.push({ method: 'GET', path: /^\/console\/api\/session$/, status: 401 });
   await readOnly.goto(readOnlyAccess.url);
   await until('the token gone from the address bar', async () => !readOnly.url().includes('token='), {
     describe: async () => readOnly.url(),

@@ -4,7 +4,7 @@
 
 import * as api from './api.js';
 import * as router from './router.js';
-import { clearNotices, errorState, h, showError } from './ui.js';
+import { clearNotices, confirmDialog, errorState, h, showError } from './ui.js';
 import * as appsPage from './pages/apps.js';
 import * as endpointsPage from './pages/endpoints.js';
 import * as endpointPage from './pages/endpoint.js';
@@ -91,6 +91,21 @@ async function signInWithToken(hash) {
     token = decodeURIComponent(raw);
   } catch {
     // Not percent-encoded after all: the server judges it as it is.
+  }
+  // A link opened over a tenant's own session would silently replace it with
+  // a portal one (anyone can send a portal link): ask first.
+  const open = api.currentSession() ?? await api.loadSession().catch(() => null);
+  if (open?.scope === 'tenant') {
+    const proceed = await confirmDialog({
+      title: 'Open the app portal?',
+      message: `This link opens one application's portal and signs you out of the console of ${open.tenantName} in this browser.`,
+      confirmLabel: 'Open the portal',
+    });
+    if (!proceed) {
+      router.replace('#/');
+      startSession(open);
+      return;
+    }
   }
   // The token leaves the address bar once exchanged (so that whoever watches
   // the address knows the session is open), and also when it is refused.
