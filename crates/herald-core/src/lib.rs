@@ -15,6 +15,7 @@ pub mod value;
 
 pub use delivery::DeliveryState;
 pub use error_class::ErrorClass;
+pub use filter::EventTypeFilter;
 pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TaskId, TenantId};
 pub use secret::EndpointSecret;
 pub use value::{

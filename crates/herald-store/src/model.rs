@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use herald_core::{
     ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
-    EndpointUrl, ErrorClass, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
+    EndpointUrl, ErrorClass, EventTypeFilter, EventTypeName, FeatureFlag, MessageId, Metadata,
+    TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]
@@ -63,8 +64,8 @@ pub struct Endpoint {
     pub description: String,
     pub version: u16,
     pub disabled: bool,
-    /// `None` = every event type.
-    pub event_types: Option<Vec<EventTypeName>>,
+    /// `None` = every event type; else names and patterns (`order.*`, `*`).
+    pub event_types: Option<Vec<EventTypeFilter>>,
     /// `None` = every channel.
     pub channels: Option<Vec<ChannelName>>,
     pub metadata: Metadata,

@@ -77,7 +77,7 @@ use chrono::Utc;
 use herald_core::policy::RetryPolicySpec;
 use herald_core::{
     ApplicationId, AttemptId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, ErrorClass,
-    EventTypeName, IdOrUid, MessageId, TenantId, Uid,
+    EventTypeFilter, EventTypeName, IdOrUid, MessageId, TenantId, Uid,
 };
 use herald_store::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, Cursor, DeliveryCounts,
@@ -119,7 +119,7 @@ pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
         description: "d".into(),
         version: 1,
         disabled: false,
-        event_types: Some(vec![EventTypeName::parse("a.b").unwrap()]),
+        event_types: Some(vec![EventTypeFilter::parse("a.b").unwrap()]),
         channels: None,
         metadata: Default::default(),
         throttle_rate: None,
