@@ -50,6 +50,7 @@ macro_rules! contract_tests {
             drained_dead_letters_mark_only_deliveries_still_at_their_attempt,
             retention_expires_payloads_and_prunes_old_rows_but_nothing_in_flight,
             the_job_lease_has_one_holder_until_it_lapses,
+            sources_are_tenant_scoped_and_go_with_their_application,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -67,10 +68,12 @@ pub(crate) use contract_tests;
 mod dead_letters;
 mod operational;
 mod retention;
+mod sources;
 mod stats;
 pub use dead_letters::*;
 pub use operational::*;
 pub use retention::*;
+pub use sources::*;
 pub use stats::*;
 
 use chrono::Utc;
