@@ -105,6 +105,8 @@ pub struct IngestChallengeOut {
 enum Reason {
     UnknownSource,
     TooLarge,
+    /// The body arrived too slowly, or could not be read.
+    Unreadable,
     MissingSignature,
     MalformedSignature,
     StaleTimestamp,
@@ -123,6 +125,7 @@ impl Reason {
         match self {
             Self::UnknownSource => "unknown_source",
             Self::TooLarge => "too_large",
+            Self::Unreadable => "unreadable",
             Self::MissingSignature => "missing_signature",
             Self::MalformedSignature => "malformed_signature",
             Self::StaleTimestamp => "stale_timestamp",
@@ -259,9 +262,13 @@ async fn receive(
     let (tenant_id, source) = (&found.0, &found.1);
     let provider = source.kind.name();
     let refuse = |reason, error| Rejected::new(Some(provider), reason, error);
-    let (headers, body) = read(state, request)
-        .await
-        .map_err(|e| refuse(Reason::TooLarge, e))?;
+    let (headers, body) = read(state, request).await.map_err(|e| {
+        let reason = match e {
+            ApiError::PayloadTooLarge | ApiError::PayloadOverLimit { .. } => Reason::TooLarge,
+            _ => Reason::Unreadable,
+        };
+        refuse(reason, e)
+    })?;
 
     let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let tolerance = Duration::from_secs(u64::from(source.tolerance_seconds));
