@@ -105,7 +105,7 @@ fn inbound() -> Vec<Inbound> {
         Inbound {
             provider: "hmac",
             settings: json!({
-                "hmac": {"header": ACME, "algorithm": "sha512", "encoding": "base64", "prefix": "sha512="},
+                "hmac": {"header": ACME, "algorithm": "sha1", "encoding": "hex", "prefix": "sha1="},
                 "eventType": {"header": "X-Acme-Event"},
                 "eventId": {"pointer": "/delivery/id"},
             }),
@@ -141,9 +141,9 @@ fn signer(provider: &str) -> Signer {
         },
         "hmac" => Signer::Hmac(HmacSigning {
             header: ACME.to_owned(),
-            algorithm: "sha512".to_owned(),
-            encoding: "base64".to_owned(),
-            prefix: Some("sha512=".to_owned()),
+            algorithm: "sha1".to_owned(),
+            encoding: "hex".to_owned(),
+            prefix: Some("sha1=".to_owned()),
         }),
         other => panic!("no signer for {other}"),
     }

@@ -68,7 +68,7 @@ pub fn skip_or_fail<T>(service: &str, why: &str) -> Option<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HmacOptions {
     pub header: String,
-    /// `sha256`, `sha384` or `sha512`.
+    /// `sha256`, `sha384`, `sha512` or `sha1`.
     pub algorithm: String,
     /// `hex` or `base64`.
     pub encoding: String,

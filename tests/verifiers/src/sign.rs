@@ -26,7 +26,7 @@ const NODE_FILES: [&str; 3] = ["package.json", "package-lock.json", "signers.mjs
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HmacSigning {
     pub header: String,
-    /// `sha256`, `sha384` or `sha512`.
+    /// `sha256`, `sha384`, `sha512` or `sha1`.
     pub algorithm: String,
     /// `hex` or `base64`.
     pub encoding: String,

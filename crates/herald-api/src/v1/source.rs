@@ -254,6 +254,7 @@ fn hmac_scheme(options: &SourceHmacOptions) -> Result<HmacScheme, ValidationErro
         HmacAlgorithm::Sha256 => Algorithm::Sha256,
         HmacAlgorithm::Sha384 => Algorithm::Sha384,
         HmacAlgorithm::Sha512 => Algorithm::Sha512,
+        HmacAlgorithm::Sha1 => Algorithm::Sha1,
     };
     let encoding = match options.encoding {
         HmacEncoding::Hex => Encoding::Hex,
@@ -269,6 +270,7 @@ fn hmac_out(hmac: &HmacSource) -> SourceHmacOptions {
             Algorithm::Sha256 => HmacAlgorithm::Sha256,
             Algorithm::Sha384 => HmacAlgorithm::Sha384,
             Algorithm::Sha512 => HmacAlgorithm::Sha512,
+            Algorithm::Sha1 => HmacAlgorithm::Sha1,
         },
         encoding: match hmac.signature.encoding() {
             Encoding::Hex => HmacEncoding::Hex,
