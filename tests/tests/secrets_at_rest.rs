@@ -1,6 +1,6 @@
 //! Secrets at rest, in both topologies: with `HERALD_MAIN_KEY` set, no table
-//! holds an endpoint secret or a sensitive header value in plaintext, and
-//! deliveries still verify; a rotation keeps old data readable and `herald
+//! holds an endpoint secret, a sensitive header value or a source's secret in
+//! plaintext, and deliveries and inbound webhooks still verify; a rotation keeps old data readable and `herald
 //! main-key reseal` moves everything to the new key; a wrong or missing key
 //! stops the server at start.
 
@@ -18,6 +18,8 @@ const KEY_1: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const KEY_2: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const WRONG: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
 const SENSITIVE: &str = "Bearer do-not-store-me-7f3a";
+/// A Stripe-style secret a source verifies `/ingest` requests with.
+const SOURCE_SECRET: &str = "whsec_source-secret-never-stored-9c1e";
 
 /// Every row of every table of the server's database, as text.
 async fn every_row(herald: &Herald) -> String {
@@ -142,7 +144,7 @@ async fn delivered(
 /// The secrets in the database must be sealed, each with `key_id`.
 async fn assert_sealed(herald: &Herald, secrets: &[&str], key_id: &str) {
     let rows = every_row(herald).await;
-    for secret in secrets.iter().chain([&SENSITIVE]) {
+    for secret in secrets.iter().chain([&SENSITIVE, &SOURCE_SECRET]) {
         // The key's body, without its prefix, is what must not appear.
         let body = secret.rsplit('_').next().unwrap();
         assert!(!rows.contains(body), "{secret} is stored in plaintext");
@@ -154,6 +156,53 @@ async fn assert_sealed(herald: &Herald, secrets: &[&str], key_id: &str) {
             "not sealed with {key_id}: {stored}"
         );
     }
+}
+
+/// The `secret` column of every source.
+async fn stored_source_secrets(herald: &Herald) -> Vec<String> {
+    let mut db = common::db(herald).await;
+    let sql = match Backend::current() {
+        Backend::Services => "SELECT secret::text FROM source",
+        Backend::Embedded => "SELECT secret FROM source",
+    };
+    sqlx::query_scalar(sql).fetch_all(&mut db).await.unwrap()
+}
+
+/// A Stripe source with [`SOURCE_SECRET`], for an application of its own
+/// (no endpoint: the deliveries checked here are the messages'); its id.
+async fn source(herald: &Herald) -> String {
+    let app = herald
+        .post("/api/v1/app", json!({"name": "B", "uid": "b"}))
+        .await;
+    assert_eq!(app.status, 201, "{app:?}");
+    let created = herald
+        .post(
+            "/api/v1/source",
+            json!({"appId": "b", "provider": "stripe", "secret": SOURCE_SECRET}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Posts a Stripe-signed event to the source: it must verify with the
+/// secret, whatever key sealed it.
+async fn ingested(herald: &Herald, source_id: &str, n: usize) {
+    let body = format!(r#"{{"id":"evt_{n}","object":"event","type":"charge.succeeded"}}"#);
+    let now = herald_signature::unix_now();
+    let signature =
+        herald_signature::stripe::header(&[SOURCE_SECRET.as_bytes()], now, body.as_bytes())
+            .unwrap();
+    let reply = herald
+        .http
+        .post(format!("{}/ingest/{source_id}", herald.url))
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 202, "{:?}", reply.text().await);
 }
 
 /// The key id Herald prints at start for the key it seals with.
@@ -189,7 +238,12 @@ herald_e2e::e2e_tests! {
         let ed = receiver.wait_for("ed", 1, Duration::from_secs(20)).await;
         assert_eq!(ed.len(), 1, "not delivered; server log:\n{}", herald.log());
         assert_eq!(ed[0].verify(&SignatureScheme::Ed25519, &ed_key), Ok(()));
+        let source_id = source(&herald).await;
+        ingested(&herald, &source_id, 1).await;
         assert_sealed(&herald, &[&std_key], &key_1).await;
+        for stored in stored_source_secrets(&herald).await {
+            assert!(stored.contains(&format!("v1.{key_1}.")), "not sealed: {stored}");
+        }
         let mut db = common::db(&herald).await;
         let jwt: String =
             sqlx::query_scalar("SELECT value FROM server_setting WHERE name = 'jwt_secret'")
@@ -210,12 +264,19 @@ herald_e2e::e2e_tests! {
         let (status, out) = herald.cli(&["main-key", "reseal"]).await;
         assert!(status.success(), "{out}");
         assert!(out.contains("2 endpoints rewritten"), "{out}");
+        assert!(out.contains("1 sources rewritten"), "{out}");
         assert_sealed(&herald, &[&std_key], &key_2).await;
+        for stored in stored_source_secrets(&herald).await {
+            assert!(stored.contains(&format!("v1.{key_2}.")), "not resealed: {stored}");
+        }
 
         // Without the old key now, the server starts and still delivers.
         herald.set_env("HERALD_MAIN_KEY_PREVIOUS", None);
         herald.restart().await;
         delivered(&herald, &receiver, "std", &SignatureScheme::Standard, &std_key).await;
+        ingested(&herald, &source_id, 2).await;
+        let shown = herald.get(&format!("/api/v1/source/{source_id}/secret")).await;
+        assert_eq!(shown.body["key"], SOURCE_SECRET, "{shown:?}");
 
         // A wrong key, or none, stops the start with a clear error.
         herald.set_env("HERALD_MAIN_KEY", Some(WRONG));

@@ -47,6 +47,7 @@ fn endpoint_settings() -> Vec<(&'static str, Value)> {
             "hmac-sha512-base64",
             hmac("X-Signature-512", "sha512", "base64"),
         ),
+        ("hmac-sha1-hex", hmac("X-Signature-1", "sha1", "hex")),
     ]
 }
 

@@ -45,7 +45,7 @@ type Candidates = StoreResult<Option<(Application, Vec<Endpoint>)>>;
 /// A message to accept, with what its deliveries' tasks carry to the worker.
 pub struct Accepted {
     pub new: NewMessage,
-    /// The payload, as stored.
+    /// The payload as stored, or the JSON value of it (see `hand_off`).
     pub payload: Box<RawValue>,
     /// The `updated_at` of each of `new.endpoint_ids`, as read for the fan-out.
     pub endpoint_versions: Vec<DateTime<Utc>>,
@@ -148,7 +148,14 @@ async fn hand_off(store: &dyn Store, queue: &dyn Queue, stored: Vec<(&NewMessage
     for (new, (payload, versions)) in stored {
         handed.push(new);
         let message = &new.message;
-        let content = (payload.get().len() <= MAX_CARRIED_PAYLOAD).then(|| {
+        // A payload stored with whitespace around its JSON (an inbound body
+        // kept byte for byte) is not what the raw value holds: the worker
+        // reads the stored bytes then.
+        let exact = message
+            .payload
+            .as_ref()
+            .is_some_and(|stored| stored.len() == payload.get().len());
+        let content = (exact && payload.get().len() <= MAX_CARRIED_PAYLOAD).then(|| {
             Arc::new(MessageContent {
                 event_type: message.event_type.clone(),
                 payload,

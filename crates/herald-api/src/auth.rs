@@ -42,7 +42,7 @@ pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1)
 pub struct KeyCache(moka::sync::Cache<Vec<u8>, TenantId>);
 
 /// A cache of up to 10,000 answers, each trusted for [`KEY_CACHE_TTL`].
-fn short_lived_cache<K, V>() -> moka::sync::Cache<K, V>
+pub(crate) fn short_lived_cache<K, V>() -> moka::sync::Cache<K, V>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,

@@ -39,6 +39,10 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("{0}")]
     Unauthorized(String),
+    /// 401 for a request a signature authenticates (`/ingest`), with the
+    /// reason as its code.
+    #[error("{detail}")]
+    SignatureRefused { code: &'static str, detail: String },
     #[error("{0}")]
     Forbidden(String),
     /// Forbidden, with a more precise code than `insufficient_access`.
@@ -158,6 +162,9 @@ impl IntoResponse for ApiError {
             Self::BadRequest { code, detail } => error_body(StatusCode::BAD_REQUEST, code, detail),
             Self::Unauthorized(detail) => {
                 error_body(StatusCode::UNAUTHORIZED, "authentication_failed", detail)
+            }
+            Self::SignatureRefused { code, detail } => {
+                error_body(StatusCode::UNAUTHORIZED, code, detail)
             }
             Self::Forbidden(detail) => {
                 error_body(StatusCode::FORBIDDEN, "insufficient_access", detail)

@@ -13,6 +13,7 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod ingest;
 pub mod limits;
 pub mod list;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub revoked_tokens: auth::RevokedTokens,
     /// Each tenant's message rate.
     pub message_rate: limits::MessageRate,
+    /// Sources recently read by `/ingest`.
+    pub sources: ingest::SourceCache,
 }
 
 /// The whole HTTP application. Every route answers with or without a trailing
@@ -93,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(console)
         .merge(admin::router())
+        .merge(ingest::router())
         .merge(metrics::routes(state.config.metrics_token.clone()))
         .route(
             "/api/v1/openapi.json",

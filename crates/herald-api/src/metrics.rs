@@ -42,6 +42,8 @@ pub const HTTP_REQUEST_DURATION: &str = "herald_http_request_duration_seconds";
 pub const MESSAGES_ACCEPTED: &str = "herald_messages_accepted_total";
 pub const ACCEPT_BATCHES: &str = "herald_accept_batches_total";
 pub const MESSAGES_RATE_LIMITED: &str = "herald_messages_rate_limited_total";
+pub const INGEST_RECEIVED: &str = "herald_ingest_received_total";
+pub const INGEST_REJECTED: &str = "herald_ingest_rejected_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -95,6 +97,14 @@ fn describe() {
         MESSAGES_RATE_LIMITED,
         "Messages refused with 429 because their tenant was over HERALD_TENANT_MESSAGE_RATE"
     );
+    metrics::describe_counter!(
+        INGEST_RECEIVED,
+        "Inbound webhooks verified on /ingest, by provider and outcome (stored, duplicate, challenge)"
+    );
+    metrics::describe_counter!(
+        INGEST_REJECTED,
+        "Inbound webhooks refused on /ingest, by provider (unknown for an unknown source) and reason"
+    );
 }
 
 /// Registers the API's unlabelled series at zero, so they are scraped (and
@@ -114,6 +124,18 @@ pub fn message_rate_limited() {
 /// Counts a transaction of the accept batcher (of `_size` messages).
 pub fn accept_batch(_size: usize) {
     metrics::counter!(ACCEPT_BATCHES).increment(1);
+}
+
+/// Counts a verified inbound webhook: `outcome` is `stored`, `duplicate`
+/// or `challenge`.
+pub fn ingest_received(provider: &'static str, outcome: &'static str) {
+    metrics::counter!(INGEST_RECEIVED, "provider" => provider, "outcome" => outcome).increment(1);
+}
+
+/// Counts an inbound webhook refused for `reason` (a fixed set, see
+/// `ingest.rs`); `provider` is `unknown` when the source is.
+pub fn ingest_rejected(provider: &'static str, reason: &'static str) {
+    metrics::counter!(INGEST_REJECTED, "provider" => provider, "reason" => reason).increment(1);
 }
 
 /// Counts a message stored for delivery.

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, error, list, v1};
+use crate::{admin, error, ingest, list, v1};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -71,6 +71,13 @@ use crate::{admin, error, list, v1};
         v1::operational::delete_operational_endpoint,
         v1::operational::get_operational_endpoint_secret,
         v1::operational::rotate_operational_endpoint_secret,
+        v1::source::list_sources,
+        v1::source::create_source,
+        v1::source::get_source,
+        v1::source::patch_source,
+        v1::source::delete_source,
+        v1::source::get_source_secret,
+        ingest::ingest,
         admin::create_tenant,
         admin::list_tenants,
         admin::get_tenant,
@@ -94,6 +101,7 @@ use crate::{admin, error, list, v1};
         (name = "Dead Letter", description = "Deliveries that exhausted their retry schedule: listing and redrive."),
         (name = "Stats", description = "Herald's delivery stats: latency percentiles, success rates and failures by class for any window."),
         (name = "Operational Webhook Endpoint", description = "Where a tenant receives Herald's own events about its endpoints and deliveries."),
+        (name = "Source", description = "Herald extension: inbound webhooks. A source receives a provider's webhooks (Stripe, GitHub, Shopify, Slack, Standard Webhooks, a custom HMAC header) at `/ingest/{source_id}`, verifies their signatures and turns them into messages of an application."),
         (name = "Authentication", description = "Application-scoped tokens."),
         (name = "Health", description = "Liveness and readiness."),
         (name = "Admin", description = "Operator routes: tenants and API keys. Enabled by HERALD_ADMIN_TOKEN."),

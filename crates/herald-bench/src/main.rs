@@ -7,6 +7,11 @@
 //! other processes, and of the whole machine) and a pgbench ceiling. See
 //! `docs/benchmarks.md`.
 //!
+//! The `ingest` scenario drives Herald's inbound webhooks instead of
+//! `POST …/msg`: it registers a Stripe source (a Herald extension, `/api/v1/
+//! source`) and posts Stripe-signed events to `/ingest/{source_id}`, which
+//! Herald verifies and relays to one endpoint whose filter is a wildcard.
+//!
 //! `herald-bench floor-broker …` measures RabbitMQ's floor instead (see
 //! `src/floor.rs`).
 
@@ -47,13 +52,17 @@ enum Scenario {
     /// Eight fast endpoints, a slow one (--slow-delay-ms) and an always
     /// failing one: are the fast ones isolated from the others?
     Mixed,
+    /// Inbound webhooks (Herald only): Stripe-signed events posted to
+    /// `/ingest/{source_id}` of a Stripe source, relayed to one fast endpoint
+    /// filtered on `payment_intent.*`.
+    Ingest,
 }
 
 impl Scenario {
     fn behaviours(self, slow_delay_ms: u64) -> Vec<Behaviour> {
         let fast = |n| vec![Behaviour::Fast; n];
         match self {
-            Scenario::Single => fast(1),
+            Scenario::Single | Scenario::Ingest => fast(1),
             Scenario::Fanout => fast(10),
             Scenario::Fanout8 => fast(8),
             Scenario::Mixed => {
@@ -222,6 +231,7 @@ async fn set_up(
     run_id: &str,
     receiver: SocketAddr,
     endpoints: usize,
+    filter: Option<&[&str]>,
 ) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
     let res = api
         .post(
@@ -249,6 +259,7 @@ async fn set_up(
                     "url": format!("http://{receiver}/e/{index}"),
                     "uid": format!("ep-{index}"),
                     "description": "herald-bench receiver",
+                    "filterTypes": filter,
                 }),
             )
             .await?;
@@ -268,10 +279,38 @@ fn payload(seq: u64, sent_at_us: u64) -> Value {
     json!({"seq": seq, "sentAtUs": sent_at_us})
 }
 
+/// The event type of the ingest scenario's events, and its endpoint's filter.
+const INGEST_EVENT_TYPE: &str = "payment_intent.succeeded";
+const INGEST_FILTER: &[&str] = &["payment_intent.*"];
+
+/// Creates a Stripe source of `app_id` with a fresh secret; its ingest URL
+/// and the secret's bytes (what Stripe keys its signature with).
+async fn set_up_source(api: &Api, app_id: &str, run_id: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    let secret = format!("whsec_{run_id}");
+    let source = api
+        .post_ok(
+            "/source",
+            &json!({"appId": app_id, "provider": "stripe", "secret": secret,
+                    "description": "herald-bench"}),
+        )
+        .await?;
+    let id = str_field(&source, "id")?;
+    Ok((format!("{}/ingest/{id}", api.base), secret.into_bytes()))
+}
+
+/// Where the load goes.
+enum Target {
+    /// `POST /api/v1/app/{app}/msg` with the tenant's key.
+    Messages { path: String },
+    /// `POST /ingest/{source_id}`, each body a Stripe event signed as Stripe
+    /// signs (`Stripe-Signature`, the current second).
+    Ingest { url: String, secret: Vec<u8> },
+}
+
 /// Shared by every send.
 struct Load {
     api: Api,
-    msg_path: String,
+    target: Target,
     run_id: String,
     /// When sending began, by both clocks.
     started: Instant,
@@ -293,16 +332,41 @@ impl Load {
 
     /// Posts message `seq`; `Err` names the kind of failure.
     async fn send(&self, seq: u64, sent_at_us: u64) -> Result<(), String> {
-        let body = json!({
-            "eventType": EVENT_TYPE,
-            "eventId": format!("{}-{seq}", self.run_id),
-            "payload": payload(seq, sent_at_us),
-        });
-        let res = self
-            .api
-            .post(&self.msg_path, &body)
-            .await
-            .map_err(|_| "transport".to_owned())?;
+        let sent = match &self.target {
+            Target::Messages { path } => {
+                let body = json!({
+                    "eventType": EVENT_TYPE,
+                    "eventId": format!("{}-{seq}", self.run_id),
+                    "payload": payload(seq, sent_at_us),
+                });
+                self.api.post(path, &body).await
+            }
+            Target::Ingest { url, secret } => {
+                // A Stripe event's shape, with the fields the receiver reads.
+                let body = json!({
+                    "id": format!("evt_{}_{seq}", self.run_id),
+                    "object": "event",
+                    "type": INGEST_EVENT_TYPE,
+                    "seq": seq,
+                    "sentAtUs": sent_at_us,
+                    "data": {"object": {"id": format!("pi_{seq}"), "amount": 2000, "currency": "usd"}},
+                })
+                .to_string();
+                let now = (unix_micros() / 1_000_000) as i64;
+                let signature = herald_signature::stripe::header(&[secret], now, body.as_bytes())
+                    .map_err(|_| "signing".to_owned())?;
+                self.api
+                    .client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header(herald_signature::stripe::HEADER, signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        };
+        let res = sent.map_err(|_| "transport".to_owned())?;
         let status = res.status();
         // Read the answer so the connection goes back to the pool.
         let read = res.bytes().await;
@@ -483,8 +547,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let receiver = Receiver::new(verify, behaviours.clone());
     let receiver_addr = receiver::start(receiver.clone(), args.receiver_addr).await?;
-    let (app_id, secrets) = set_up(&api, &run_id, receiver_addr, endpoints).await?;
+    let ingest = args.endpoints.is_empty() && args.scenario == Scenario::Ingest;
+    let filter = ingest.then_some(INGEST_FILTER);
+    let (app_id, secrets) = set_up(&api, &run_id, receiver_addr, endpoints, filter).await?;
     receiver.set_secrets(secrets);
+    let target = match ingest {
+        true => {
+            let (url, secret) = set_up_source(&api, &app_id, &run_id).await?;
+            Target::Ingest { url, secret }
+        }
+        false => Target::Messages {
+            path: format!("/app/{app_id}/msg"),
+        },
+    };
     eprintln!(
         "herald-bench: app {app_id}, {endpoints} endpoint(s) on http://{receiver_addr}, \
          scenario {scenario}, {}, {}",
@@ -502,7 +577,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu = cpu::Sampler::start(&args.server_pids, &args.cpu_pids, &args.cpu_pid_trees);
     let load = Arc::new(Load {
         api,
-        msg_path: format!("/app/{app_id}/msg"),
+        target,
         run_id,
         started: Instant::now(),
         started_us: unix_micros(),

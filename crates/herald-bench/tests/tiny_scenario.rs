@@ -200,6 +200,25 @@ async fn closed_loop_single_endpoint() {
 }
 
 #[tokio::test]
+async fn ingest_posts_stripe_signed_events_to_a_source() {
+    let server = Server::start("ingest").await;
+    let report = server
+        .bench(&[
+            "--scenario",
+            "ingest",
+            "--messages",
+            "100",
+            "--concurrency",
+            "8",
+        ])
+        .await;
+    // Every event verified, stored and relayed through the wildcard filter.
+    assert_complete(&report, 100, 1);
+    assert_eq!(report["scenario"], "ingest");
+    assert_eq!(report["api_errors"], 0, "{report:#}");
+}
+
+#[tokio::test]
 async fn open_loop_mixed_endpoints() {
     let server = Server::start("mixed").await;
     let report = server

@@ -134,6 +134,11 @@ typed_id!(
     AttemptId, "atmpt_", "attempt"
 );
 typed_id!(
+    /// A source of inbound webhooks: where a provider posts (`/ingest/{id}`).
+    /// Sources have no uid, so `src_` need not be refused in uids.
+    SourceId, "src_", "source"
+);
+typed_id!(
     /// A background task started by a request (an endpoint recovery).
     TaskId, "qtask_", "task"
 );

@@ -10,12 +10,16 @@ pub mod operational;
 pub mod policy;
 pub mod retry;
 pub mod secret;
+pub mod source;
 pub mod stats;
 pub mod value;
 
 pub use delivery::DeliveryState;
 pub use error_class::ErrorClass;
-pub use id::{ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, TaskId, TenantId};
+pub use filter::EventTypeFilter;
+pub use id::{
+    ApiKeyId, ApplicationId, AttemptId, EndpointId, MessageId, SourceId, TaskId, TenantId,
+};
 pub use secret::EndpointSecret;
 pub use value::{
     ChannelName, EndpointHeaders, EndpointUrl, EventTypeName, FeatureFlag, IdOrUid, Metadata, Uid,

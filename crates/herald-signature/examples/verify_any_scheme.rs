@@ -126,6 +126,7 @@ fn parse_scheme(name: &str, options: &HmacOptions) -> Result<SignatureScheme, St
                 "sha256" => Algorithm::Sha256,
                 "sha384" => Algorithm::Sha384,
                 "sha512" => Algorithm::Sha512,
+                "sha1" => Algorithm::Sha1,
                 other => return Err(format!("unknown HMAC algorithm {other:?}")),
             };
             let encoding = match options.encoding.as_str() {

@@ -1,6 +1,7 @@
 //! A configurable HMAC header for receivers with their own convention: a header
-//! name, an algorithm (HMAC-SHA256/384/512, RFC 2104 over FIPS 180-4) and an
-//! encoding (hex or base64) of the HMAC of the body.
+//! name, an algorithm (HMAC-SHA256/384/512, RFC 2104 over FIPS 180-4, or
+//! HMAC-SHA1 for the conventions that still use it) and an encoding (hex or
+//! base64) of the HMAC of the body.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -23,6 +24,11 @@ pub enum Algorithm {
     Sha384,
     /// HMAC-SHA512.
     Sha512,
+    /// HMAC-SHA1, for senders and receivers that still use it (GitHub's
+    /// legacy `X-Hub-Signature`, Twilio-style callbacks). Collisions in SHA-1
+    /// do not carry over to HMAC-SHA1 (RFC 6194), but prefer SHA-256 wherever
+    /// both sides can.
+    Sha1,
 }
 
 /// How the tag is written into the header.
@@ -163,6 +169,10 @@ mod tests {
             "de840a55513d168e315bd06102b68173f217a73b400a5f0c80fe9815d66018f4140abc170be2c6a1f0ea738e40452cdb"
         );
         assert_eq!(
+            scheme(Algorithm::Sha1, Encoding::Hex).sign(b"whsec_test", b"{}"),
+            "c2ab738e153d2aa7fc8714f684c69290c3d3a0fe"
+        );
+        assert_eq!(
             scheme(Algorithm::Sha512, Encoding::Base64).sign(b"whsec_test", b"{}"),
             "ZeOEiIF3OggdnETVXTQMMqKMbyO8v7RIxiyLVXZ89Xcjf5wrnL+xfs5QsTozYztcvbfl8Qlis5k2vtlR+Py/9w=="
         );
@@ -170,7 +180,12 @@ mod tests {
 
     #[test]
     fn every_combination_round_trips_and_refuses_tampering() {
-        for algorithm in [Algorithm::Sha256, Algorithm::Sha384, Algorithm::Sha512] {
+        for algorithm in [
+            Algorithm::Sha256,
+            Algorithm::Sha384,
+            Algorithm::Sha512,
+            Algorithm::Sha1,
+        ] {
             for encoding in [Encoding::Hex, Encoding::Base64] {
                 let scheme = scheme(algorithm, encoding);
                 let value = scheme.sign(b"key", b"body");

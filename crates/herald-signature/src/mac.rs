@@ -1,7 +1,9 @@
-//! HMAC (RFC 2104) over SHA-2 (FIPS 180-4), shared by every scheme, with the one
-//! constant-time comparison they all use.
+//! HMAC (RFC 2104) over SHA-2 (FIPS 180-4), or SHA-1 for the custom header
+//! when asked, shared by every scheme, with the one constant-time comparison
+//! they all use.
 
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::custom::Algorithm;
@@ -13,6 +15,7 @@ pub(crate) enum Keyed {
     Sha256(Hmac<Sha256>),
     Sha384(Hmac<Sha384>),
     Sha512(Hmac<Sha512>),
+    Sha1(Hmac<Sha1>),
 }
 
 // HMAC accepts keys of any length (RFC 2104 §2 hashes long keys and pads short
@@ -41,6 +44,10 @@ impl Keyed {
                 Hmac::new_from_slice(key).expect(ANY_KEY_LENGTH),
                 parts,
             )),
+            Algorithm::Sha1 => Self::Sha1(feed(
+                Hmac::new_from_slice(key).expect(ANY_KEY_LENGTH),
+                parts,
+            )),
         }
     }
 
@@ -55,6 +62,7 @@ impl Keyed {
             Self::Sha256(mac) => mac.finalize().into_bytes().to_vec(),
             Self::Sha384(mac) => mac.finalize().into_bytes().to_vec(),
             Self::Sha512(mac) => mac.finalize().into_bytes().to_vec(),
+            Self::Sha1(mac) => mac.finalize().into_bytes().to_vec(),
         }
     }
 
@@ -65,6 +73,7 @@ impl Keyed {
             Self::Sha256(mac) => mac.verify_slice(candidate).is_ok(),
             Self::Sha384(mac) => mac.verify_slice(candidate).is_ok(),
             Self::Sha512(mac) => mac.verify_slice(candidate).is_ok(),
+            Self::Sha1(mac) => mac.verify_slice(candidate).is_ok(),
         }
     }
 }

@@ -32,13 +32,15 @@ pub mod postgres;
 mod retention;
 mod rows;
 pub mod sealing;
+mod source;
 pub mod sqlite;
 mod stats;
 mod tenant;
 
 use async_trait::async_trait;
 use herald_core::{
-    ApiKeyId, ApplicationId, AttemptId, EndpointId, EventTypeName, IdOrUid, MessageId, TenantId,
+    ApiKeyId, ApplicationId, AttemptId, EndpointId, EventTypeName, IdOrUid, MessageId, SourceId,
+    TenantId,
 };
 
 use db::Db;
@@ -51,7 +53,7 @@ pub use retention::{PrunedBatch, Retention};
 pub mod prelude {
     pub use crate::{
         ApplicationStore, AttemptLog, DeliveryStore, EndpointStore, EventTypeStore, MessageLog,
-        OperationalOutbox, Outbox, Retention, StatsStore, Store, TenantStore,
+        OperationalOutbox, Outbox, Retention, SourceStore, StatsStore, Store, TenantStore,
     };
 }
 pub use page::{Cursor, ListQuery, Ordering, Page, Payloads};
@@ -184,6 +186,7 @@ pub trait Store:
     + ApplicationStore
     + EndpointStore
     + EventTypeStore
+    + SourceStore
     + MessageLog
     + DeliveryStore
     + StatsStore
@@ -352,6 +355,31 @@ pub trait EventTypeStore: Send + Sync + 'static {
         tenant_id: &TenantId,
         names: &[EventTypeName],
     ) -> StoreResult<Vec<EventTypeName>>;
+}
+
+/// A tenant's sources of inbound webhooks.
+#[async_trait]
+pub trait SourceStore: Send + Sync + 'static {
+    async fn insert_source(&self, tenant_id: &TenantId, source: &Source) -> StoreResult<()>;
+    /// Writes `source` if its stored `updated_at` is still `expected_updated_at`.
+    async fn update_source(
+        &self,
+        tenant_id: &TenantId,
+        source: &Source,
+        expected_updated_at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
+    async fn source(&self, tenant_id: &TenantId, id: &SourceId) -> StoreResult<Option<Source>>;
+    async fn list_sources(
+        &self,
+        tenant_id: &TenantId,
+        query: &ListQuery,
+    ) -> StoreResult<Page<Source>>;
+    /// Deletes a source; returns false when absent.
+    async fn delete_source(&self, tenant_id: &TenantId, id: &SourceId) -> StoreResult<bool>;
+    /// The source with this id and its tenant. Not tenant-scoped: it is how
+    /// a request to `/ingest/{source_id}`, which its signature authenticates,
+    /// finds its tenant (as [`TenantStore::api_key_by_hash`] does for a key).
+    async fn source_by_id(&self, id: &SourceId) -> StoreResult<Option<(TenantId, Source)>>;
 }
 
 /// Messages and their deliveries as the management API lists, resends

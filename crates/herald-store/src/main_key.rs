@@ -1,6 +1,6 @@
 //! Secrets at rest: with `HERALD_MAIN_KEY` set, endpoint secrets (HMAC keys
-//! and Ed25519 private keys), the values of sensitive endpoint headers and
-//! the stored JWT secret are sealed with XChaCha20-Poly1305 before they are
+//! and Ed25519 private keys), the values of sensitive endpoint headers,
+//! sources' secrets and the stored JWT secret are sealed with XChaCha20-Poly1305 before they are
 //! written, and opened when read (`SqlStore::with_main_keys`).
 //!
 //! A sealed value is `v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`:
@@ -267,6 +267,11 @@ pub(crate) fn header_context(endpoint_id: &str, name: &str) -> String {
         "endpoint.headers/{endpoint_id}/{}",
         name.to_ascii_lowercase()
     )
+}
+
+/// Where a source's secret lives.
+pub(crate) fn source_secret_context(source_id: &str) -> String {
+    format!("source.secret/{source_id}")
 }
 
 /// Where a server setting lives.

@@ -5,9 +5,11 @@ use herald_core::policy::RetryPolicySpec;
 use herald_signature::SignatureScheme;
 use serde::{Deserialize, Serialize};
 
+use herald_core::source::{SourceKind, SourceSecret};
 use herald_core::{
     ApiKeyId, ApplicationId, AttemptId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret,
-    EndpointUrl, ErrorClass, EventTypeName, FeatureFlag, MessageId, Metadata, TenantId, Uid,
+    EndpointUrl, ErrorClass, EventTypeFilter, EventTypeName, FeatureFlag, MessageId, Metadata,
+    SourceId, TenantId, Uid,
 };
 
 #[derive(Debug, Clone)]
@@ -63,8 +65,8 @@ pub struct Endpoint {
     pub description: String,
     pub version: u16,
     pub disabled: bool,
-    /// `None` = every event type.
-    pub event_types: Option<Vec<EventTypeName>>,
+    /// `None` = every event type; else names and patterns (`order.*`, `*`).
+    pub event_types: Option<Vec<EventTypeFilter>>,
     /// `None` = every channel.
     pub channels: Option<Vec<ChannelName>>,
     pub metadata: Metadata,
@@ -82,6 +84,24 @@ pub struct Endpoint {
     /// Written by the workers and by enabling or disabling; not part of the
     /// endpoint's version.
     pub health: EndpointHealth,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A source of inbound webhooks: where a provider posts, how its requests
+/// are verified, and the application they become messages of.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: SourceId,
+    pub app_id: ApplicationId,
+    pub description: String,
+    /// The provider and its settings.
+    pub kind: SourceKind,
+    /// Sealed at rest when the store has a main key.
+    pub secret: SourceSecret,
+    /// How far a signed timestamp may be from now (timestamped providers).
+    pub tolerance_seconds: u32,
+    pub metadata: Metadata,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 
 use herald_core::{
-    ChannelName, EndpointHeaders, EndpointId, EndpointUrl, ErrorClass, EventTypeName, FeatureFlag,
-    Metadata, Uid, ValidationError,
+    ChannelName, EndpointHeaders, EndpointId, EndpointUrl, ErrorClass, EventTypeFilter,
+    EventTypeName, FeatureFlag, Metadata, Uid, ValidationError,
 };
 
 use crate::db::{corrupt, Row};
@@ -162,7 +162,7 @@ pub(crate) fn endpoint_from_row(row: &Row, keys: &MainKeys) -> StoreResult<Endpo
         event_types: names(
             row,
             "event_types",
-            EventTypeName::from_stored,
+            EventTypeFilter::from_stored,
             "endpoint.event_types",
         )?,
         channels: names(row, "channels", ChannelName::parse, "endpoint.channels")?,

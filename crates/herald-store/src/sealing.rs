@@ -7,6 +7,7 @@ use crate::db::{Arg, Sql};
 use crate::endpoint::{stored_headers, stored_secrets, ENDPOINT_COLUMNS};
 use crate::main_key::{self, sealed_json, MainKeys};
 use crate::rows::endpoint_from_row;
+use crate::source::{source_from_row, stored_secret, SOURCE_COLUMNS};
 use crate::{SqlStore, StoreError, StoreResult, TenantStore};
 
 /// The setting that lists the ids of every key that may have sealed a value.
@@ -41,8 +42,10 @@ pub struct Resealed {
     pub endpoints: u64,
     /// Endpoints already as the current key wants them.
     pub unchanged: u64,
-    /// Endpoints changed by someone else meanwhile (run it again).
+    /// Endpoints (and sources) changed by someone else meanwhile (run it again).
     pub raced: u64,
+    /// Sources whose secret was rewritten.
+    pub sources: u64,
     /// Whether the stored JWT secret was rewritten.
     pub jwt_secret: bool,
 }
@@ -134,8 +137,8 @@ impl SqlStore {
         }
     }
 
-    /// Rewrites every endpoint's secrets and sensitive header values, and
-    /// the stored JWT secret, sealed with the current key (or as plaintext
+    /// Rewrites every endpoint's secrets and sensitive header values, every
+    /// source's secret, and the stored JWT secret, sealed with the current key (or as plaintext
     /// without one); afterwards only the current key is needed, unless an
     /// endpoint changed meanwhile (`raced`: run it again). Each endpoint is
     /// rewritten only if it still holds what was read, so a concurrent
@@ -188,6 +191,7 @@ impl SqlStore {
                 break;
             }
         }
+        self.reseal_sources(&mut done).await?;
         if let Some(stored) = self.setting(JWT_SECRET).await? {
             let context = main_key::setting_context(JWT_SECRET);
             let sealed_with = stored
@@ -216,6 +220,43 @@ impl SqlStore {
             }
         }
         Ok(done)
+    }
+
+    /// Rewrites every source's secret for the current key, as
+    /// [`SqlStore::reseal_secrets`] does endpoints' (only if the row still
+    /// holds what was read).
+    async fn reseal_sources(&self, done: &mut Resealed) -> StoreResult<()> {
+        let mut after = String::new();
+        loop {
+            let sql = Sql::new(format!(
+                "SELECT {SOURCE_COLUMNS} FROM source WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(after.as_str())
+            .bind(RESEAL_BATCH);
+            let rows = self.db.read(sql).await?;
+            for row in &rows {
+                let old: serde_json::Value = row
+                    .optional_json("secret", "source.secret")?
+                    .unwrap_or_default();
+                let source = source_from_row(row, &self.keys)?;
+                after = source.id.to_string();
+                if !needs_reseal(&old, &self.keys) {
+                    continue;
+                }
+                let update =
+                    Sql::new("UPDATE source SET secret = $2 WHERE id = $1 AND secret = $3")
+                        .bind(source.id.as_str())
+                        .bind(Arg::Json(Some(stored_secret(&source, &self.keys))))
+                        .bind(Arg::Json(Some(old)));
+                match self.db.write(update).await? {
+                    0 => done.raced += 1,
+                    _ => done.sources += 1,
+                }
+            }
+            if (rows.len() as i64) < RESEAL_BATCH {
+                return Ok(());
+            }
+        }
     }
 
     /// A setting holding a secret: inserted sealed (with the current key)

@@ -611,6 +611,7 @@ async fn serve_api(
         accepter: herald_api::accept::Accepter::start(store.clone(), handoff),
         api_keys: Default::default(),
         revoked_tokens: Default::default(),
+        sources: Default::default(),
         message_rate: herald_api::limits::MessageRate::new(limits, message_throttle),
     };
     tracing::info!(%address, "api listening");

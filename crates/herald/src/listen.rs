@@ -117,6 +117,7 @@ pub enum HmacAlgorithm {
     Sha256,
     Sha384,
     Sha512,
+    Sha1,
 }
 
 /// The values of `--hmac-encoding`.
@@ -165,6 +166,7 @@ impl ListenArgs {
                     HmacAlgorithm::Sha256 => Algorithm::Sha256,
                     HmacAlgorithm::Sha384 => Algorithm::Sha384,
                     HmacAlgorithm::Sha512 => Algorithm::Sha512,
+                    HmacAlgorithm::Sha1 => Algorithm::Sha1,
                 };
                 let encoding = match self.hmac_encoding {
                     HmacEncoding::Hex => Encoding::Hex,

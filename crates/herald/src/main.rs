@@ -229,9 +229,11 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             herald::check_main_keys(&store).await?;
             let done = store.reseal_secrets().await?;
             println!(
-                "resealed: {} endpoints rewritten, {} already sealed as wanted, JWT secret {}",
+                "resealed: {} endpoints rewritten, {} already sealed as wanted, {} sources \
+                 rewritten, JWT secret {}",
                 done.endpoints,
                 done.unchanged,
+                done.sources,
                 if done.jwt_secret {
                     "rewritten"
                 } else {
@@ -240,7 +242,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             );
             if done.raced > 0 {
                 anyhow::bail!(
-                    "{} endpoints changed while being resealed; run `herald main-key reseal` again",
+                    "{} endpoints or sources changed while being resealed; run `herald main-key reseal` again",
                     done.raced
                 );
             }

@@ -12,6 +12,9 @@
 //!   documented recipes;
 //! - `github.mjs`, in an npm project with `@octokit/webhooks-methods`.
 //!
+//! [`sign::sign`] goes the other way, for the tests of Herald's inbound
+//! webhooks: requests signed by the providers' own signers.
+//!
 //! The installs are cached under `$HOME/.cache/herald/` ([`cache`]), safe
 //! for parallel test processes. When Python, Node or a registry is unusable
 //! [`verify`] says why, and the test skips or fails with [`skip_or_fail`].
@@ -20,6 +23,7 @@ pub mod cache;
 pub mod node;
 mod process;
 pub mod python;
+pub mod sign;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,7 +68,7 @@ pub fn skip_or_fail<T>(service: &str, why: &str) -> Option<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HmacOptions {
     pub header: String,
-    /// `sha256`, `sha384` or `sha512`.
+    /// `sha256`, `sha384`, `sha512` or `sha1`.
     pub algorithm: String,
     /// `hex` or `base64`.
     pub encoding: String,

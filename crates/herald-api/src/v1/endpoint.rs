@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use herald_core::policy::RetryPolicySpec;
 use herald_core::{
     ApplicationId, ChannelName, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl,
-    EventTypeName, IdOrUid, TenantId, Uid, ValidationError,
+    EventTypeFilter, EventTypeName, IdOrUid, TenantId, Uid, ValidationError,
 };
 use herald_signature::SignatureScheme;
 use herald_store::{Application, Endpoint, EndpointHealth, EndpointSecrets};
@@ -82,8 +82,13 @@ pub struct EndpointIn {
     pub uid: Option<String>,
     #[serde(default)]
     pub disabled: bool,
-    /// Event types this endpoint receives (omit for all). `filterTypes` is accepted too.
+    /// Event types this endpoint receives (omit for all). `filterTypes` is
+    /// accepted too. Each entry is an event-type name, which must exist, or a
+    /// Herald pattern, which need not match an existing type: `order.*`
+    /// receives every type with one or more segments after `order.`
+    /// (`order.created`, `order.payment.failed`, not `order`), and `*` every type.
     #[serde(alias = "filterTypes")]
+    #[schema(example = json!(["invoice.paid", "order.*"]))]
     pub event_types: Option<Vec<String>>,
     /// Channels this endpoint listens to (omit for all).
     pub channels: Option<Vec<String>>,
@@ -119,6 +124,7 @@ pub struct EndpointUpdate {
     pub uid: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+    /// Event-type names and patterns (`order.*`, `*`), as in `EndpointIn`.
     #[serde(alias = "filterTypes")]
     pub event_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
@@ -148,6 +154,8 @@ pub struct EndpointPatch {
     #[schema(value_type = Option<String>, nullable)]
     pub uid: Option<Option<String>>,
     pub disabled: Option<bool>,
+    /// Event-type names and patterns (`order.*`, `*`), as in `EndpointIn`;
+    /// null receives every type.
     #[serde(default, deserialize_with = "nullable", alias = "filterTypes")]
     #[schema(value_type = Option<Vec<String>>, nullable)]
     pub event_types: Option<Option<Vec<String>>>,
@@ -289,7 +297,7 @@ impl From<Endpoint> for EndpointOut {
         let (signature_scheme, signature_options) = to_wire(&ep.signature_scheme);
         let event_types: Option<Vec<String>> = ep
             .event_types
-            .map(|types| types.into_iter().map(EventTypeName::into_inner).collect());
+            .map(|types| types.into_iter().map(EventTypeFilter::into_inner).collect());
         Self {
             id: ep.id.to_string(),
             uid: ep.uid.map(Uid::into_inner),
@@ -325,7 +333,7 @@ struct EndpointFields {
     uid: Option<Uid>,
     version: u16,
     disabled: bool,
-    event_types: Option<Vec<EventTypeName>>,
+    event_types: Option<Vec<EventTypeFilter>>,
     channels: Option<Vec<ChannelName>>,
     metadata: herald_core::Metadata,
     throttle_rate: Option<u16>,
@@ -334,12 +342,13 @@ struct EndpointFields {
     retry_policy: Option<Option<RetryPolicySpec>>,
 }
 
-fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
+/// `eventTypes`/`filterTypes`: event-type names and patterns (`order.*`, `*`).
+fn parse_event_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeFilter>>, ApiError> {
     let Some(types) = types else { return Ok(None) };
     check_name_list("eventTypes", &types, None)?;
     types
         .into_iter()
-        .map(|t| EventTypeName::parse(t).map_err(|e| e.at(&["body", "eventTypes"]).into()))
+        .map(|t| EventTypeFilter::parse(t).map_err(|e| e.at(&["body", "eventTypes"]).into()))
         .collect::<Result<Vec<_>, ApiError>>()
         .map(Some)
 }
@@ -489,14 +498,20 @@ fn default_grace() -> chrono::Duration {
     chrono::Duration::seconds(i64::from(DEFAULT_GRACE_SECONDS))
 }
 
-/// Refuses event types the tenant has not defined (or has archived).
+/// Refuses event types the tenant has not defined (or has archived). A
+/// pattern (`order.*`, `*`) is not checked: it stands for types that may not
+/// exist yet, such as those a source will receive.
 async fn check_event_types_exist(
     state: &AppState,
     tenant_id: &TenantId,
-    types: &Option<Vec<EventTypeName>>,
+    types: &Option<Vec<EventTypeFilter>>,
 ) -> Result<(), ApiError> {
     let Some(types) = types else { return Ok(()) };
-    let missing = state.store.missing_event_types(tenant_id, types).await?;
+    let names: Vec<EventTypeName> = types.iter().filter_map(|t| t.exact().cloned()).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let missing = state.store.missing_event_types(tenant_id, &names).await?;
     if missing.is_empty() {
         return Ok(());
     }

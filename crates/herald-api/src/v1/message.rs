@@ -14,9 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use herald_core::filter::endpoint_receives;
 use herald_core::{
-    ApplicationId, ChannelName, EndpointId, EventTypeName, MessageId, Uid, ValidationError,
+    ApplicationId, ChannelName, EndpointId, EventTypeName, MessageId, TenantId, Uid,
+    ValidationError,
 };
-use herald_store::{Message, MessageFilter, NewMessage};
+use herald_store::{Application, Endpoint, Message, MessageFilter, NewMessage};
 
 use crate::auth::{OrgPrincipal, Principal};
 use crate::error::{ApiError, HttpErrorOut, HttpValidationError};
@@ -266,30 +267,76 @@ pub async fn create_message(
             (app, candidates)
         }
     };
+    let post = Post {
+        event_type,
+        event_id,
+        channels,
+        tags,
+        stored: input.payload.get().as_bytes().to_vec(),
+        payload: input.payload,
+        retention,
+    };
+    let Some(message) = accept_message(&state, tenant_id, app, candidates, post).await? else {
+        return Err(ApiError::conflict(
+            "a message with this eventId already exists in this application",
+        ));
+    };
+    let with_content = params.with_content.unwrap_or(true);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageOut::from_message(message, with_content)),
+    ))
+}
+
+/// A validated message to store, as `POST …/msg` and `/ingest` make it.
+pub(crate) struct Post {
+    pub event_type: EventTypeName,
+    pub event_id: Option<Uid>,
+    pub channels: Option<Vec<ChannelName>>,
+    pub tags: Option<Vec<String>>,
+    /// The bytes stored, and sent: exactly as received.
+    pub stored: Vec<u8>,
+    /// The same JSON, for the workers' tasks; without any whitespace around
+    /// it that `stored` has (then the workers send the stored bytes).
+    pub payload: Box<RawValue>,
+    /// How long the payload is kept.
+    pub retention: chrono::Duration,
+}
+
+/// Stores `post` as a message of `app` with a delivery to each endpoint
+/// among `candidates` (its enabled endpoints) that receives it, in the
+/// accept batcher's next transaction; the message once committed, or `None`
+/// when its `eventId` is taken in the application (nothing is stored then).
+pub(crate) async fn accept_message(
+    state: &AppState,
+    tenant_id: &TenantId,
+    app: Application,
+    candidates: Vec<Endpoint>,
+    post: Post,
+) -> Result<Option<Message>, ApiError> {
     let (targets, endpoint_versions): (Vec<EndpointId>, Vec<_>) = candidates
         .into_iter()
         .filter(|ep| {
             endpoint_receives(
                 ep.event_types.as_deref(),
                 ep.channels.as_deref(),
-                &event_type,
-                channels.as_deref(),
+                &post.event_type,
+                post.channels.as_deref(),
             )
         })
         .map(|ep| (ep.id, ep.updated_at))
         .unzip();
-
     let now = herald_store::now();
     let message = Message {
         id: MessageId::new(),
         app_id: app.id,
-        event_id,
-        event_type,
-        channels,
-        tags,
-        payload: Some(input.payload.get().as_bytes().to_vec()),
+        event_id: post.event_id,
+        event_type: post.event_type,
+        channels: post.channels,
+        tags: post.tags,
+        payload: Some(post.stored),
         created_at: now,
-        expires_at: now + retention,
+        expires_at: now + post.retention,
     };
     let endpoints = targets.len();
     let new = NewMessage {
@@ -299,21 +346,15 @@ pub async fn create_message(
     };
     let accepted = crate::accept::Accepted {
         new,
-        payload: input.payload,
+        payload: post.payload,
         endpoint_versions,
     };
     if !state.accepter.accept(accepted).await? {
-        return Err(ApiError::conflict(
-            "a message with this eventId already exists in this application",
-        ));
+        return Ok(None);
     }
     tracing::debug!(msg_id = %message.id, endpoints, "message accepted");
     crate::metrics::message_accepted();
-    let with_content = params.with_content.unwrap_or(true);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(MessageOut::from_message(message, with_content)),
-    ))
+    Ok(Some(message))
 }
 
 /// Lists an application's messages, newest first.

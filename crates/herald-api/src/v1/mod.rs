@@ -10,6 +10,7 @@ pub mod health;
 pub mod message;
 pub mod operational;
 pub mod signing;
+pub mod source;
 pub mod stats;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(stats::router())
         .merge(authentication::router())
         .merge(operational::router())
+        .merge(source::router())
 }
 
 /// Deserializes a field where "absent" and "null" mean different things in a

@@ -20,7 +20,7 @@ use herald_core::operational::{
     DisableTrigger, EventDetail, OperationalEvent, OperationalEventType,
 };
 use herald_core::{
-    ApplicationId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, EventTypeName,
+    ApplicationId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, EventTypeFilter,
     IdOrUid, TenantId, Uid, ValidationError,
 };
 use herald_signature::SignatureScheme;
@@ -68,8 +68,9 @@ pub struct OperationalWebhookEndpointIn {
     pub uid: Option<String>,
     #[serde(default)]
     pub disabled: bool,
-    /// The operational event types this endpoint receives (omit for all).
-    /// `eventTypes` is accepted too.
+    /// The operational event types this endpoint receives (omit for all):
+    /// names, or patterns that match at least one (`endpoint.*`,
+    /// `message.attempt.*`, `*`). `eventTypes` is accepted too.
     #[serde(alias = "eventTypes")]
     #[schema(example = json!(["endpoint.disabled", "message.attempt.exhausted"]))]
     pub filter_types: Option<Vec<String>>,
@@ -150,7 +151,7 @@ impl From<Endpoint> for OperationalWebhookEndpointOut {
     fn from(ep: Endpoint) -> Self {
         let filter_types: Option<Vec<String>> = ep
             .event_types
-            .map(|types| types.into_iter().map(EventTypeName::into_inner).collect());
+            .map(|types| types.into_iter().map(EventTypeFilter::into_inner).collect());
         Self {
             id: ep.id.to_string(),
             uid: ep.uid.map(Uid::into_inner),
@@ -168,29 +169,38 @@ impl From<Endpoint> for OperationalWebhookEndpointOut {
     }
 }
 
-/// `filterTypes`: operational event types only, at least one, no duplicates.
-fn parse_filter_types(types: Option<Vec<String>>) -> Result<Option<Vec<EventTypeName>>, ApiError> {
+/// `filterTypes`: operational event types, or patterns (`endpoint.*`,
+/// `message.attempt.*`, `*`) that match at least one; at least one entry, no
+/// duplicates.
+fn parse_filter_types(
+    types: Option<Vec<String>>,
+) -> Result<Option<Vec<EventTypeFilter>>, ApiError> {
     let Some(types) = types else { return Ok(None) };
     check_name_list("filterTypes", &types, None)?;
     types
-        .iter()
+        .into_iter()
         .map(|name| {
-            OperationalEventType::parse(name)
-                .map(OperationalEventType::event_type_name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = OperationalEventType::ALL
-                        .iter()
-                        .map(|t| t.as_str())
-                        .collect();
-                    ValidationError::new(
-                        "filterTypes",
-                        format!(
-                            "unknown operational event type '{name}'; known: {}",
-                            known.join(", ")
-                        ),
-                    )
-                    .into()
-                })
+            let filter = EventTypeFilter::parse(name.as_str())
+                .map_err(|e| ValidationError::new("filterTypes", e.msg))?;
+            let matches_one = OperationalEventType::ALL
+                .iter()
+                .any(|t| filter.matches(&t.event_type_name()));
+            if matches_one {
+                return Ok(filter);
+            }
+            let known: Vec<&str> = OperationalEventType::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            let what = match filter.exact() {
+                Some(_) => "unknown operational event type",
+                None => "a pattern that matches no operational event type",
+            };
+            Err(ValidationError::new(
+                "filterTypes",
+                format!("{what} '{name}'; known: {}", known.join(", ")),
+            )
+            .into())
         })
         .collect::<Result<Vec<_>, ApiError>>()
         .map(Some)
@@ -210,7 +220,7 @@ struct Fields {
     description: String,
     uid: Option<Uid>,
     disabled: bool,
-    filter_types: Option<Vec<EventTypeName>>,
+    filter_types: Option<Vec<EventTypeFilter>>,
     metadata: herald_core::Metadata,
     rate_limit: Option<u16>,
 }

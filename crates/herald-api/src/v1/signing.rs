@@ -38,6 +38,8 @@ pub enum HmacAlgorithm {
     Sha256,
     Sha384,
     Sha512,
+    /// For receivers (and senders) that still use HMAC-SHA1; prefer SHA-256.
+    Sha1,
 }
 
 /// How a configurable HMAC header writes the tag.
@@ -79,6 +81,7 @@ pub(crate) fn to_wire(scheme: &SignatureScheme) -> (SignatureSchemeName, Option<
                     Algorithm::Sha256 => HmacAlgorithm::Sha256,
                     Algorithm::Sha384 => HmacAlgorithm::Sha384,
                     Algorithm::Sha512 => HmacAlgorithm::Sha512,
+                    Algorithm::Sha1 => HmacAlgorithm::Sha1,
                 },
                 encoding: match hmac.encoding() {
                     Encoding::Hex => HmacEncoding::Hex,
@@ -100,6 +103,7 @@ fn hmac_scheme(options: &SignatureOptions) -> Result<HmacScheme, ValidationError
         HmacAlgorithm::Sha256 => Algorithm::Sha256,
         HmacAlgorithm::Sha384 => Algorithm::Sha384,
         HmacAlgorithm::Sha512 => Algorithm::Sha512,
+        HmacAlgorithm::Sha1 => Algorithm::Sha1,
     };
     let encoding = match options.encoding {
         HmacEncoding::Hex => Encoding::Hex,

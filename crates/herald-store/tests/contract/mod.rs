@@ -50,6 +50,7 @@ macro_rules! contract_tests {
             drained_dead_letters_mark_only_deliveries_still_at_their_attempt,
             retention_expires_payloads_and_prunes_old_rows_but_nothing_in_flight,
             the_job_lease_has_one_holder_until_it_lapses,
+            sources_are_tenant_scoped_and_go_with_their_application,
         );
     };
     (@each $fresh:ident; $($name:ident),* $(,)?) => {
@@ -67,17 +68,19 @@ pub(crate) use contract_tests;
 mod dead_letters;
 mod operational;
 mod retention;
+mod sources;
 mod stats;
 pub use dead_letters::*;
 pub use operational::*;
 pub use retention::*;
+pub use sources::*;
 pub use stats::*;
 
 use chrono::Utc;
 use herald_core::policy::RetryPolicySpec;
 use herald_core::{
     ApplicationId, AttemptId, EndpointHeaders, EndpointId, EndpointSecret, EndpointUrl, ErrorClass,
-    EventTypeName, IdOrUid, MessageId, TenantId, Uid,
+    EventTypeFilter, EventTypeName, IdOrUid, MessageId, TenantId, Uid,
 };
 use herald_store::{
     ApiKey, Application, Attempt, AttemptFilter, AttemptTrigger, Cursor, DeliveryCounts,
@@ -119,7 +122,7 @@ pub fn endpoint(app_id: &ApplicationId, uid: Option<&str>) -> Endpoint {
         description: "d".into(),
         version: 1,
         disabled: false,
-        event_types: Some(vec![EventTypeName::parse("a.b").unwrap()]),
+        event_types: Some(vec![EventTypeFilter::parse("a.b").unwrap()]),
         channels: None,
         metadata: Default::default(),
         throttle_rate: None,

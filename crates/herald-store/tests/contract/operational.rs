@@ -2,7 +2,7 @@
 //! application lookup, and the target of `emit_operational`.
 
 use herald_core::operational::{EventDetail, OperationalEvent, OperationalEventType};
-use herald_core::{EventTypeName, IdOrUid, Uid};
+use herald_core::{EventTypeFilter, IdOrUid, Uid};
 use herald_store::{emit_operational, ListQuery, Store};
 
 use super::{application, endpoint, tenant};
@@ -60,7 +60,7 @@ pub async fn the_operational_application_is_hidden_and_receives_operational_even
     let mut all = endpoint(&ops, None);
     all.event_types = None;
     let mut only_deleted = endpoint(&ops, None);
-    only_deleted.event_types = Some(vec![EventTypeName::parse("endpoint.deleted").unwrap()]);
+    only_deleted.event_types = Some(vec![EventTypeFilter::parse("endpoint.deleted").unwrap()]);
     let mut off = endpoint(&ops, None);
     off.disabled = true;
     for ep in [&all, &only_deleted, &off] {
