@@ -358,30 +358,8 @@ fn run_batch(script: &mut Command, batch: &[(usize, &Case)], verdicts: &mut [Opt
             })
         })
         .collect();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = std::env::temp_dir().join(format!(
-        "herald-verifier-cases-{}-{nanos}.json",
-        std::process::id()
-    ));
-    std::fs::write(&path, serde_json::to_vec(&input).expect("cases serialise"))
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    // Only what the scripts need: no proxies, PYTHON* or NODE_* settings of
-    // the developer's shell can change what they do.
-    script
-        .arg(&path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let output = run(script, SCRIPT_TIMEOUT);
-    let _ = std::fs::remove_file(&path);
-    let output = output.unwrap_or_else(|e| panic!("{e}"));
-    let answered: Vec<ScriptVerdict> = serde_json::from_slice(&output.stdout)
-        .ok()
-        .filter(|_| output.status.success())
-        .unwrap_or_else(|| panic!("{script:?} crashed: {}", describe(&output)));
+    let (answered, output): (Vec<ScriptVerdict>, _) =
+        run_json_script(script, "herald-verifier-cases", &input);
     assert_eq!(
         answered.len(),
         batch.len(),
@@ -402,6 +380,39 @@ fn run_batch(script: &mut Command, batch: &[(usize, &Case)], verdicts: &mut [Opt
 
 fn cases_by_id<'a>(batch: &[(usize, &'a Case)], id: usize) -> Option<&'a Case> {
     batch.iter().find(|(i, _)| *i == id).map(|(_, case)| *case)
+}
+
+/// Runs `script` with `input` written to a temporary JSON file as its one
+/// argument, in a bare environment, and reads its stdout as JSON; panics
+/// (naming the script) when it fails or prints something else. Shared by the
+/// verifiers and the signers (`sign.rs`).
+pub(crate) fn run_json_script<T: serde::de::DeserializeOwned>(
+    script: &mut Command,
+    prefix: &str,
+    input: &[Value],
+) -> (T, std::process::Output) {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(input).expect("input serialises"))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    // Only what the scripts need: no proxies, PYTHON* or NODE_* settings of
+    // the developer's shell can change what they do.
+    script
+        .arg(&path)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = run(script, SCRIPT_TIMEOUT);
+    let _ = std::fs::remove_file(&path);
+    let output = output.unwrap_or_else(|e| panic!("{e}"));
+    let answered = serde_json::from_slice(&output.stdout)
+        .ok()
+        .filter(|_| output.status.success())
+        .unwrap_or_else(|| panic!("{script:?} crashed: {}", describe(&output)));
+    (answered, output)
 }
 
 #[cfg(test)]

@@ -9,15 +9,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::process::{describe, run};
-use crate::{node, python, SCRIPT_TIMEOUT};
+use crate::process::describe;
+use crate::{node, python};
 
 /// The files of the signers' npm install.
 const NODE_FILES: [&str; 3] = ["package.json", "package-lock.json", "signers.mjs"];
@@ -133,31 +132,8 @@ fn run_signers(
             })
         })
         .collect();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = std::env::temp_dir().join(format!(
-        "herald-signer-requests-{}-{nanos}.json",
-        std::process::id()
-    ));
-    std::fs::write(
-        &path,
-        serde_json::to_vec(&input).expect("requests serialise"),
-    )
-    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    script
-        .arg(&path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let output = run(script, SCRIPT_TIMEOUT);
-    let _ = std::fs::remove_file(&path);
-    let output = output.unwrap_or_else(|e| panic!("{e}"));
-    let answered: Vec<Vec<(String, String)>> = serde_json::from_slice(&output.stdout)
-        .ok()
-        .filter(|_| output.status.success())
-        .unwrap_or_else(|| panic!("{script:?} crashed: {}", describe(&output)));
+    let (answered, output): (Vec<Vec<(String, String)>>, _) =
+        crate::run_json_script(script, "herald-signer-requests", &input);
     assert_eq!(
         answered.len(),
         batch.len(),

@@ -42,6 +42,26 @@ pub enum HmacAlgorithm {
     Sha1,
 }
 
+impl From<HmacAlgorithm> for Algorithm {
+    fn from(algorithm: HmacAlgorithm) -> Self {
+        match algorithm {
+            HmacAlgorithm::Sha256 => Algorithm::Sha256,
+            HmacAlgorithm::Sha384 => Algorithm::Sha384,
+            HmacAlgorithm::Sha512 => Algorithm::Sha512,
+            HmacAlgorithm::Sha1 => Algorithm::Sha1,
+        }
+    }
+}
+
+impl From<HmacEncoding> for Encoding {
+    fn from(encoding: HmacEncoding) -> Self {
+        match encoding {
+            HmacEncoding::Hex => Encoding::Hex,
+            HmacEncoding::Base64 => Encoding::Base64,
+        }
+    }
+}
+
 /// How a configurable HMAC header writes the tag.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -99,16 +119,8 @@ fn hmac_scheme(options: &SignatureOptions) -> Result<HmacScheme, ValidationError
     let at_header = |msg: String| {
         ValidationError::new("signatureOptions", msg).at(&["body", "signatureOptions", "header"])
     };
-    let algorithm = match options.algorithm {
-        HmacAlgorithm::Sha256 => Algorithm::Sha256,
-        HmacAlgorithm::Sha384 => Algorithm::Sha384,
-        HmacAlgorithm::Sha512 => Algorithm::Sha512,
-        HmacAlgorithm::Sha1 => Algorithm::Sha1,
-    };
-    let encoding = match options.encoding {
-        HmacEncoding::Hex => Encoding::Hex,
-        HmacEncoding::Base64 => Encoding::Base64,
-    };
+    let algorithm = options.algorithm.into();
+    let encoding = options.encoding.into();
     // The rules of custom headers apply: a token, not one Herald sets itself.
     let as_custom = [(options.header.clone(), "x".to_owned())]
         .into_iter()

@@ -250,16 +250,8 @@ fn hmac_scheme(options: &SourceHmacOptions) -> Result<HmacScheme, ValidationErro
     if options.header.len() > Locator::MAX_LEN {
         return Err(at("must be at most 256 characters long".into()));
     }
-    let algorithm = match options.algorithm {
-        HmacAlgorithm::Sha256 => Algorithm::Sha256,
-        HmacAlgorithm::Sha384 => Algorithm::Sha384,
-        HmacAlgorithm::Sha512 => Algorithm::Sha512,
-        HmacAlgorithm::Sha1 => Algorithm::Sha1,
-    };
-    let encoding = match options.encoding {
-        HmacEncoding::Hex => Encoding::Hex,
-        HmacEncoding::Base64 => Encoding::Base64,
-    };
+    let algorithm = options.algorithm.into();
+    let encoding = options.encoding.into();
     HmacScheme::new(options.header.clone(), algorithm, encoding).map_err(|e| at(e.to_string()))
 }
 
