@@ -43,8 +43,25 @@ pub const DEFAULT_TOLERANCE_SECONDS: u32 = 300;
 /// The largest tolerance a source may set: a day.
 pub const MAX_TOLERANCE_SECONDS: u32 = 86_400;
 
-/// The provider of a source, as its name goes on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Who sends to a source, which decides how its requests are verified and
+/// where their event type and event id are read:
+///
+/// - `stripe`: `Stripe-Signature`; the body's `type` and `id`.
+/// - `github`: `X-Hub-Signature-256`; `X-GitHub-Event` and the body's
+///   `action` (`issues.opened`), `X-GitHub-Delivery`.
+/// - `shopify`: `X-Shopify-Hmac-SHA256`; `X-Shopify-Topic` with `/` made
+///   `.` (`orders.create`), `X-Shopify-Webhook-Id`.
+/// - `slack`: `X-Slack-Signature`; the body's `event.type` for an
+///   `event_callback` (else its `type`), `event_id`. Its URL verification is
+///   answered.
+/// - `standard`: Standard Webhooks (`webhook-*` or `svix-*` headers, what
+///   Svix sends); `eventType` says where the type is (default the body's
+///   `/type`); `webhook-id`.
+/// - `hmac`: a header named in `hmac`; `eventType` (default `/type`) and an
+///   optional `eventId`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = SourceProvider))]
 pub enum ProviderName {
     Stripe,
     Github,

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use herald_core::source::{
-    HmacSource, Locator, ProviderName, SourceKind, SourceSecret, DEFAULT_TOLERANCE_SECONDS,
-    MAX_TOLERANCE_SECONDS,
+    HmacSource, Locator, SourceKind, SourceSecret, DEFAULT_TOLERANCE_SECONDS, MAX_TOLERANCE_SECONDS,
 };
 use herald_core::{IdOrUid, SourceId, TenantId, ValidationError};
 use herald_signature::{Algorithm, Encoding, HmacScheme};
@@ -40,56 +39,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/source/{source_id}/secret", get(get_source_secret))
 }
 
-/// Who sends to a source, which decides how its requests are verified and
-/// where their event type and event id are read:
-///
-/// - `stripe`: `Stripe-Signature`; the body's `type` and `id`.
-/// - `github`: `X-Hub-Signature-256`; `X-GitHub-Event` and the body's
-///   `action` (`issues.opened`), `X-GitHub-Delivery`.
-/// - `shopify`: `X-Shopify-Hmac-SHA256`; `X-Shopify-Topic` with `/` made
-///   `.` (`orders.create`), `X-Shopify-Webhook-Id`.
-/// - `slack`: `X-Slack-Signature`; the body's `event.type` for an
-///   `event_callback` (else its `type`), `event_id`. Its URL verification is
-///   answered.
-/// - `standard`: Standard Webhooks (`webhook-*` or `svix-*` headers, what
-///   Svix sends); `eventType` says where the type is (default the body's
-///   `/type`); `webhook-id`.
-/// - `hmac`: a header named in `hmac`; `eventType` (default `/type`) and an
-///   optional `eventId`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceProvider {
-    Stripe,
-    Github,
-    Shopify,
-    Slack,
-    Standard,
-    Hmac,
-}
-
-impl SourceProvider {
-    fn name(self) -> ProviderName {
-        match self {
-            Self::Stripe => ProviderName::Stripe,
-            Self::Github => ProviderName::Github,
-            Self::Shopify => ProviderName::Shopify,
-            Self::Slack => ProviderName::Slack,
-            Self::Standard => ProviderName::Standard,
-            Self::Hmac => ProviderName::Hmac,
-        }
-    }
-
-    fn of(name: ProviderName) -> Self {
-        match name {
-            ProviderName::Stripe => Self::Stripe,
-            ProviderName::Github => Self::Github,
-            ProviderName::Shopify => Self::Shopify,
-            ProviderName::Slack => Self::Slack,
-            ProviderName::Standard => Self::Standard,
-            ProviderName::Hmac => Self::Hmac,
-        }
-    }
-}
+/// The provider of a source, as the API names it (herald-core's
+/// `ProviderName`, which documents each).
+pub use herald_core::source::ProviderName as SourceProvider;
 
 /// Where a value is read from a request: exactly one of `pointer`, a JSON
 /// pointer into the body (RFC 6901, e.g. `/type` or `/data/kind`), and
@@ -278,7 +230,7 @@ fn kind_of(draft: &Draft) -> Result<SourceKind, ValidationError> {
     let provider = draft.provider;
     let only = |field: &str, given: bool, allowed: &[SourceProvider]| {
         if given && !allowed.contains(&provider) {
-            let names: Vec<&str> = allowed.iter().map(|p| p.name().as_str()).collect();
+            let names: Vec<&str> = allowed.iter().map(|p| p.as_str()).collect();
             return Err(ValidationError::new(
                 field,
                 format!("only a {} source takes it", names.join(" or ")),
@@ -398,7 +350,7 @@ impl SourceOut {
             ingest_url: format!("{}/ingest/{}", public_url.trim_end_matches('/'), source.id),
             id: source.id.to_string(),
             app_id: source.app_id.to_string(),
-            provider: SourceProvider::of(source.kind.name()),
+            provider: source.kind.name(),
             description: source.description,
             tolerance_seconds: source.tolerance_seconds,
             hmac,
@@ -574,10 +526,8 @@ pub async fn patch_source(
 
 /// The settings `current` has with `patch` applied, to be checked again.
 fn patched(current: &Source, patch: &SourcePatch) -> Draft {
-    let provider = patch
-        .provider
-        .unwrap_or_else(|| SourceProvider::of(current.kind.name()));
-    let same_provider = provider == SourceProvider::of(current.kind.name());
+    let provider = patch.provider.unwrap_or_else(|| current.kind.name());
+    let same_provider = provider == current.kind.name();
     let out = SourceOut::new(current.clone(), "");
     let keep = |given: &Option<SourceLocator>, old: Option<SourceLocator>| {
         given.clone().or(if same_provider { old } else { None })
